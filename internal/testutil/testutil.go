@@ -1,0 +1,94 @@
+// Package testutil holds helpers shared by berth's tests: root checks and
+// self-made busybox root filesystems (no network, no registry).
+package testutil
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// BusyboxPath is where Debian's busybox-static installs its binary.
+const BusyboxPath = "/bin/busybox"
+
+// RequireRoot skips the test unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("test needs root")
+	}
+}
+
+// RequireBusybox skips the test unless a static busybox is installed.
+func RequireBusybox(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(BusyboxPath); err != nil {
+		t.Skip("test needs busybox-static (apt-get install busybox-static)")
+	}
+}
+
+// BusyboxRootfs builds a minimal root filesystem at dir: busybox with one hard
+// link per applet (hard links, not symlinks, so masking one path never masks
+// busybox itself), /etc/passwd and /etc/group, and /tmp with mode 1777.
+func BusyboxRootfs(t testing.TB, dir string) {
+	t.Helper()
+	RequireBusybox(t)
+	if err := MakeBusyboxRootfs(dir); err != nil {
+		t.Fatalf("make busybox rootfs: %v", err)
+	}
+}
+
+// MakeBusyboxRootfs is BusyboxRootfs without a testing.TB, for benchmarks and tools.
+func MakeBusyboxRootfs(dir string) error {
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777|os.ModeSticky); err != nil {
+		return err
+	}
+	bb := filepath.Join(dir, "bin", "busybox")
+	if err := copyFile(BusyboxPath, bb, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command(BusyboxPath, "--list-full").Output()
+	if err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		rel := strings.TrimSpace(sc.Text())
+		if rel == "" || rel == "bin/busybox" {
+			continue
+		}
+		dst := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.Link(bb, dst); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+		"etc/group":  "root:x:0:\nnobody:x:65534:\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, mode)
+}
