@@ -2,11 +2,39 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	goruntime "runtime"
+
+	"github.com/berth-dev/berth/internal/runtime"
 )
 
-func main() {
-	fmt.Fprintln(os.Stderr, "berth: not yet wired")
-	os.Exit(1)
+func init() {
+	// The container init changes per-thread state (namespaces, credentials,
+	// seccomp) and must exec from the thread that holds it.
+	if runtime.IsInit() {
+		goruntime.LockOSThread()
+	}
 }
+
+func main() {
+	if runtime.IsInit() {
+		runtime.Init() // never returns
+	}
+	root := newRootCommand()
+	if err := root.Execute(); err != nil {
+		var ec exitCodeError
+		if errors.As(err, &ec) {
+			os.Exit(int(ec))
+		}
+		fmt.Fprintln(os.Stderr, "berth:", err)
+		os.Exit(1)
+	}
+}
+
+// exitCodeError ends the process with a given code and no message, for
+// commands like `runtime run` that pass on a container's exit code.
+type exitCodeError int
+
+func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }

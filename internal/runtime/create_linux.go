@@ -1,0 +1,386 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/runtime/cgroup"
+)
+
+// CreateOptions are the knobs of `create` and `run` besides the bundle.
+type CreateOptions struct {
+	Bundle        string
+	ConsoleSocket string
+	PidFile       string
+	// PreserveFDs passes the caller's fds 3..3+N-1 to the container at the
+	// same numbers (runc's --preserve-fds).
+	PreserveFDs int
+	// Stdio of the container process; nil means the caller's own.
+	Stdin, Stdout, Stderr *os.File
+}
+
+// syncFdEnv tells the init which fd is its sync socket: preserved fds come
+// first, so the number varies.
+const syncFdEnv = "_BERTH_SYNC_FD"
+
+var nsCloneFlags = map[specs.LinuxNamespaceType]uintptr{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+}
+
+// nsJoin is a namespace entered by path before the init is cloned.
+type nsJoin struct {
+	typ  specs.LinuxNamespaceType
+	path string
+	flag int
+}
+
+var nsSetnsFlags = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace: unix.CLONE_NEWPID, specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace: unix.CLONE_NEWNS, specs.IPCNamespace: unix.CLONE_NEWIPC,
+	specs.UTSNamespace: unix.CLONE_NEWUTS, specs.UserNamespace: unix.CLONE_NEWUSER,
+	specs.CgroupNamespace: unix.CLONE_NEWCGROUP, specs.TimeNamespace: unix.CLONE_NEWTIME,
+}
+
+// launch is a container whose init is running and waiting for start.
+type launch struct {
+	rec  *record
+	cmd  *exec.Cmd
+	conn *syncConn
+	cg   *cgroup.Manager
+}
+
+func (r *Runtime) exe() (string, error) {
+	if r.Exe != "" {
+		return r.Exe, nil
+	}
+	p, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find berth executable: %w", err)
+	}
+	return p, nil
+}
+
+// Create sets a container up and leaves its init waiting for Start.
+func (r *Runtime) Create(ctx context.Context, id string, opts CreateOptions) error {
+	l, err := r.create(ctx, id, opts, "create")
+	if err != nil {
+		return err
+	}
+	// The init outlives us; it is reaped by whoever inherits it.
+	l.conn.f.Close()
+	return l.cmd.Process.Release()
+}
+
+func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mode string) (l *launch, retErr error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(opts.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", opts.Bundle, err)
+	}
+	spec, err := loadSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	if !hasNamespace(spec, specs.MountNamespace) {
+		return nil, invalid("berth needs a mount namespace (linux.namespaces must list \"mount\")")
+	}
+	if spec.Process.Terminal && opts.ConsoleSocket == "" && mode == "create" {
+		return nil, invalid("process.terminal is true but no --console-socket was given")
+	}
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
+		return nil, fmt.Errorf("resolve rootfs: %w", err)
+	}
+	var joins []nsJoin
+	var cloneFlags uintptr
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Path != "" {
+			if ns.Type == specs.UserNamespace {
+				return nil, fmt.Errorf("joining an existing user namespace is not supported yet: %w", errdefs.ErrNotImplemented)
+			}
+			joins = append(joins, nsJoin{ns.Type, ns.Path, nsSetnsFlags[ns.Type]})
+			continue
+		}
+		if ns.Type == specs.TimeNamespace {
+			return nil, fmt.Errorf("time namespaces are not supported yet: %w", errdefs.ErrNotImplemented)
+		}
+		cloneFlags |= nsCloneFlags[ns.Type]
+	}
+
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("container with id %q already exists: %w", id, errdefs.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	var cmd *exec.Cmd
+	var cg *cgroup.Manager
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		if cmd != nil && cmd.Process != nil {
+			_ = cmd.Process.Kill()
+			_, _ = cmd.Process.Wait()
+		}
+		if cg != nil {
+			_ = cg.Destroy()
+		}
+		_ = os.RemoveAll(dir)
+	}()
+
+	var extra []*os.File
+	for i := 0; i < opts.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sync socketpair: %w", err)
+	}
+	parentSock, childSock := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync")
+	defer childSock.Close()
+	conn := newSyncConn(parentSock)
+	defer func() {
+		if retErr != nil {
+			parentSock.Close()
+		}
+	}()
+	syncFd := 3 + len(extra)
+	extra = append(extra, childSock)
+
+	fifoFd := -1
+	if mode == "create" {
+		fifo := filepath.Join(dir, fifoFile)
+		if err := unix.Mkfifo(fifo, 0o600); err != nil {
+			return nil, fmt.Errorf("create exec fifo: %w", err)
+		}
+		// O_RDWR opens a fifo without waiting for a peer; the init blocks
+		// reading it until `start` writes a byte.
+		f, err := os.OpenFile(fifo, os.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open exec fifo: %w", err)
+		}
+		defer f.Close()
+		fifoFd = 3 + len(extra)
+		extra = append(extra, f)
+	}
+	consoleFd := -1
+	if spec.Process.Terminal && opts.ConsoleSocket != "" {
+		c, err := net.Dial("unix", opts.ConsoleSocket)
+		if err != nil {
+			return nil, fmt.Errorf("connect to console socket %s: %w", opts.ConsoleSocket, err)
+		}
+		f, err := c.(*net.UnixConn).File()
+		c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("console socket: %w", err)
+		}
+		defer f.Close()
+		consoleFd = 3 + len(extra)
+		extra = append(extra, f)
+	}
+
+	exe, err := r.exe()
+	if err != nil {
+		return nil, err
+	}
+	cmd = &exec.Cmd{
+		Path:       exe,
+		Args:       []string{"berth", "init"},
+		Env:        []string{syncFdEnv + "=" + strconv.Itoa(syncFd)},
+		Dir:        bundle,
+		Stdin:      orStd(opts.Stdin, os.Stdin),
+		Stdout:     orStd(opts.Stdout, os.Stdout),
+		Stderr:     orStd(opts.Stderr, os.Stderr),
+		ExtraFiles: extra,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: cloneFlags,
+		},
+	}
+	if cloneFlags&unix.CLONE_NEWUSER != 0 {
+		cmd.SysProcAttr.UidMappings = idMap(spec.Linux.UIDMappings)
+		cmd.SysProcAttr.GidMappings = idMap(spec.Linux.GIDMappings)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	}
+	if err := startProtected(cmd, exe, joins); err != nil {
+		return nil, fmt.Errorf("start container init: %w", err)
+	}
+	pid := cmd.Process.Pid
+	start, _, _ := procStart(pid)
+	rec := &record{
+		ID: id, Pid: pid, PidStart: start, Bundle: bundle, Rootfs: rootfs,
+		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: spec, Creating: true,
+		Owner: "root",
+	}
+	cg, err = cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	if err := cg.Apply(pid); err != nil {
+		return nil, fmt.Errorf("join cgroup: %w", err)
+	}
+	if spec.Linux.Resources != nil {
+		if err := cg.Set(spec.Linux.Resources); err != nil {
+			return nil, fmt.Errorf("set cgroup limits: %w", err)
+		}
+	}
+	rec.CgroupPaths = cg.Paths()
+	if spec.Process.OOMScoreAdj != nil {
+		adj := strconv.Itoa(*spec.Process.OOMScoreAdj)
+		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(adj), 0); err != nil {
+			return nil, fmt.Errorf("set oom_score_adj %s: %w", adj, err)
+		}
+	}
+	if err := r.save(rec); err != nil {
+		return nil, err
+	}
+	state := r.ociState(rec)
+	cfg := &initConfig{
+		Mode: mode, ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, Process: spec.Process,
+		State: state, FifoFd: fifoFd, ConsoleFd: consoleFd, CgroupPaths: cg.Paths(),
+		NewCgroupNS: hasNamespace(spec, specs.CgroupNamespace) && pathOf(spec, specs.CgroupNamespace) == "",
+		NewMountNS:  pathOf(spec, specs.MountNamespace) == "",
+		UserNS:      hasNamespace(spec, specs.UserNamespace),
+		PreserveFDs: opts.PreserveFDs,
+	}
+	if err := conn.send(syncMsg{Type: msgConfig, Init: cfg}); err != nil {
+		return nil, fmt.Errorf("send config to init: %w", err)
+	}
+	for {
+		m, err := conn.recv()
+		if err != nil {
+			return nil, fmt.Errorf("container init exited during setup: %w", waitErr(cmd, err))
+		}
+		if m.Type == msgError {
+			return nil, errors.New(m.Error)
+		}
+		if m.Type == msgReady {
+			break
+		}
+		if m.Type != msgHooks {
+			return nil, fmt.Errorf("container init sent unexpected %q", m.Type)
+		}
+		if spec.Hooks != nil {
+			if err := runHooks(ctx, "prestart", spec.Hooks.Prestart, state); err != nil {
+				return nil, err
+			}
+			if err := runHooks(ctx, "createRuntime", spec.Hooks.CreateRuntime, state); err != nil {
+				return nil, err
+			}
+		}
+		if err := conn.send(syncMsg{Type: msgHooksDone}); err != nil {
+			return nil, fmt.Errorf("resume init after hooks: %w", err)
+		}
+	}
+	rec.Creating = false
+	if err := r.save(rec); err != nil {
+		return nil, err
+	}
+	if opts.PidFile != "" {
+		if err := writePidFile(opts.PidFile, pid); err != nil {
+			return nil, err
+		}
+	}
+	return &launch{rec: rec, cmd: cmd, conn: conn, cg: cg}, nil
+}
+
+func waitErr(cmd *exec.Cmd, err error) error {
+	if ws, werr := cmd.Process.Wait(); werr == nil {
+		return fmt.Errorf("%v", ws)
+	}
+	return err
+}
+
+func orStd(f, def *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return def
+}
+
+func idMap(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(m))
+	for i, e := range m {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(e.ContainerID), HostID: int(e.HostID), Size: int(e.Size)}
+	}
+	return out
+}
+
+func writePidFile(path string, pid int) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+// startProtected starts cmd from a dedicated OS thread that first moves into
+// a private mount namespace where the berth binary is bind-mounted read-only
+// onto itself. The init is exec'd from that read-only mount, so a container
+// process that reaches /proc/<init>/exe cannot open the binary for writing
+// (the CVE-2019-5736 class). The same thread then joins the namespaces given
+// by path, so the init is cloned inside them; the thread is never unlocked
+// and so dies with the goroutine, taking its namespace changes with it.
+func startProtected(cmd *exec.Cmd, exe string, joins []nsJoin) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("private mount namespace: %w", err)
+			}
+			if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("make / slave: %w", err)
+			}
+			if err := unix.Mount(exe, exe, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind berth binary: %w", err)
+			}
+			if err := unix.Mount("", exe, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+				return fmt.Errorf("make berth binary read-only: %w", err)
+			}
+			for _, j := range joins {
+				if err := setnsPath(j.path, j.flag); err != nil {
+					return fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)
+				}
+			}
+			return cmd.Start()
+		}()
+	}()
+	return <-errc
+}
+
+func setnsPath(path string, flag int) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Setns(fd, flag)
+}

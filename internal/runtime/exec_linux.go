@@ -1,0 +1,264 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/runtime/cgroup"
+)
+
+// ExecOptions describe a process to run in an existing container.
+type ExecOptions struct {
+	// Process overrides; nil fields take the container's values.
+	Args          []string
+	Env           []string // appended to the container's env
+	Cwd           string
+	Tty           bool
+	User          *specs.User
+	Process       *specs.Process // a whole process spec (runc's --process); wins over the above
+	ConsoleSocket string
+	PidFile       string
+	Detach        bool
+	PreserveFDs   int
+}
+
+// nsOrder is the order namespaces are joined: the user namespace first, so
+// that the others are joined with the capabilities it grants; mount last,
+// since it changes root and cwd.
+var nsOrder = []struct {
+	typ  specs.LinuxNamespaceType
+	proc string
+}{
+	{specs.UserNamespace, "user"}, {specs.IPCNamespace, "ipc"}, {specs.UTSNamespace, "uts"},
+	{specs.NetworkNamespace, "net"}, {specs.PIDNamespace, "pid"}, {specs.CgroupNamespace, "cgroup"},
+	{specs.MountNamespace, "mnt"},
+}
+
+// Exec runs a process inside a running container. Without Detach it waits
+// and returns the process's exit code.
+func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, error) {
+	rec, err := r.load(id)
+	if err != nil {
+		return -1, err
+	}
+	if st := r.status(rec); st != specs.StateRunning && st != specs.StateCreated {
+		return -1, fmt.Errorf("cannot exec in a %s container: %w", st, errdefs.ErrFailedPrecondition)
+	}
+	proc, err := execProcessSpec(rec.Config.Process, opts)
+	if err != nil {
+		return -1, err
+	}
+	if proc.Terminal && opts.ConsoleSocket == "" && opts.Detach {
+		return -1, invalid("a terminal was requested but no --console-socket was given")
+	}
+	var paths []string
+	for _, ns := range nsOrder {
+		if !hasNamespace(rec.Config, ns.typ) {
+			continue
+		}
+		p := fmt.Sprintf("/proc/%d/ns/%s", rec.Pid, ns.proc)
+		if sameNamespace(p, "/proc/self/ns/"+ns.proc) {
+			continue // setns into our own user namespace is refused
+		}
+		paths = append(paths, p)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("sync socketpair: %w", err)
+	}
+	parentSock, childSock := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync")
+	defer parentSock.Close()
+	inherit := []int{int(childSock.Fd())}
+	consoleFd := -1
+	var console *consoleRelay
+	if proc.Terminal {
+		sockPath := opts.ConsoleSocket
+		if sockPath == "" {
+			console, err = newConsoleRelay(fmt.Sprintf("%s/.%s.exec-%d.sock", r.Root, id, os.Getpid()))
+			if err != nil {
+				childSock.Close()
+				return -1, err
+			}
+			defer console.Close()
+			sockPath = console.path
+		}
+		c, err := net.Dial("unix", sockPath)
+		if err != nil {
+			childSock.Close()
+			return -1, fmt.Errorf("connect to console socket %s: %w", sockPath, err)
+		}
+		f, err := c.(*net.UnixConn).File()
+		c.Close()
+		if err != nil {
+			childSock.Close()
+			return -1, err
+		}
+		defer f.Close()
+		consoleFd = int(f.Fd())
+		inherit = append(inherit, consoleFd)
+	}
+	exe, err := r.exe()
+	if err != nil {
+		childSock.Close()
+		return -1, err
+	}
+	pid, err := spawnEntered(enterSpec{
+		exe: exe, nsPaths: paths, inherit: inherit,
+		args: []string{"berth", "init"},
+		env:  []string{syncFdEnv + "=" + strconv.Itoa(int(childSock.Fd()))},
+	})
+	childSock.Close()
+	if err != nil {
+		return -1, err
+	}
+	proc2, _ := os.FindProcess(pid)
+	fail := func(err error) (int, error) {
+		_ = proc2.Kill()
+		_, _ = proc2.Wait()
+		return -1, err
+	}
+	if len(rec.CgroupPaths) > 0 {
+		cg, err := cgroup.Load(rec.CgroupPaths)
+		if err == nil {
+			err = cg.Join(pid)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("join cgroup of %s: %w", id, err))
+		}
+	}
+	conn := newSyncConn(parentSock)
+	cfg := &initConfig{
+		Mode: "exec", ID: id, Bundle: rec.Bundle, Spec: rec.Config, Process: proc, FifoFd: -1,
+		ConsoleFd: consoleFd, UserNS: hasNamespace(rec.Config, specs.UserNamespace),
+		PreserveFDs: opts.PreserveFDs,
+	}
+	if err := conn.send(syncMsg{Type: msgConfig, Init: cfg}); err != nil {
+		return fail(fmt.Errorf("send exec config: %w", err))
+	}
+	if _, err := conn.expect(msgReady); err != nil {
+		return fail(err)
+	}
+	if console != nil {
+		if err := console.accept(); err != nil {
+			return fail(err)
+		}
+	}
+	var sigc chan os.Signal
+	if !opts.Detach {
+		sigc = make(chan os.Signal, 16)
+		signal.Notify(sigc)
+		defer signal.Stop(sigc)
+	}
+	if err := conn.send(syncMsg{Type: msgStart}); err != nil {
+		return fail(fmt.Errorf("start exec: %w", err))
+	}
+	m, err := conn.recv()
+	if err == nil && m.Type == msgError {
+		return fail(errors.New(m.Error))
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fail(fmt.Errorf("start exec: %w", err))
+	}
+	if opts.PidFile != "" {
+		if err := writePidFile(opts.PidFile, pid); err != nil {
+			return -1, err
+		}
+	}
+	if opts.Detach {
+		return 0, proc2.Release()
+	}
+	if console != nil {
+		go console.relay(nil)
+	}
+	waitc := make(chan *os.ProcessState, 1)
+	go func() {
+		st, _ := proc2.Wait()
+		waitc <- st
+	}()
+	for {
+		select {
+		case s := <-sigc:
+			sig := s.(syscall.Signal)
+			if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGPIPE {
+				continue
+			}
+			if sig == unix.SIGWINCH && console != nil {
+				console.resize()
+				continue
+			}
+			_ = proc2.Signal(sig)
+		case st := <-waitc:
+			if st == nil {
+				return -1, fmt.Errorf("wait for exec process")
+			}
+			ws := st.Sys().(syscall.WaitStatus)
+			if ws.Signaled() {
+				return 128 + int(ws.Signal()), nil
+			}
+			return ws.ExitStatus(), nil
+		}
+	}
+}
+
+func sameNamespace(a, b string) bool {
+	var sa, sb unix.Stat_t
+	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
+func execProcessSpec(base *specs.Process, o ExecOptions) (*specs.Process, error) {
+	if o.Process != nil {
+		p := *o.Process
+		if err := validateProcess(&p); err != nil {
+			return nil, err
+		}
+		return &p, nil
+	}
+	if len(o.Args) == 0 {
+		return nil, invalid("exec needs a command")
+	}
+	p := *base
+	p.Args = o.Args
+	p.Env = append(append([]string{}, base.Env...), o.Env...)
+	p.Terminal = o.Tty
+	p.ConsoleSize = nil
+	if o.Cwd != "" {
+		p.Cwd = o.Cwd
+	}
+	if o.User != nil {
+		p.User = *o.User
+	}
+	if err := validateProcess(&p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// runExecInit is the exec stage: already inside every namespace of the
+// container and in its cgroup.
+func runExecInit(conn *syncConn, cfg *initConfig) error {
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	var sc *specs.LinuxSeccomp
+	if cfg.Spec.Linux != nil {
+		sc = cfg.Spec.Linux.Seccomp
+	}
+	return execProcess(conn, cfg, sc, func() error {
+		_, err := conn.expect(msgStart)
+		return err
+	})
+}

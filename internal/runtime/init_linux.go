@@ -1,0 +1,177 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// IsInit reports whether this process was started as a container init (or
+// exec helper) by the parent side, so that main can skip everything else.
+func IsInit() bool { return os.Getenv(syncFdEnv) != "" }
+
+// Init is the entry point of the process the parent spawned inside the new
+// namespaces. The caller must have locked the main goroutine to its thread
+// (runtime.LockOSThread in an init function): namespace, capability and
+// seccomp changes are per thread, and the exec must happen on that thread.
+// Init never returns.
+func Init() {
+	fd, err := strconv.Atoi(os.Getenv(syncFdEnv))
+	if err != nil || fd < 3 {
+		fmt.Fprintln(os.Stderr, "berth init: started without a sync socket; it is run by `berth runtime`, not by hand")
+		os.Exit(2)
+	}
+	os.Unsetenv(syncFdEnv)
+	// Close-on-exec, so the parent sees EOF the moment the container's
+	// process replaces us.
+	unix.CloseOnExec(fd)
+	conn := newSyncConn(os.NewFile(uintptr(fd), "sync"))
+	err = runInit(conn)
+	_ = conn.send(syncMsg{Type: msgError, Error: err.Error()})
+	os.Exit(1)
+}
+
+func runInit(conn *syncConn) error {
+	m, err := conn.expect(msgConfig)
+	if err != nil {
+		return err
+	}
+	cfg := m.Init
+	if cfg == nil || cfg.Spec == nil || cfg.Process == nil {
+		return fmt.Errorf("init: empty config")
+	}
+	if cfg.Mode == "exec" {
+		return runExecInit(conn, cfg)
+	}
+	spec := cfg.Spec
+	if cfg.NewCgroupNS {
+		// After the parent placed us in our cgroup, so that it is our root.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("new cgroup namespace: %w", err)
+		}
+	}
+	var setup *rootfsSetup
+	if cfg.NewMountNS {
+		setup = &rootfsSetup{spec: spec, rootfs: cfg.Rootfs, userns: cfg.UserNS,
+			cgroupPaths: cfg.CgroupPaths, newCgroupNS: cfg.NewCgroupNS}
+		if err := setup.prepare(); err != nil {
+			return fmt.Errorf("prepare rootfs: %w", err)
+		}
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
+	}
+	if spec.Domainname != "" {
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("set domainname: %w", err)
+		}
+	}
+	if h := spec.Hooks; h != nil {
+		if len(h.Prestart)+len(h.CreateRuntime) > 0 {
+			if err := conn.send(syncMsg{Type: msgHooks}); err != nil {
+				return err
+			}
+			if _, err := conn.expect(msgHooksDone); err != nil {
+				return err
+			}
+		}
+		if err := runHooks(context.Background(), "createContainer", h.CreateContainer, cfg.State); err != nil {
+			return err
+		}
+	}
+	if setup != nil {
+		if err := setup.pivot(); err != nil {
+			return err
+		}
+		if err := setup.finish(); err != nil {
+			return err
+		}
+	}
+	if err := writeSysctls(spec.Linux.Sysctl); err != nil {
+		return err
+	}
+	return execProcess(conn, cfg, spec.Linux.Seccomp, func() error {
+		if cfg.Mode == "run" {
+			_, err := conn.expect(msgStart)
+			return err
+		}
+		var b [1]byte
+		for {
+			_, err := unix.Read(cfg.FifoFd, b[:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("wait for start: %w", err)
+			}
+			unix.Close(cfg.FifoFd)
+			return nil
+		}
+	})
+}
+
+// execProcess does what init and exec share after the namespaces and mounts
+// are in place: console, executable lookup, "ready", wait, start hooks, exec.
+func execProcess(conn *syncConn, cfg *initConfig, sc *specs.LinuxSeccomp, waitStart func() error) error {
+	p := cfg.Process
+	if p.Terminal {
+		if cfg.ConsoleFd < 0 {
+			return fmt.Errorf("process.terminal is true but no console socket was given")
+		}
+		sock := os.NewFile(uintptr(cfg.ConsoleFd), "console-socket")
+		if err := setupConsole(sock, p.ConsoleSize); err != nil {
+			return err
+		}
+		sock.Close()
+	} else if _, err := unix.Setsid(); err != nil && err != unix.EPERM {
+		return fmt.Errorf("setsid: %w", err)
+	}
+	name := p.Args[0]
+	if strings.Contains(name, "/") && !filepath.IsAbs(name) {
+		name = filepath.Join(p.Cwd, name)
+	}
+	path, err := lookPath(name, p.Env)
+	if err != nil {
+		return err
+	}
+	if err := conn.send(syncMsg{Type: msgReady}); err != nil {
+		return err
+	}
+	if err := waitStart(); err != nil {
+		return err
+	}
+	if cfg.Mode != "exec" && cfg.Spec.Hooks != nil {
+		if err := runHooks(context.Background(), "startContainer", cfg.Spec.Hooks.StartContainer, cfg.State); err != nil {
+			return err
+		}
+	}
+	setgroups := true
+	if cfg.UserNS {
+		if b, err := os.ReadFile("/proc/self/setgroups"); err == nil && strings.TrimSpace(string(b)) == "deny" {
+			setgroups = false
+		}
+	}
+	keep := cfg.PreserveFDs
+	return finalize(p, sc, path, keep, setgroups)
+}
+
+func writeSysctls(sysctl map[string]string) error {
+	for k, v := range sysctl {
+		if strings.Contains(k, "..") || strings.ContainsAny(k, " \x00") {
+			return fmt.Errorf("invalid sysctl %q", k)
+		}
+		path := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
+		if err := os.WriteFile(path, []byte(v), 0); err != nil {
+			return fmt.Errorf("set sysctl %s=%s: %w", k, v, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/runtime/cgroup"
+)
+
+// Start runs the user process of a created container.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	rec, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	switch st := r.status(rec); st {
+	case specs.StateCreated:
+	case specs.StateStopped:
+		return fmt.Errorf("cannot start a container that has stopped: %w", errdefs.ErrFailedPrecondition)
+	default:
+		return fmt.Errorf("cannot start a container in the %s state: %w", st, errdefs.ErrFailedPrecondition)
+	}
+	fifo := filepath.Join(r.dir(id), fifoFile)
+	// Non-blocking: with the init gone there is no reader and open fails
+	// with ENXIO instead of hanging.
+	fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENXIO) {
+			return fmt.Errorf("container %s: init process is gone: %w", id, errdefs.ErrFailedPrecondition)
+		}
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, []byte{0}); err != nil {
+		return fmt.Errorf("signal start: %w", err)
+	}
+	// Wait until the init has taken the byte, so poststart runs after the
+	// process has been let go.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ)
+		if err != nil || n == 0 || !rec.alive() {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if err := os.Remove(fifo); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove exec fifo: %w", err)
+	}
+	if rec.Config.Hooks != nil {
+		if err := runHooks(ctx, "poststart", rec.Config.Hooks.Poststart, r.ociState(rec)); err != nil {
+			r.Log.Warn("poststart hook failed", "id", id, "err", err)
+		}
+	}
+	return nil
+}
+
+// Kill sends sig to the container's init, or with all to every process in
+// its cgroup.
+func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool) error {
+	rec, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if all {
+		cg, err := cgroup.Load(rec.CgroupPaths)
+		if err != nil {
+			return fmt.Errorf("load cgroup of %s: %w", id, err)
+		}
+		return cg.KillAll(sig)
+	}
+	if r.status(rec) == specs.StateStopped {
+		return fmt.Errorf("container %s is not running: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	if err := unix.Kill(rec.Pid, sig); err != nil {
+		return fmt.Errorf("signal %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes a stopped (or, with force, any) container: its processes,
+// cgroup and state, then runs the poststop hooks.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	rec, err := r.load(id)
+	if err != nil {
+		if errdefs.IsNotFound(err) && !force {
+			return err
+		}
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		// A corrupt or half-written state: nothing to signal, just remove it.
+		if ValidateID(id) == nil {
+			return os.RemoveAll(r.dir(id))
+		}
+		return err
+	}
+	st := r.status(rec)
+	if st == specs.StateRunning && !force {
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s: %w", id, st, errdefs.ErrFailedPrecondition)
+	}
+	var cg *cgroup.Manager
+	if len(rec.CgroupPaths) > 0 {
+		cg, _ = cgroup.Load(rec.CgroupPaths)
+	}
+	if st != specs.StateStopped {
+		if cg != nil {
+			_ = cg.KillAll(unix.SIGKILL)
+		}
+		_ = unix.Kill(rec.Pid, unix.SIGKILL)
+		r.waitGone(rec, 5*time.Second)
+	}
+	if cg != nil {
+		if err := cg.Destroy(); err != nil {
+			return fmt.Errorf("remove cgroup of %s: %w", id, err)
+		}
+	}
+	if rec.Config != nil && rec.Config.Hooks != nil {
+		state := r.ociState(rec)
+		state.Status = specs.StateStopped
+		if err := runHooks(ctx, "poststop", rec.Config.Hooks.Poststop, state); err != nil {
+			r.Log.Warn("poststop hook failed", "id", id, "err", err)
+		}
+	}
+	if err := os.RemoveAll(r.dir(id)); err != nil {
+		return fmt.Errorf("remove state of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (r *Runtime) waitGone(rec *record, timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline) && rec.alive(); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Ps returns the host pids of every process in the container's cgroup.
+func (r *Runtime) Ps(ctx context.Context, id string) ([]int, error) {
+	rec, err := r.load(id)
+	if err != nil {
+		return nil, err
+	}
+	cg, err := cgroup.Load(rec.CgroupPaths)
+	if err != nil {
+		return nil, fmt.Errorf("load cgroup of %s: %w", id, err)
+	}
+	return cg.Pids()
+}
+
+// Run creates and starts a container, waits for its process and deletes it,
+// returning the process's exit code (128+N when killed by signal N).
+// Signals sent to the caller are forwarded to the container.
+func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, error) {
+	var console *consoleRelay
+	if opts.ConsoleSocket == "" {
+		spec, err := loadSpec(opts.Bundle)
+		if err == nil && spec.Process.Terminal {
+			console, err = newConsoleRelay(filepath.Join(r.Root, "."+id+".console.sock"))
+			if err != nil {
+				return -1, err
+			}
+			defer console.Close()
+			opts.ConsoleSocket = console.path
+		}
+	}
+	l, err := r.create(ctx, id, opts, "run")
+	if err != nil {
+		return -1, err
+	}
+	if console != nil {
+		if err := console.accept(); err != nil {
+			_ = r.Delete(ctx, id, true)
+			return -1, err
+		}
+	}
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc)
+	defer signal.Stop(sigc)
+	if err := l.conn.send(syncMsg{Type: msgStart}); err != nil {
+		_ = r.Delete(ctx, id, true)
+		return -1, fmt.Errorf("start: %w", err)
+	}
+	m, err := l.conn.recv()
+	l.conn.f.Close()
+	if err == nil && m.Type == msgError {
+		_ = r.Delete(ctx, id, true)
+		return -1, errors.New(m.Error)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		_ = r.Delete(ctx, id, true)
+		return -1, fmt.Errorf("start: %w", err)
+	}
+	if l.rec.Config.Hooks != nil {
+		if err := runHooks(ctx, "poststart", l.rec.Config.Hooks.Poststart, r.ociState(l.rec)); err != nil {
+			r.Log.Warn("poststart hook failed", "id", id, "err", err)
+		}
+	}
+	done := make(chan struct{})
+	if console != nil {
+		go console.relay(done)
+	}
+	code := waitForwarding(l.cmd, sigc, console)
+	close(done)
+	if err := r.Delete(ctx, id, true); err != nil {
+		return code, err
+	}
+	return code, nil
+}
+
+func waitForwarding(cmd *exec.Cmd, sigc chan os.Signal, console *consoleRelay) int {
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	for {
+		select {
+		case s := <-sigc:
+			sig := s.(syscall.Signal)
+			if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGPIPE {
+				continue
+			}
+			if sig == unix.SIGWINCH && console != nil {
+				console.resize()
+				continue
+			}
+			_ = cmd.Process.Signal(sig)
+		case err := <-waitc:
+			return exitCode(cmd, err)
+		}
+	}
+}
+
+func exitCode(cmd *exec.Cmd, err error) int {
+	if cmd.ProcessState == nil {
+		return -1
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+	_ = err
+	return cmd.ProcessState.ExitCode()
+}

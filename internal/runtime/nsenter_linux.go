@@ -1,0 +1,203 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"fmt"
+	goruntime "runtime"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Joining a user namespace needs a single-threaded caller, and a Go process
+// never is one. So berth forks without exec, the way Go's own forkExec does:
+// the child is a copy of this one thread, runs only raw system calls from a
+// nosplit function (no allocation, no stack growth, no scheduler), joins the
+// namespaces in order, and forks a grandchild with CLONE_PARENT (so it is our
+// child, and is born inside the joined pid namespace) that execs berth's exec
+// stage from an fd. The middle child reports the grandchild's pid on a pipe.
+
+const maxEnterFDs = 8
+
+type enterArgs struct {
+	nsfds    [maxEnterFDs]int32
+	nns      int
+	inherit  [4]int32 // fds whose close-on-exec flag the grandchild clears
+	ninherit int
+	exefd    int
+	path     *byte // "" for execveat AT_EMPTY_PATH
+	argv     **byte
+	envv     **byte
+	pipeW    int
+	report   [8]byte
+}
+
+// forkEnter returns the middle child's pid in the parent. It must be called
+// with signals blocked on a locked thread.
+//
+//go:norace
+//go:nosplit
+func forkEnter(a *enterArgs) (int, syscall.Errno) {
+	r1, _, e := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	if e != 0 || r1 != 0 {
+		return int(r1), e
+	}
+	// Middle child.
+	for i := 0; i < a.nns; i++ {
+		if _, _, e := syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.nsfds[i]), 0, 0); e != 0 {
+			enterFail(a, uint32(e)|uint32(i+1)<<16)
+		}
+	}
+	r1, _, e = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD|unix.CLONE_PARENT), 0, 0, 0, 0, 0)
+	if e != 0 {
+		enterFail(a, uint32(e))
+	}
+	if r1 == 0 {
+		// Grandchild.
+		for i := 0; i < a.ninherit; i++ {
+			syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(a.inherit[i]), syscall.F_SETFD, 0)
+		}
+		syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(a.exefd), uintptr(unsafe.Pointer(a.path)),
+			uintptr(unsafe.Pointer(a.argv)), uintptr(unsafe.Pointer(a.envv)), unix.AT_EMPTY_PATH, 0)
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 127, 0, 0)
+	}
+	a.report[0] = byte(r1)
+	a.report[1] = byte(r1 >> 8)
+	a.report[2] = byte(r1 >> 16)
+	a.report[3] = byte(r1 >> 24)
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(a.pipeW), uintptr(unsafe.Pointer(&a.report[0])), 8)
+	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	return 0, 0
+}
+
+//go:norace
+//go:nosplit
+func enterFail(a *enterArgs, code uint32) {
+	a.report[4] = byte(code)
+	a.report[5] = byte(code >> 8)
+	a.report[6] = byte(code >> 16)
+	a.report[7] = byte(code >> 24)
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(a.pipeW), uintptr(unsafe.Pointer(&a.report[0])), 8)
+	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+}
+
+// enterSpec says what spawnEntered does.
+type enterSpec struct {
+	exe     string   // berth binary, exec'd from a read-only bind mount
+	nsPaths []string // joined in this order
+	inherit []int    // fds the exec stage must inherit
+	args    []string
+	env     []string
+}
+
+// spawnEntered starts berth's exec stage inside the namespaces and returns
+// its pid; the process is a child of the caller.
+func spawnEntered(s enterSpec) (int, error) {
+	if len(s.nsPaths) > maxEnterFDs || len(s.inherit) > 4 {
+		return 0, fmt.Errorf("too many namespaces or fds to pass")
+	}
+	type result struct {
+		pid int
+		err error
+	}
+	resc := make(chan result, 1)
+	go func() {
+		// The thread gets a private mount namespace; it is never unlocked,
+		// so it exits with this goroutine.
+		goruntime.LockOSThread()
+		pid, err := spawnEnteredLocked(s)
+		resc <- result{pid, err}
+	}()
+	res := <-resc
+	return res.pid, res.err
+}
+
+func spawnEnteredLocked(s enterSpec) (int, error) {
+	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+		return 0, fmt.Errorf("private mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return 0, fmt.Errorf("make / slave: %w", err)
+	}
+	if err := unix.Mount(s.exe, s.exe, "", unix.MS_BIND, ""); err != nil {
+		return 0, fmt.Errorf("bind berth binary: %w", err)
+	}
+	if err := unix.Mount("", s.exe, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		return 0, fmt.Errorf("make berth binary read-only: %w", err)
+	}
+	exefd, err := unix.Open(s.exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open berth binary: %w", err)
+	}
+	defer unix.Close(exefd)
+	var a enterArgs
+	for i, p := range s.nsPaths {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open namespace %s: %w", p, err)
+		}
+		defer unix.Close(fd)
+		a.nsfds[i] = int32(fd)
+	}
+	a.nns = len(s.nsPaths)
+	for i, fd := range s.inherit {
+		a.inherit[i] = int32(fd)
+	}
+	a.ninherit = len(s.inherit)
+	a.exefd = exefd
+	empty, _ := syscall.BytePtrFromString("")
+	a.path = empty
+	argv, err := syscall.SlicePtrFromStrings(s.args)
+	if err != nil {
+		return 0, err
+	}
+	envv, err := syscall.SlicePtrFromStrings(s.env)
+	if err != nil {
+		return 0, err
+	}
+	a.argv, a.envv = &argv[0], &envv[0]
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return 0, fmt.Errorf("pipe: %w", err)
+	}
+	defer unix.Close(p[0])
+	a.pipeW = p[1]
+
+	var all, old unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^uint64(0)
+	}
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
+		unix.Close(p[1])
+		return 0, fmt.Errorf("block signals: %w", err)
+	}
+	middle, errno := forkEnter(&a)
+	_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	unix.Close(p[1])
+	goruntime.KeepAlive(argv)
+	goruntime.KeepAlive(envv)
+	if errno != 0 {
+		return 0, fmt.Errorf("fork: %w", errno)
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(middle, &ws, 0, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	var rep [8]byte
+	n, err := unix.Read(p[0], rep[:])
+	if err != nil || n != 8 {
+		return 0, fmt.Errorf("join namespaces: helper exited (%v) without a report", ws)
+	}
+	if code := binary.LittleEndian.Uint32(rep[4:]); code != 0 {
+		errno := syscall.Errno(code & 0xffff)
+		if idx := int(code >> 16); idx > 0 && idx <= len(s.nsPaths) {
+			return 0, fmt.Errorf("join namespace %s: %w", s.nsPaths[idx-1], errno)
+		}
+		return 0, fmt.Errorf("fork into namespaces: %w", errno)
+	}
+	return int(binary.LittleEndian.Uint32(rep[:4])), nil
+}

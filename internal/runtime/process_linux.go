@@ -1,0 +1,255 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/runtime/seccomp"
+)
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+func capByName(name string) (capability.Cap, bool) {
+	n := strings.ToLower(strings.TrimPrefix(strings.ToUpper(name), "CAP_"))
+	for _, c := range capability.ListKnown() {
+		if c.String() == n {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+// capList turns names into caps the running kernel knows; names it does not
+// know are skipped, as runc does, so one config works on older kernels.
+func capList(names []string, last capability.Cap) []capability.Cap {
+	out := make([]capability.Cap, 0, len(names))
+	for _, n := range names {
+		if c, ok := capByName(n); ok && c <= last {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func setRlimits(rls []specs.POSIXRlimit) error {
+	for _, rl := range rls {
+		res, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		// syscall.Setrlimit (not unix.Prlimit) so that Go's exec does not
+		// restore its saved RLIMIT_NOFILE over the container's.
+		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+			return fmt.Errorf("set %s to %d/%d: %w", rl.Type, rl.Soft, rl.Hard, err)
+		}
+	}
+	return nil
+}
+
+// lookPath finds the executable of args[0] with the container's PATH. It
+// runs after pivot_root, so it sees the container's files only.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := isExecutable(name); err != nil {
+			return "", fmt.Errorf("exec: %q: %w", name, err)
+		}
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if isExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", name)
+}
+
+func isExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("no such file or directory")
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi.Mode()&0o111 == 0 {
+		return errors.New("permission denied")
+	}
+	return nil
+}
+
+// closeExtraFDs marks every descriptor above the ones the container keeps as
+// close-on-exec, so no host file (a cgroup dir, the state dir, the berth
+// binary) can leak into the container.
+func closeExtraFDs(keep int) error {
+	dir, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list fds: %w", err)
+	}
+	names, err := dir.Readdirnames(-1)
+	self := int(dir.Fd())
+	if err != nil {
+		dir.Close()
+		return fmt.Errorf("list fds: %w", err)
+	}
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd <= keep || fd == self {
+			continue
+		}
+		unix.CloseOnExec(fd)
+	}
+	return dir.Close()
+}
+
+// finalize turns the current thread into the container's process and execs
+// it. The order matters and mirrors what the kernel allows:
+//
+//	rlimits → NNP → [seccomp, when NNP is off: it needs CAP_SYS_ADMIN] →
+//	bounding set → keepcaps → groups/gid/uid → capset → ambient → cwd →
+//	umask → close fds → [seccomp, when NNP is on: as late as possible] → exec
+func finalize(p *specs.Process, sc *specs.LinuxSeccomp, path string, keepFDs int, setgroups bool) error {
+	if err := setRlimits(p.Rlimits); err != nil {
+		return err
+	}
+	var filter *seccomp.Program
+	if sc != nil {
+		prog, err := seccomp.Compile(sc)
+		if err != nil {
+			return fmt.Errorf("compile seccomp profile: %w", err)
+		}
+		filter = prog
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+	} else if filter != nil {
+		if err := filter.Load(); err != nil {
+			return fmt.Errorf("load seccomp filter: %w", err)
+		}
+		filter = nil
+	}
+	if err := setIdentity(p, setgroups); err != nil {
+		return err
+	}
+	if err := unix.Chdir(p.Cwd); err != nil {
+		return fmt.Errorf("chdir to cwd %q set in config.json: %w", p.Cwd, err)
+	}
+	// A cwd that resolves outside the container (a leaked fd, an
+	// "(unreachable)" path) must never reach the user process.
+	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("current working directory is outside of container mount namespace root")
+	}
+	umask := 0o022
+	if p.User.Umask != nil {
+		umask = int(*p.User.Umask)
+	}
+	unix.Umask(umask)
+	if err := closeExtraFDs(2 + keepFDs); err != nil {
+		return err
+	}
+	var empty unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &empty, nil); err != nil {
+		return fmt.Errorf("reset signal mask: %w", err)
+	}
+	if filter != nil {
+		if err := filter.Load(); err != nil {
+			return fmt.Errorf("load seccomp filter: %w", err)
+		}
+	}
+	env := p.Env
+	if err := unix.Exec(path, p.Args, env); err != nil {
+		return fmt.Errorf("exec %s: %w", path, err)
+	}
+	return nil
+}
+
+func setIdentity(p *specs.Process, setgroups bool) error {
+	last, err := capability.LastCap()
+	if err != nil {
+		return fmt.Errorf("read last capability: %w", err)
+	}
+	caps, err := capability.NewPid2(0)
+	if err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	if err := caps.Load(); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	pc := p.Capabilities
+	if pc == nil {
+		pc = &specs.LinuxCapabilities{}
+	}
+	// The bounding set can only shrink, and only while CAP_SETPCAP is held.
+	caps.Clear(capability.BOUNDS)
+	caps.Set(capability.BOUNDING, capList(pc.Bounding, last)...)
+	if err := caps.Apply(capability.BOUNDS); err != nil {
+		return fmt.Errorf("drop bounding capabilities: %w", err)
+	}
+	// Keep the permitted set across setuid to a non-root uid.
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set keepcaps: %w", err)
+	}
+	if setgroups {
+		groups := make([]int, len(p.User.AdditionalGids))
+		for i, g := range p.User.AdditionalGids {
+			groups[i] = int(g)
+		}
+		if err := syscall.Setgroups(groups); err != nil {
+			return fmt.Errorf("setgroups %v: %w", groups, err)
+		}
+	}
+	if err := syscall.Setgid(int(p.User.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", p.User.GID, err)
+	}
+	if err := syscall.Setuid(int(p.User.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", p.User.UID, err)
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear keepcaps: %w", err)
+	}
+	caps.Clear(capability.CAPS | capability.AMBS)
+	caps.Set(capability.EFFECTIVE, capList(pc.Effective, last)...)
+	caps.Set(capability.PERMITTED, capList(pc.Permitted, last)...)
+	caps.Set(capability.INHERITABLE, capList(pc.Inheritable, last)...)
+	if err := caps.Apply(capability.CAPS); err != nil {
+		return fmt.Errorf("set capabilities: %w", err)
+	}
+	if amb := capList(pc.Ambient, last); len(amb) > 0 {
+		// Ambient capabilities must be permitted and inheritable; the kernel
+		// refuses others. runc ignores those failures; so do we.
+		for _, c := range amb {
+			_ = capability.SetAmbient(true, c)
+		}
+	}
+	return nil
+}
