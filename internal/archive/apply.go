@@ -1,0 +1,875 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+)
+
+// Names with a meaning in layer tars (OCI image-spec, layer.md).
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh." // aufs bookkeeping (.wh..wh.plnk, ...): ignored
+	whiteoutOpaque = ".wh..wh..opq"
+
+	paxXattr = "SCHILY.xattr."
+
+	overlayXattrPrefix = "trusted.overlay."
+	overlayOpaque      = "trusted.overlay.opaque"
+)
+
+// copyBufSize is the one buffer Apply and Diff copy file data through.
+const copyBufSize = 1 << 20
+
+// ApplyOptions tunes Apply.
+type ApplyOptions struct {
+	// OverlayWhiteouts turns whiteouts into overlayfs ones: ".wh.name"
+	// becomes a 0/0 character device at name and ".wh..wh..opq" the xattr
+	// trusted.overlay.opaque=y on its directory. Use it when root is an
+	// overlay upper (a snapshot on top of parents). When false, root is a
+	// plain directory holding the lower layers' content too (flattening):
+	// whiteouts delete the lower paths instead.
+	OverlayWhiteouts bool
+
+	// Parents are the lower layer directories, top first, when root is an
+	// overlay upper. Apply reads them, confined like root, to copy up a
+	// hardlink target that lives in a lower layer and to give directories
+	// the layer implies (but does not list) their lower owner and mode.
+	Parents []string
+
+	// UIDMap and GIDMap remap ownership (user namespaces). Empty means
+	// identity; otherwise an id outside every range is an error.
+	UIDMap, GIDMap []IDMap
+
+	// NoSync skips the final syncfs. See Apply.
+	NoSync bool
+
+	// Logger receives skipped-xattr notes; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// IDMap maps Size ids starting at ContainerID to ids starting at HostID.
+type IDMap struct {
+	ContainerID, HostID, Size uint32
+}
+
+// Apply unpacks the layer tar read from r (already decompressed: see
+// DecompressStream) into directory root and returns the bytes of regular
+// file content written (Docker's notion of a layer's size).
+//
+// Every entry is confined to root: names that are absolute or climb out with
+// "..", parents that resolve through a symlink leaving root, and hardlinks to
+// targets outside root are refused with an error naming the entry, before
+// anything is written for that entry. The error is classed
+// errdefs.ErrInvalidArgument. On error, root holds a partial layer and should
+// be discarded.
+//
+// Apply reads r to its end (past the tar trailer) so a digest computed over
+// r by the caller covers the whole stream.
+//
+// Durability: files are not fsynced one by one. Unless NoSync is set, Apply
+// ends with one syncfs(2) of root's filesystem, which flushes every file
+// written here in a single pass; callers record the layer as committed only
+// after Apply returns, so a crash never leaves a record of a layer whose
+// data was lost.
+//
+// xattrs: "trusted.overlay.*" records in the tar are ignored, since they
+// would let a layer forge overlayfs state (opaque dirs, redirects). An
+// xattr the kernel refuses as such (EPERM or ENOTSUP: an SELinux label with
+// no policy loaded, a filesystem without that namespace, "user.*" on a
+// symlink, which Linux never allows) is skipped with a warning (once per
+// Apply, then at debug level) instead of failing the pull, as docker does;
+// the file is still usable, minus e.g. a file capability. Any other xattr
+// failure (ENOSPC, E2BIG...) fails the entry.
+//
+// The entry for root itself ("./") is skipped: root's owner and mode belong
+// to the snapshotter.
+func Apply(ctx context.Context, root string, r io.Reader, opts ApplyOptions) (int64, error) {
+	a, err := newApplier(root, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer a.close()
+	a.ctx = ctx
+	return a.apply(ctx, r)
+}
+
+type applier struct {
+	ctx     context.Context
+	opts    ApplyOptions
+	log     *slog.Logger
+	root    *dirRoot
+	parents []*dirRoot
+	buf     []byte
+
+	dirs    []dirTimes          // directory times, set at the end
+	written map[string]struct{} // paths this layer wrote; plain mode only
+	size    int64
+
+	warnedXattr bool
+}
+
+type dirTimes struct {
+	name string
+	ts   [2]unix.Timespec
+}
+
+func newApplier(root string, opts ApplyOptions) (*applier, error) {
+	rt, err := openDirRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("archive: apply: %w", err)
+	}
+	a := &applier{opts: opts, log: opts.Logger, root: rt, buf: make([]byte, copyBufSize)}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if !opts.OverlayWhiteouts {
+		a.written = make(map[string]struct{})
+	}
+	for _, p := range opts.Parents {
+		pr, err := openDirRoot(p)
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("archive: apply: parent layer: %w", err)
+		}
+		a.parents = append(a.parents, pr)
+	}
+	return a, nil
+}
+
+func (a *applier) close() {
+	a.root.close()
+	for _, p := range a.parents {
+		p.close()
+	}
+}
+
+func (a *applier) apply(ctx context.Context, r io.Reader) (int64, error) {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return a.size, fmt.Errorf("archive: read layer: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return a.size, err
+		}
+		if err := a.entry(hdr, tr); err != nil {
+			return a.size, fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
+		}
+	}
+	// Drain the zero blocks after the trailer so the caller's digest sees
+	// the whole stream.
+	if _, err := io.CopyBuffer(io.Discard, r, a.buf); err != nil {
+		return a.size, fmt.Errorf("archive: read layer trailer: %w", err)
+	}
+	// Directory times last: creating children changed them. Reverse order
+	// is not needed (a directory's times do not change its parent's).
+	for _, d := range a.dirs {
+		if err := a.setTimes(d.name, d.ts); err != nil && !errors.Is(err, unix.ENOENT) {
+			return a.size, fmt.Errorf("archive: entry %q: set times: %w", d.name, err)
+		}
+	}
+	if !a.opts.NoSync {
+		fd, err := unix.Open(a.root.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return a.size, fmt.Errorf("archive: sync %s: %w", a.root.path, err)
+		}
+		err = unix.Syncfs(fd)
+		unix.Close(fd)
+		if err != nil {
+			return a.size, fmt.Errorf("archive: syncfs %s: %w", a.root.path, err)
+		}
+	}
+	return a.size, nil
+}
+
+func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if name == "." {
+		return nil
+	}
+	dir, base := split(name)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		switch {
+		case base == whiteoutOpaque:
+			return a.opaque(dir)
+		case strings.HasPrefix(base, whiteoutMeta):
+			return nil
+		}
+		target := base[len(whiteoutPrefix):]
+		if target == "" || target == "." || target == ".." {
+			return fmt.Errorf("bad whiteout name: %w", errdefs.ErrInvalidArgument)
+		}
+		return a.whiteout(dir, target)
+	}
+
+	uid, gid, err := a.mapIDs(hdr.Uid, hdr.Gid)
+	if err != nil {
+		return err
+	}
+	mode := uint32(hdr.Mode) & 0o7777
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+		err = a.regular(dir, base, hdr, tr, uid, gid, mode)
+	case tar.TypeDir:
+		err = a.dir(dir, base, hdr, uid, gid, mode)
+	case tar.TypeSymlink:
+		err = a.symlink(dir, base, hdr, uid, gid)
+	case tar.TypeLink:
+		err = a.hardlink(dir, base, hdr)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		err = a.node(dir, base, hdr, uid, gid, mode)
+	case tar.TypeXGlobalHeader:
+		return nil
+	default:
+		return fmt.Errorf("unsupported tar entry type %q: %w", hdr.Typeflag, errdefs.ErrInvalidArgument)
+	}
+	if err != nil {
+		return err
+	}
+	a.markWritten(name)
+	return nil
+}
+
+// markWritten records, in plain mode, that this layer wrote name, and so
+// that every ancestor holds something of this layer (an opaque marker must
+// keep those directories and clear only their lower content).
+func (a *applier) markWritten(name string) {
+	if a.written == nil {
+		return
+	}
+	for name != "." {
+		if _, ok := a.written[name]; ok {
+			return
+		}
+		a.written[name] = struct{}{}
+		name, _ = split(name)
+	}
+}
+
+// parent returns the directory an entry goes in, creating the directories
+// the layer implies but does not list.
+func (a *applier) parent(dir string) (int, error) {
+	fd, err := a.root.dirFD(dir)
+	if errors.Is(err, unix.ENOENT) {
+		if err := a.mkdirAll(dir); err != nil {
+			return -1, err
+		}
+		fd, err = a.root.dirFD(dir)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("parent directory %q: %w", dir, classify(err))
+	}
+	return fd, nil
+}
+
+// mkdirAll creates dir and its missing ancestors. In an overlay upper they
+// take owner, mode and times from the lower directory they shadow (as
+// overlayfs's own copy-up does), else root-owned 0755.
+func (a *applier) mkdirAll(dir string) error {
+	if dir == "." {
+		return nil
+	}
+	fd, err := a.root.openDir(dir)
+	if err == nil {
+		unix.Close(fd)
+		return nil
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	pdir, base := split(dir)
+	if err := a.mkdirAll(pdir); err != nil {
+		return err
+	}
+	pfd, err := a.root.openDir(pdir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	if err := unix.Mkdirat(pfd, base, 0o755); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return nil
+		}
+		return err
+	}
+	a.markWritten(dir)
+	if st, ok := a.lowerStat(dir); ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := unix.Fchownat(pfd, base, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if err := unix.Fchmodat(pfd, base, st.Mode&0o7777, 0); err != nil {
+			return err
+		}
+		// Set at the end, after the layer's entries below it changed them.
+		a.dirs = append(a.dirs, dirTimes{name: dir, ts: [2]unix.Timespec{st.Atim, st.Mtim}})
+	}
+	return nil
+}
+
+// lowerStat stats name in the topmost parent layer that has it.
+func (a *applier) lowerStat(name string) (unix.Stat_t, bool) {
+	var st unix.Stat_t
+	dir, base := split(name)
+	for _, p := range a.parents {
+		fd, err := p.dirFD(dir)
+		if err != nil {
+			continue
+		}
+		if unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			return st, true
+		}
+	}
+	return st, false
+}
+
+// create runs mk, and when name exists, clears the way and runs it again.
+// An existing directory is kept when keepDir is set (a directory entry over
+// a directory merges with it); it reports whether one was kept.
+func (a *applier) create(pfd int, base string, keepDir bool, mk func() error) (kept bool, err error) {
+	err = mk()
+	if !errors.Is(err, unix.EEXIST) {
+		return false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return false, err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if keepDir {
+			return true, nil
+		}
+		if err := removeAllAt(pfd, base); err != nil {
+			return false, err
+		}
+	} else if err := unix.Unlinkat(pfd, base, 0); err != nil {
+		return false, err
+	}
+	a.root.invalidate()
+	return false, mk()
+}
+
+func (a *applier) regular(dir, base string, hdr *tar.Header, r io.Reader, uid, gid int, mode uint32) error {
+	pfd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	fd := -1
+	_, err = a.create(pfd, base, false, func() error {
+		var err error
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create: %w", classify(err))
+	}
+	err = a.fill(fd, r, hdr.Size)
+	if err == nil {
+		// Owner before mode (chown clears setuid/setgid) and xattrs last
+		// (chown and writes clear security.capability).
+		err = a.attrs(fd, uid, gid, mode, hdr)
+	}
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = fmt.Errorf("close: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	a.size += hdr.Size
+	ts := times(hdr)
+	return unix.UtimesNanoAt(pfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// fill copies size bytes from r to fd through the shared buffer, filling it
+// before each write so big files take few syscalls.
+func (a *applier) fill(fd int, r io.Reader, size int64) error {
+	for size > 0 {
+		n := int64(len(a.buf))
+		if size < n {
+			n = size
+		}
+		m, err := io.ReadFull(r, a.buf[:n])
+		if err != nil {
+			return fmt.Errorf("read content: %w", err)
+		}
+		if err := writeAll(fd, a.buf[:m]); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		size -= int64(m)
+	}
+	return nil
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// attrs sets owner, mode and xattrs through an open descriptor.
+func (a *applier) attrs(fd, uid, gid int, mode uint32, hdr *tar.Header) error {
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("chown: %w", classify(err))
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return fmt.Errorf("chmod: %w", classify(err))
+	}
+	return a.xattrs(hdr, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) })
+}
+
+func (a *applier) xattrs(hdr *tar.Header, set func(k string, v []byte) error) error {
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, paxXattr)
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(name, overlayXattrPrefix) {
+			a.log.Debug("archive: ignoring overlay xattr in layer", "entry", hdr.Name, "xattr", name)
+			continue
+		}
+		err := set(name, []byte(v))
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+			lvl := slog.LevelDebug
+			if !a.warnedXattr {
+				lvl, a.warnedXattr = slog.LevelWarn, true
+			}
+			a.log.Log(a.ctx, lvl, "archive: skipping xattr the kernel refuses", "entry", hdr.Name, "xattr", name, "err", err)
+			continue
+		}
+		return fmt.Errorf("set xattr %s: %w", name, classify(err))
+	}
+	return nil
+}
+
+func (a *applier) dir(dir, base string, hdr *tar.Header, uid, gid int, mode uint32) error {
+	pfd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := a.create(pfd, base, true, func() error { return unix.Mkdirat(pfd, base, 0o700) }); err != nil {
+		return fmt.Errorf("mkdir: %w", classify(err))
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open dir: %w", classify(err))
+	}
+	err = a.attrs(fd, uid, gid, mode, hdr)
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	a.dirs = append(a.dirs, dirTimes{name: join(dir, base), ts: times(hdr)})
+	return nil
+}
+
+func (a *applier) symlink(dir, base string, hdr *tar.Header, uid, gid int) error {
+	pfd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	// Any target is fine: it is only followed through dirRoot, which refuses
+	// targets leaving root, or inside the container.
+	if _, err := a.create(pfd, base, false, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
+		return fmt.Errorf("symlink: %w", classify(err))
+	}
+	return a.pathAttrs(pfd, base, uid, gid, 0, false, hdr)
+}
+
+func (a *applier) node(dir, base string, hdr *tar.Header, uid, gid int, mode uint32) error {
+	pfd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	typ := uint32(unix.S_IFIFO)
+	switch hdr.Typeflag {
+	case tar.TypeChar:
+		typ = unix.S_IFCHR
+	case tar.TypeBlock:
+		typ = unix.S_IFBLK
+	}
+	dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+	if _, err := a.create(pfd, base, false, func() error { return unix.Mknodat(pfd, base, typ|0o600, dev) }); err != nil {
+		return fmt.Errorf("mknod: %w", classify(err))
+	}
+	return a.pathAttrs(pfd, base, uid, gid, mode, true, hdr)
+}
+
+// pathAttrs sets owner, mode, xattrs and times of a node that cannot be
+// opened for the purpose (symlink, device, fifo).
+func (a *applier) pathAttrs(pfd int, base string, uid, gid int, mode uint32, chmod bool, hdr *tar.Header) error {
+	if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("chown: %w", classify(err))
+	}
+	if chmod {
+		// Not a symlink, so following is moot; the node was just created
+		// by mknod and nothing else writes below root during Apply.
+		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
+			return fmt.Errorf("chmod: %w", classify(err))
+		}
+	}
+	if len(hdr.PAXRecords) > 0 {
+		p := procPath(pfd, base)
+		if err := a.xattrs(hdr, func(k string, v []byte) error { return unix.Lsetxattr(p, k, v, 0) }); err != nil {
+			return err
+		}
+	}
+	ts := times(hdr)
+	return unix.UtimesNanoAt(pfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func (a *applier) hardlink(dir, base string, hdr *tar.Header) error {
+	target, err := cleanName(hdr.Linkname)
+	if err != nil {
+		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
+	}
+	if target == "." {
+		return fmt.Errorf("hardlink to the root: %w", errdefs.ErrInvalidArgument)
+	}
+	if target == join(dir, base) {
+		return nil // a link to itself: nothing to do
+	}
+	_, tbase := split(target)
+	tfd, err := a.linkTarget(target)
+	if err != nil {
+		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, classify(err))
+	}
+	defer unix.Close(tfd)
+	pfd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	// linkat without AT_SYMLINK_FOLLOW links a symlink target itself, which
+	// is what a tar hardlink to a symlink means.
+	if _, err := a.create(pfd, base, false, func() error { return unix.Linkat(tfd, tbase, pfd, base, 0) }); err != nil {
+		return fmt.Errorf("link to %q: %w", hdr.Linkname, classify(err))
+	}
+	return nil
+}
+
+// linkTarget returns a descriptor of the directory holding target in root,
+// copying target up from a parent layer when only a parent has it.
+func (a *applier) linkTarget(target string) (int, error) {
+	tdir, tbase := split(target)
+	tfd, err := a.root.openDir(tdir)
+	if err == nil {
+		var st unix.Stat_t
+		err = unix.Fstatat(tfd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = unix.EISDIR
+		}
+		if err == nil {
+			return tfd, nil
+		}
+		unix.Close(tfd)
+	}
+	if errors.Is(err, unix.ENOENT) && len(a.parents) > 0 {
+		return a.copyUp(target)
+	}
+	return -1, err
+}
+
+// copyUp copies target (a path a hardlink names) from the topmost parent
+// layer that has it into root, as overlayfs would on first write, and
+// returns a descriptor of its directory in root. A layer may hardlink to a
+// lower file; overlay cannot share an inode across layers, so the upper gets
+// an identical copy that the new link then shares.
+func (a *applier) copyUp(target string) (int, error) {
+	dir, base := split(target)
+	for _, p := range a.parents {
+		lfd, err := p.openDir(dir)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		var st unix.Stat_t
+		err = unix.Fstatat(lfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if errors.Is(err, unix.ENOENT) {
+			unix.Close(lfd)
+			continue
+		}
+		if err == nil {
+			err = a.copyNode(lfd, base, &st, target)
+		}
+		unix.Close(lfd)
+		if err != nil {
+			return -1, err
+		}
+		return a.root.openDir(dir)
+	}
+	return -1, unix.ENOENT
+}
+
+// copyNode copies the node base in lower directory lfd to name in root,
+// with owner, mode, xattrs and times.
+func (a *applier) copyNode(lfd int, base string, st *unix.Stat_t, name string) error {
+	dir, nbase := split(name)
+	pfd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		src, err := unix.Openat(lfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(src)
+		dst, err := unix.Openat(pfd, nbase, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		err = copyFd(dst, src, st.Size, a.buf)
+		if err == nil {
+			err = unix.Fchown(dst, int(st.Uid), int(st.Gid))
+		}
+		if err == nil {
+			err = unix.Fchmod(dst, st.Mode&0o7777)
+		}
+		unix.Close(dst)
+		if err != nil {
+			return err
+		}
+	case unix.S_IFLNK:
+		n, err := unix.Readlinkat(lfd, base, a.buf)
+		if err != nil {
+			return err
+		}
+		if err := unix.Symlinkat(string(a.buf[:n]), pfd, nbase); err != nil {
+			return err
+		}
+		if err := unix.Fchownat(pfd, nbase, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	case unix.S_IFDIR:
+		return unix.EISDIR
+	default:
+		if err := unix.Mknodat(pfd, nbase, st.Mode, int(st.Rdev)); err != nil {
+			return err
+		}
+		if err := unix.Fchownat(pfd, nbase, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if err := unix.Fchmodat(pfd, nbase, st.Mode&0o7777, 0); err != nil {
+			return err
+		}
+	}
+	if err := copyXattrs(procPath(lfd, base), procPath(pfd, nbase)); err != nil {
+		return err
+	}
+	ts := [2]unix.Timespec{st.Atim, st.Mtim}
+	return unix.UtimesNanoAt(pfd, nbase, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// copyFd copies size bytes from src to dst, in the kernel when it can.
+func copyFd(dst, src int, size int64, buf []byte) error {
+	for size > 0 {
+		n, err := unix.CopyFileRange(src, nil, dst, nil, int(min(size, 1<<30)), 0)
+		if err != nil || n == 0 {
+			break // EXDEV, EINVAL, ...: fall back to read/write
+		}
+		size -= int64(n)
+	}
+	for size > 0 {
+		n, err := unix.Read(src, buf[:min(int64(len(buf)), size)])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		if err := writeAll(dst, buf[:n]); err != nil {
+			return err
+		}
+		size -= int64(n)
+	}
+	return nil
+}
+
+// whiteout hides name (in dir) of the lower layers.
+func (a *applier) whiteout(dir, name string) error {
+	full := join(dir, name)
+	if !a.opts.OverlayWhiteouts {
+		// Plain directory: delete the lower path. Per the image spec a
+		// whiteout never hides what its own layer added.
+		if _, ok := a.written[full]; ok {
+			return nil
+		}
+		pfd, err := a.root.dirFD(dir)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return nil // nothing below to hide
+		}
+		if err != nil {
+			return fmt.Errorf("whiteout parent %q: %w", dir, classify(err))
+		}
+		if err := removeAllAt(pfd, name); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("whiteout: %w", classify(err))
+		}
+		a.root.invalidate()
+		return nil
+	}
+	pfd, err := a.parent(dir)
+	if err != nil {
+		return err
+	}
+	// The upper starts empty, so anything already at name was added by this
+	// layer, which the whiteout must not hide; it also hides the lower path
+	// by itself.
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		return nil
+	}
+	if err := unix.Mknodat(pfd, name, unix.S_IFCHR, 0); err != nil {
+		return fmt.Errorf("whiteout: %w", classify(err))
+	}
+	return nil
+}
+
+// opaque hides every lower entry of dir.
+func (a *applier) opaque(dir string) error {
+	if a.opts.OverlayWhiteouts {
+		if err := a.mkdirAll(dir); err != nil {
+			return fmt.Errorf("opaque directory: %w", classify(err))
+		}
+		pdir, base := split(dir)
+		pfd, err := a.parent(pdir)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opaque directory: %w", classify(err))
+		}
+		defer unix.Close(fd)
+		if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
+			return fmt.Errorf("set %s: %w", overlayOpaque, classify(err))
+		}
+		return nil
+	}
+	fd, err := a.root.openDir(dir)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opaque directory: %w", classify(err))
+	}
+	defer unix.Close(fd)
+	if err := a.clearLower(fd, dir); err != nil {
+		return fmt.Errorf("opaque directory: %w", classify(err))
+	}
+	a.root.invalidate()
+	return nil
+}
+
+// clearLower removes, below directory fd (named dir), everything this layer
+// did not write: an opaque directory in a plain tree. fd may be O_PATH.
+func (a *applier) clearLower(fd int, dir string) error {
+	names, err := readDirNames(fd)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		full := join(dir, n)
+		if _, ok := a.written[full]; !ok {
+			if err := removeAllAt(fd, n); err != nil {
+				return err
+			}
+			continue
+		}
+		sub, err := unix.Openat(fd, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = a.clearLower(sub, full)
+		unix.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *applier) setTimes(name string, ts [2]unix.Timespec) error {
+	dir, base := split(name)
+	pfd, err := a.root.dirFD(dir)
+	if err != nil {
+		return err
+	}
+	return unix.UtimesNanoAt(pfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func (a *applier) mapIDs(uid, gid int) (int, int, error) {
+	u, ok := mapID(uid, a.opts.UIDMap)
+	if !ok {
+		return 0, 0, fmt.Errorf("uid %d has no mapping: %w", uid, errdefs.ErrInvalidArgument)
+	}
+	g, ok := mapID(gid, a.opts.GIDMap)
+	if !ok {
+		return 0, 0, fmt.Errorf("gid %d has no mapping: %w", gid, errdefs.ErrInvalidArgument)
+	}
+	return u, g, nil
+}
+
+func mapID(id int, m []IDMap) (int, bool) {
+	if len(m) == 0 {
+		return id, true
+	}
+	for _, r := range m {
+		if id >= int(r.ContainerID) && id-int(r.ContainerID) < int(r.Size) {
+			return int(r.HostID) + id - int(r.ContainerID), true
+		}
+	}
+	return 0, false
+}
+
+// times returns the atime and mtime of an entry; a tar without atime (the
+// usual case) gets its mtime for both, like docker.
+func times(hdr *tar.Header) [2]unix.Timespec {
+	m := hdr.ModTime
+	at := hdr.AccessTime
+	if at.IsZero() {
+		at = m
+	}
+	return [2]unix.Timespec{timespec(at), timespec(m)}
+}
+
+func timespec(t time.Time) unix.Timespec {
+	if t.IsZero() {
+		return unix.Timespec{}
+	}
+	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
+}
