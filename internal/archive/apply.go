@@ -225,7 +225,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	mode := uint32(hdr.Mode) & 0o7777
 	switch hdr.Typeflag {
-	case tar.TypeReg:
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont:
 		err = a.regular(dir, base, hdr, tr, uid, gid, mode)
 	case tar.TypeDir:
 		err = a.dir(dir, base, hdr, uid, gid, mode)
@@ -267,11 +267,10 @@ func (a *applier) markWritten(name string) {
 // the layer implies but does not list.
 func (a *applier) parent(dir string) (int, error) {
 	fd, err := a.root.dirFD(dir)
-	if errors.Is(err, unix.ENOENT) {
-		if err := a.mkdirAll(dir); err != nil {
-			return -1, err
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		if err = a.mkdirAll(dir); err == nil {
+			fd, err = a.root.dirFD(dir)
 		}
-		fd, err = a.root.dirFD(dir)
 	}
 	if err != nil {
 		return -1, fmt.Errorf("parent directory %q: %w", dir, classify(err))
@@ -281,7 +280,8 @@ func (a *applier) parent(dir string) (int, error) {
 
 // mkdirAll creates dir and its missing ancestors. In an overlay upper they
 // take owner, mode and times from the lower directory they shadow (as
-// overlayfs's own copy-up does), else root-owned 0755.
+// overlayfs's own copy-up does), else root-owned 0755. A whiteout this layer
+// put in the way is replaced by an opaque directory (see create).
 func (a *applier) mkdirAll(dir string) error {
 	if dir == "." {
 		return nil
@@ -291,7 +291,7 @@ func (a *applier) mkdirAll(dir string) error {
 		unix.Close(fd)
 		return nil
 	}
-	if !errors.Is(err, unix.ENOENT) {
+	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
 		return err
 	}
 	pdir, base := split(dir)
@@ -303,13 +303,24 @@ func (a *applier) mkdirAll(dir string) error {
 		return err
 	}
 	defer unix.Close(pfd)
-	if err := unix.Mkdirat(pfd, base, 0o755); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return nil
+	// Only a directory or this layer's whiteout may be in the way; through
+	// anything else (a file, a symlink to a file) the path is not a
+	// directory, as in docker.
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		isWhiteout := st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 && a.opts.OverlayWhiteouts
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && !isWhiteout {
+			return unix.ENOTDIR
 		}
+	}
+	res, err := a.create(pfd, base, true, func() error { return unix.Mkdirat(pfd, base, 0o755) })
+	if err != nil || res == keptDir {
 		return err
 	}
 	a.markWritten(dir)
+	if res == replacedWhiteout {
+		return setOpaque(pfd, base)
+	}
 	if st, ok := a.lowerStat(dir); ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		if err := unix.Fchownat(pfd, base, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
@@ -339,30 +350,54 @@ func (a *applier) lowerStat(name string) (unix.Stat_t, bool) {
 	return st, false
 }
 
+// createResult says what create found in the way.
+type createResult int
+
+const (
+	created          createResult = iota // nothing was there
+	replaced                             // something was, and was removed
+	replacedWhiteout                     // an overlay whiteout was, and was removed
+	keptDir                              // a directory was, and was kept
+)
+
 // create runs mk, and when name exists, clears the way and runs it again.
 // An existing directory is kept when keepDir is set (a directory entry over
-// a directory merges with it); it reports whether one was kept.
-func (a *applier) create(pfd int, base string, keepDir bool, mk func() error) (kept bool, err error) {
-	err = mk()
+// a directory merges with it).
+//
+// In an overlay upper, a directory replacing a whiteout of this same layer
+// must be opaque: the layer said "delete the lower one, then create this",
+// without the opaque marker docker would have written. Callers making
+// directories check for replacedWhiteout.
+func (a *applier) create(pfd int, base string, keepDir bool, mk func() error) (createResult, error) {
+	err := mk()
 	if !errors.Is(err, unix.EEXIST) {
-		return false, err
+		return created, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return false, err
+		return created, err
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+	res := replaced
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
 		if keepDir {
-			return true, nil
+			return keptDir, nil
 		}
 		if err := removeAllAt(pfd, base); err != nil {
-			return false, err
+			return created, err
 		}
-	} else if err := unix.Unlinkat(pfd, base, 0); err != nil {
-		return false, err
+	case unix.S_IFCHR:
+		if a.opts.OverlayWhiteouts && st.Rdev == 0 {
+			res = replacedWhiteout
+		}
+		fallthrough
+	default:
+		if err := unix.Unlinkat(pfd, base, 0); err != nil {
+			return created, err
+		}
 	}
 	a.root.invalidate()
-	return false, mk()
+	return res, mk()
 }
 
 func (a *applier) regular(dir, base string, hdr *tar.Header, r io.Reader, uid, gid int, mode uint32) error {
@@ -473,7 +508,8 @@ func (a *applier) dir(dir, base string, hdr *tar.Header, uid, gid int, mode uint
 	if err != nil {
 		return err
 	}
-	if _, err := a.create(pfd, base, true, func() error { return unix.Mkdirat(pfd, base, 0o700) }); err != nil {
+	res, err := a.create(pfd, base, true, func() error { return unix.Mkdirat(pfd, base, 0o700) })
+	if err != nil {
 		return fmt.Errorf("mkdir: %w", classify(err))
 	}
 	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -481,6 +517,9 @@ func (a *applier) dir(dir, base string, hdr *tar.Header, uid, gid int, mode uint
 		return fmt.Errorf("open dir: %w", classify(err))
 	}
 	err = a.attrs(fd, uid, gid, mode, hdr)
+	if err == nil && res == replacedWhiteout {
+		err = unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0)
+	}
 	unix.Close(fd)
 	if err != nil {
 		return err
@@ -767,15 +806,7 @@ func (a *applier) opaque(dir string) error {
 		if err != nil {
 			return err
 		}
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("opaque directory: %w", classify(err))
-		}
-		defer unix.Close(fd)
-		if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
-			return fmt.Errorf("set %s: %w", overlayOpaque, classify(err))
-		}
-		return nil
+		return setOpaque(pfd, base)
 	}
 	fd, err := a.root.openDir(dir)
 	if errors.Is(err, unix.ENOENT) {
@@ -789,6 +820,19 @@ func (a *applier) opaque(dir string) error {
 		return fmt.Errorf("opaque directory: %w", classify(err))
 	}
 	a.root.invalidate()
+	return nil
+}
+
+// setOpaque marks directory base (in pfd) opaque for overlayfs.
+func setOpaque(pfd int, base string) error {
+	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opaque directory: %w", classify(err))
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsetxattr(fd, overlayOpaque, []byte("y"), 0); err != nil {
+		return fmt.Errorf("set %s: %w", overlayOpaque, classify(err))
+	}
 	return nil
 }
 

@@ -245,7 +245,11 @@ func testEscapes(t *testing.T, fallback bool) {
 		{"opaque-symlink", []E{{Name: "link", Type: tar.TypeSymlink, Link: "/etc"}, {Name: "link/.wh..wh..opq"}}, "link/.wh..wh..opq"},
 	} {
 		for _, overlay := range []bool{false, true} {
-			t.Run(tc.name, func(t *testing.T) {
+			mode := "/plain"
+			if overlay {
+				mode = "/overlay"
+			}
+			t.Run(tc.name+mode, func(t *testing.T) {
 				top := t.TempDir()
 				root := filepath.Join(top, "root")
 				if err := os.Mkdir(root, 0o755); err != nil {
@@ -370,5 +374,32 @@ func TestApplyXattrRefused(t *testing.T) {
 	tree := archivetest.Tree(t, dir)
 	if tree["l"].Type != "symlink" || tree["f"].Xattrs["user.k"] != "v" {
 		t.Errorf("tree: %v", tree)
+	}
+}
+
+// TestApplyWhiteoutThenRecreate: a layer that deletes a lower directory and
+// recreates it without an opaque marker still hides the lower content.
+func TestApplyWhiteoutThenRecreate(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	layer := archivetest.Tar(t,
+		E{Name: ".wh.foo"}, E{Name: "foo/"}, E{Name: "foo/bar"}, // listed
+		E{Name: ".wh.baz"}, E{Name: "baz/x"}, // implied
+	)
+	apply(t, dir, layer, ApplyOptions{OverlayWhiteouts: true})
+	for _, d := range []string{"foo", "baz"} {
+		v := make([]byte, 8)
+		n, err := unix.Lgetxattr(filepath.Join(dir, d), overlayOpaque, v)
+		if err != nil || string(v[:n]) != "y" {
+			t.Errorf("%s: opaque = %q, %v", d, v[:n], err)
+		}
+	}
+	tree := archivetest.Tree(t, dir)
+	if tree["foo/bar"].Type != "file" || tree["baz/x"].Type != "file" {
+		t.Errorf("tree: %v", tree)
+	}
+	_, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(archivetest.Tar(t, E{Name: "f", Body: "file"}, E{Name: "f/g"})), ApplyOptions{NoSync: true})
+	if err == nil || !strings.Contains(err.Error(), `"f/g"`) || !errors.Is(err, unix.ENOTDIR) {
+		t.Errorf("entry through a file: %v", err)
 	}
 }

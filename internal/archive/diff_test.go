@@ -3,8 +3,8 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
-	"errors"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
+	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
-
-	kgzip "github.com/klauspost/compress/gzip"
 
 	"github.com/berth-dev/berth/internal/archive/archivetest"
 	"github.com/berth-dev/berth/internal/errdefs"

@@ -78,6 +78,9 @@ func MountAll(mounts []Mount, target string) (err error) {
 	for i, m := range mounts {
 		t := target
 		if m.Target != "" {
+			if !filepath.IsLocal(m.Target) {
+				return fmt.Errorf("mount target %q leaves %s: %w", m.Target, target, errdefs.ErrInvalidArgument)
+			}
 			t = filepath.Join(target, m.Target)
 		}
 		if err := mountOne(m, t); err != nil {

@@ -398,7 +398,8 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string) error {
 }
 
 // Remove deletes snapshot key and its directory. A snapshot that is the
-// parent of others cannot be removed (ErrFailedPrecondition).
+// parent of others cannot be removed (ErrFailedPrecondition). The caller
+// must have unmounted it: Remove does not look at mounts.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	var rec Record
 	err := s.store.Update(ctx, func(tx Tx) error {
