@@ -10,11 +10,13 @@
 // core; Apply's own work (tar parsing and file writes) is mostly kernel time
 // copying into the page cache. DecompressStream runs gzip on a goroutine of
 // its own so both proceed at once. On the 2-core development VM, for a
-// generated 145 MB layer of 5,000 files (72 MB gzip), measured by
-// BenchmarkApplyVsGunzip: gunzip alone ~400 MB/s; Apply from the gzip
-// stream ~1.0-1.15x that time on tmpfs and ~1.3-1.5x on a loop-mounted ext4;
-// Apply of the uncompressed tar ~720 MB/s on tmpfs. The final syncfs costs
-// what the disk costs.
+// generated layer of 5,000 files, 105 MB unpacked and 52 MB gzip
+// (BenchmarkApplyVsGunzip, BERTH_BENCH_DIR picks the filesystem): gunzip
+// alone runs at ~380-470 MB/s; Apply from the gzip stream takes 0.92-1.09x
+// that time on tmpfs and 1.11-1.18x on a freshly made ext4; Apply of the
+// uncompressed tar runs at ~450-790 MB/s; decoding gzip inline instead of
+// on its own goroutine costs 1.3-1.6x. The final syncfs costs what the disk
+// costs.
 //
 // On an ext4 without a journal (this VM's root), creating inodes right after
 // deleting many files is slow for minutes (the allocator skips recently
