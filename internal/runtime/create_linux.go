@@ -114,6 +114,13 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
 		return nil, fmt.Errorf("resolve rootfs: %w", err)
 	}
+	// Relative bind sources are relative to the bundle. Resolve them here:
+	// the init may not be allowed to enter the bundle directory.
+	for i := range spec.Mounts {
+		if m := &spec.Mounts[i]; isBind(m) && !filepath.IsAbs(m.Source) {
+			m.Source = filepath.Join(bundle, m.Source)
+		}
+	}
 	var joins []nsJoin
 	var cloneFlags uintptr
 	for _, ns := range spec.Linux.Namespaces {
@@ -212,7 +219,6 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		Path:       exe,
 		Args:       []string{"berth", "init"},
 		Env:        []string{syncFdEnv + "=" + strconv.Itoa(syncFd)},
-		Dir:        bundle,
 		Stdin:      orStd(opts.Stdin, os.Stdin),
 		Stdout:     orStd(opts.Stdout, os.Stdout),
 		Stderr:     orStd(opts.Stderr, os.Stderr),
@@ -225,6 +231,9 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		cmd.SysProcAttr.UidMappings = idMap(spec.Linux.UIDMappings)
 		cmd.SysProcAttr.GidMappings = idMap(spec.Linux.GIDMappings)
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become root of the new namespace before exec; otherwise the init
+		// runs as the overflow uid and execve drops every capability.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
 	if err := startProtected(cmd, exe, joins); err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
@@ -365,6 +374,14 @@ func startProtected(cmd *exec.Cmd, exe string, joins []nsJoin) error {
 			if err := unix.Mount("", exe, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
 				return fmt.Errorf("make berth binary read-only: %w", err)
 			}
+			// Exec through an fd: the init may be root of a user namespace
+			// that cannot search the directories leading to the binary.
+			exefd, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open berth binary: %w", err)
+			}
+			defer unix.Close(exefd)
+			cmd.Path = "/proc/self/fd/" + strconv.Itoa(exefd)
 			for _, j := range joins {
 				if err := setnsPath(j.path, j.flag); err != nil {
 					return fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)

@@ -63,6 +63,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		return -1, invalid("a terminal was requested but no --console-socket was given")
 	}
 	var paths []string
+	userns := false
 	for _, ns := range nsOrder {
 		if !hasNamespace(rec.Config, ns.typ) {
 			continue
@@ -72,6 +73,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 			continue // setns into our own user namespace is refused
 		}
 		paths = append(paths, p)
+		userns = userns || ns.typ == specs.UserNamespace
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -114,7 +116,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		return -1, err
 	}
 	pid, err := spawnEntered(enterSpec{
-		exe: exe, nsPaths: paths, inherit: inherit,
+		exe: exe, nsPaths: paths, userns: userns, inherit: inherit,
 		args: []string{"berth", "init"},
 		env:  []string{syncFdEnv + "=" + strconv.Itoa(int(childSock.Fd()))},
 	})

@@ -8,11 +8,11 @@ import (
 
 // mountOpts is the parsed form of an OCI mount's options list.
 type mountOpts struct {
-	flags       uintptr  // flags for the initial mount
-	clear       uintptr  // flags the options explicitly turn off
+	flags       uintptr   // flags for the initial mount
+	clear       uintptr   // flags the options explicitly turn off
 	propagation []uintptr // applied one by one after the mount
-	data        []string // filesystem-specific options, passed as data
-	recursiveRO bool     // "rro": read-only through all submounts (mount_setattr)
+	data        []string  // filesystem-specific options, passed as data
+	recursiveRO bool      // "rro": read-only through all submounts (mount_setattr)
 }
 
 type flagOpt struct {

@@ -26,6 +26,7 @@ type enterArgs struct {
 	inherit  [4]int32 // fds whose close-on-exec flag the grandchild clears
 	ninherit int
 	exefd    int
+	rootID   bool // become uid/gid 0 after joining: needed after entering a user namespace
 	path     *byte // "" for execveat AT_EMPTY_PATH
 	argv     **byte
 	envv     **byte
@@ -47,6 +48,16 @@ func forkEnter(a *enterArgs) (int, syscall.Errno) {
 	for i := 0; i < a.nns; i++ {
 		if _, _, e := syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.nsfds[i]), 0, 0); e != 0 {
 			enterFail(a, uint32(e)|uint32(i+1)<<16)
+		}
+	}
+	if a.rootID {
+		// Host root is unmapped in the container's user namespace; exec
+		// as that uid would drop every capability.
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, 0, 0, 0); e != 0 {
+			enterFail(a, uint32(e))
+		}
+		if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, 0, 0, 0); e != 0 {
+			enterFail(a, uint32(e))
 		}
 	}
 	r1, _, e = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD|unix.CLONE_PARENT), 0, 0, 0, 0, 0)
@@ -86,6 +97,7 @@ func enterFail(a *enterArgs, code uint32) {
 type enterSpec struct {
 	exe     string   // berth binary, exec'd from a read-only bind mount
 	nsPaths []string // joined in this order
+	userns  bool     // nsPaths includes a user namespace
 	inherit []int    // fds the exec stage must inherit
 	args    []string
 	env     []string
@@ -146,6 +158,7 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 	}
 	a.ninherit = len(s.inherit)
 	a.exefd = exefd
+	a.rootID = s.userns
 	empty, _ := syscall.BytePtrFromString("")
 	a.path = empty
 	argv, err := syscall.SlicePtrFromStrings(s.args)

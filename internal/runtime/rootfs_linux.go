@@ -16,10 +16,10 @@ import (
 // rootfsSetup prepares the container's mount namespace. It runs in the init,
 // inside the new mount namespace, before pivot_root.
 type rootfsSetup struct {
-	spec   *specs.Spec
-	rootfs string // absolute host path of the rootfs (visible until pivot_root)
-	root   *os.File
-	userns bool // the container has its own user namespace: no mknod, locked flags
+	spec        *specs.Spec
+	rootfs      string // absolute host path of the rootfs (visible until pivot_root)
+	root        *os.File
+	userns      bool // the container has its own user namespace: no mknod, locked flags
 	cgroupPaths map[string]string
 	newCgroupNS bool
 }
@@ -186,15 +186,7 @@ func knownFSType(t string) bool {
 }
 
 func (s *rootfsSetup) mountBind(m *specs.Mount, opts mountOpts) error {
-	src := m.Source
-	if !filepath.IsAbs(src) {
-		// Relative sources are relative to the bundle, which is our cwd.
-		abs, err := filepath.Abs(src)
-		if err != nil {
-			return err
-		}
-		src = abs
-	}
+	src := m.Source // made absolute by the parent
 	fi, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("bind source: %w", err)

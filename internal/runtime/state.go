@@ -38,7 +38,7 @@ type record struct {
 	Config *specs.Spec `json:"config"`
 	// Creating is true until the init reports it is ready; a record that
 	// stays creating belongs to a create that died half-way.
-	Creating bool `json:"creating,omitempty"`
+	Creating bool   `json:"creating,omitempty"`
 	Owner    string `json:"owner,omitempty"`
 }
 

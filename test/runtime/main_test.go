@@ -3,7 +3,6 @@
 package runtime_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -42,6 +41,7 @@ func run(m *testing.M) int {
 		fmt.Println(err)
 		return 1
 	}
+	os.Chmod(dir, 0o755)
 	defer os.RemoveAll(dir)
 	berthBin = filepath.Join(dir, "berth")
 	build := exec.Command("go", "build", "-o", berthBin, "github.com/berth-dev/berth/cmd/berth")
@@ -74,6 +74,9 @@ type env struct {
 func newEnv(t *testing.T, args ...string) *env {
 	t.Helper()
 	dir := t.TempDir()
+	// The root of a user namespace must be able to reach the bundle.
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
 	e := &env{t: t, root: filepath.Join(dir, "state"), bundle: filepath.Join(dir, "bundle")}
 	if err := os.MkdirAll(e.bundle, 0o755); err != nil {
 		t.Fatal(err)
@@ -109,16 +112,33 @@ func (e *env) berth(args ...string) (string, string, int) {
 	e.t.Helper()
 	cmd := exec.Command(berthBin, append([]string{"runtime", "--root", e.root}, args...)...)
 	cmd.Dir = e.bundle
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	// Files, not pipes: a created container keeps the stdio it was given,
+	// and a pipe would make Wait block until the container exits.
+	outF, errF := tempFile(e.t), tempFile(e.t)
+	cmd.Stdout, cmd.Stderr = outF, errF
 	err := cmd.Run()
+	out, errb := readBack(outF), readBack(errF)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		e.t.Fatalf("berth %v: %v", args, err)
 	}
-	return out.String(), errb.String(), code
+	return out, errb, code
+}
+
+func tempFile(t *testing.T) *os.File {
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func readBack(f *os.File) string {
+	data, _ := os.ReadFile(f.Name())
+	return string(data)
 }
 
 // run writes the spec and runs the container to completion.
@@ -154,7 +174,15 @@ func (e *env) waitStatus(id string, want specs.ContainerState) specs.State {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st := e.state(id)
+		out, _, code := e.berth("state", id)
+		if code != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // not created yet
+			continue
+		}
+		var st specs.State
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			e.t.Fatalf("state %s: %v: %q", id, err, out)
+		}
 		if st.Status == want || time.Now().After(deadline) {
 			if st.Status != want {
 				e.t.Fatalf("container %s is %s, want %s", id, st.Status, want)
@@ -180,4 +208,3 @@ func (e *env) cleanup() {
 		os.Remove(cg)
 	}
 }
-
