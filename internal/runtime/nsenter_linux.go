@@ -26,7 +26,7 @@ type enterArgs struct {
 	inherit  [4]int32 // fds whose close-on-exec flag the grandchild clears
 	ninherit int
 	exefd    int
-	rootID   bool // become uid/gid 0 after joining: needed after entering a user namespace
+	rootID   bool  // become uid/gid 0 after joining: needed after entering a user namespace
 	path     *byte // "" for execveat AT_EMPTY_PATH
 	argv     **byte
 	envv     **byte
