@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
@@ -62,7 +61,7 @@ var nsSetnsFlags = map[specs.LinuxNamespaceType]int{
 // launch is a container whose init is running and waiting for start.
 type launch struct {
 	rec  *record
-	cmd  *exec.Cmd
+	pid  int // the init, a child of this process
 	conn *syncConn
 	cg   *cgroup.Manager
 }
@@ -85,14 +84,15 @@ func (r *Runtime) Create(ctx context.Context, id string, opts CreateOptions) err
 		return err
 	}
 	// The init outlives us; it is reaped by whoever inherits it.
-	l.conn.f.Close()
-	return l.cmd.Process.Release()
+	return l.conn.f.Close()
 }
 
 func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mode string) (l *launch, retErr error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
+	tr := newPhaseTracer(os.Getenv(TraceEnv) == "1")
+	tr.mark("parent", "start")
 	bundle, err := filepath.Abs(opts.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", opts.Bundle, err)
@@ -144,15 +144,41 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	var cmd *exec.Cmd
+	// The cgroup is made and its limits written while the init starts:
+	// the two are independent until the init has to be moved in.
+	type cgResult struct {
+		cg  *cgroup.Manager
+		err error
+	}
+	cgc := make(chan cgResult, 1)
+	go func() {
+		cg, err := cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
+		if err == nil {
+			err = cg.Apply(-1)
+			if err == nil && spec.Linux.Resources != nil {
+				err = cg.Set(spec.Linux.Resources)
+				if err != nil {
+					err = fmt.Errorf("set cgroup limits: %w", err)
+				}
+			}
+		}
+		cgc <- cgResult{cg, err}
+	}()
+	pid := 0
 	var cg *cgroup.Manager
+	cgDone := false
 	defer func() {
 		if retErr == nil {
 			return
 		}
-		if cmd != nil && cmd.Process != nil {
-			_ = cmd.Process.Kill()
-			_, _ = cmd.Process.Wait()
+		if pid > 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, 0, nil)
+		}
+		if !cgDone {
+			res := <-cgc
+			cg = res.cg
 		}
 		if cg != nil {
 			_ = cg.Destroy()
@@ -215,48 +241,65 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if err != nil {
 		return nil, err
 	}
-	cmd = &exec.Cmd{
-		Path:       exe,
-		Args:       []string{"berth", "init"},
-		Env:        []string{syncFdEnv + "=" + strconv.Itoa(syncFd)},
-		Stdin:      orStd(opts.Stdin, os.Stdin),
-		Stdout:     orStd(opts.Stdout, os.Stdout),
-		Stderr:     orStd(opts.Stderr, os.Stderr),
-		ExtraFiles: extra,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: cloneFlags,
-		},
+	files := []uintptr{fdOf(opts.Stdin, os.Stdin), fdOf(opts.Stdout, os.Stdout), fdOf(opts.Stderr, os.Stderr)}
+	for _, f := range extra {
+		files = append(files, f.Fd())
+	}
+	attr := &syscall.ProcAttr{
+		// One P and no GC: the init lives for milliseconds, and a fixed
+		// GOMAXPROCS spares the Go runtime its cgroup quota look-up.
+		Env:   []string{syncFdEnv + "=" + strconv.Itoa(syncFd), "GOMAXPROCS=1", "GOGC=off"},
+		Files: files,
+		Sys:   &syscall.SysProcAttr{Cloneflags: cloneFlags},
 	}
 	if cloneFlags&unix.CLONE_NEWUSER != 0 {
-		cmd.SysProcAttr.UidMappings = idMap(spec.Linux.UIDMappings)
-		cmd.SysProcAttr.GidMappings = idMap(spec.Linux.GIDMappings)
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		attr.Sys.UidMappings = idMap(spec.Linux.UIDMappings)
+		attr.Sys.GidMappings = idMap(spec.Linux.GIDMappings)
+		attr.Sys.GidMappingsEnableSetgroups = true
 		// Become root of the new namespace before exec; otherwise the init
 		// runs as the overflow uid and execve drops every capability.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		attr.Sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
-	if err := startProtected(cmd, exe, joins); err != nil {
+	tr.mark("parent", "spawn init")
+	pid, err = startProtected(attr, exe, joins)
+	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
-	pid := cmd.Process.Pid
+	tr.mark("parent", "init spawned")
 	start, _, _ := procStart(pid)
 	rec := &record{
 		ID: id, Pid: pid, PidStart: start, Bundle: bundle, Rootfs: rootfs,
 		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: spec, Creating: true,
 		Owner: "root",
 	}
-	cg, err = cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
+	res := <-cgc
+	cg, cgDone = res.cg, true
+	if res.err != nil {
+		return nil, fmt.Errorf("cgroup: %w", res.err)
 	}
-	if err := cg.Apply(pid); err != nil {
-		return nil, fmt.Errorf("join cgroup: %w", err)
-	}
-	if spec.Linux.Resources != nil {
-		if err := cg.Set(spec.Linux.Resources); err != nil {
-			return nil, fmt.Errorf("set cgroup limits: %w", err)
+	// Moving a process between v1 cgroups waits for an RCU grace period
+	// (milliseconds on a busy host). The init does not need to be in its
+	// cgroup until its process is let go, so the move overlaps the mounts;
+	// every reply of the init is handled only after it is done.
+	joinc := make(chan error, 1)
+	go func() { joinc <- cg.Join(pid) }()
+	joined := false
+	waitJoin := func() error {
+		if joined {
+			return nil
 		}
+		joined = true
+		if err := <-joinc; err != nil {
+			return fmt.Errorf("join cgroup: %w", err)
+		}
+		tr.mark("parent", "cgroup joined")
+		return nil
 	}
+	defer func() {
+		if !joined {
+			<-joinc
+		}
+	}()
 	rec.CgroupPaths = cg.Paths()
 	if spec.Process.OOMScoreAdj != nil {
 		adj := strconv.Itoa(*spec.Process.OOMScoreAdj)
@@ -268,24 +311,33 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		return nil, err
 	}
 	state := r.ociState(rec)
+	newCgroupNS := hasNamespace(spec, specs.CgroupNamespace) && pathOf(spec, specs.CgroupNamespace) == ""
 	cfg := &initConfig{
 		Mode: mode, ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, Process: spec.Process,
 		State: state, FifoFd: fifoFd, ConsoleFd: consoleFd, CgroupPaths: cg.Paths(),
-		NewCgroupNS: hasNamespace(spec, specs.CgroupNamespace) && pathOf(spec, specs.CgroupNamespace) == "",
-		NewMountNS:  pathOf(spec, specs.MountNamespace) == "",
-		UserNS:      hasNamespace(spec, specs.UserNamespace),
-		PreserveFDs: opts.PreserveFDs,
+		NewCgroupNS: newCgroupNS,
+		// On v1 the cgroup mount binds host paths, so the namespace can wait
+		// until the start; on v2 the cgroup2 mount needs it first.
+		LateCgroupNS: newCgroupNS && !isCgroup2Root("/sys/fs/cgroup"),
+		NewMountNS:   pathOf(spec, specs.MountNamespace) == "",
+		UserNS:       hasNamespace(spec, specs.UserNamespace),
+		PreserveFDs:  opts.PreserveFDs,
+		Trace:        tr.on,
 	}
 	if err := conn.send(syncMsg{Type: msgConfig, Init: cfg}); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
+	tr.mark("parent", "config sent")
 	for {
 		m, err := conn.recv()
 		if err != nil {
-			return nil, fmt.Errorf("container init exited during setup: %w", waitErr(cmd, err))
+			return nil, fmt.Errorf("container init exited during setup: %w", waitErr(pid, err))
 		}
 		if m.Type == msgError {
 			return nil, errors.New(m.Error)
+		}
+		if err := waitJoin(); err != nil {
+			return nil, err
 		}
 		if m.Type == msgReady {
 			break
@@ -305,6 +357,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			return nil, fmt.Errorf("resume init after hooks: %w", err)
 		}
 	}
+	tr.mark("parent", "init ready")
 	rec.Creating = false
 	if err := r.save(rec); err != nil {
 		return nil, err
@@ -314,21 +367,25 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			return nil, err
 		}
 	}
-	return &launch{rec: rec, cmd: cmd, conn: conn, cg: cg}, nil
+	return &launch{rec: rec, pid: pid, conn: conn, cg: cg}, nil
 }
 
-func waitErr(cmd *exec.Cmd, err error) error {
-	if ws, werr := cmd.Process.Wait(); werr == nil {
-		return fmt.Errorf("%v", ws)
+func waitErr(pid int, err error) error {
+	var ws unix.WaitStatus
+	if _, werr := unix.Wait4(pid, &ws, 0, nil); werr == nil {
+		if ws.Signaled() {
+			return fmt.Errorf("killed by %v", ws.Signal())
+		}
+		return fmt.Errorf("exit status %d", ws.ExitStatus())
 	}
 	return err
 }
 
-func orStd(f, def *os.File) *os.File {
+func fdOf(f, def *os.File) uintptr {
 	if f != nil {
-		return f
+		return f.Fd()
 	}
-	return def
+	return def.Fd()
 }
 
 func idMap(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
@@ -357,40 +414,56 @@ func writePidFile(path string, pid int) error {
 // (the CVE-2019-5736 class). The same thread then joins the namespaces given
 // by path, so the init is cloned inside them; the thread is never unlocked
 // and so dies with the goroutine, taking its namespace changes with it.
-func startProtected(cmd *exec.Cmd, exe string, joins []nsJoin) error {
-	errc := make(chan error, 1)
+func startProtected(attr *syscall.ProcAttr, exe string, joins []nsJoin) (int, error) {
+	type result struct {
+		pid int
+		err error
+	}
+	resc := make(chan result, 1)
 	go func() {
 		goruntime.LockOSThread()
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-				return fmt.Errorf("private mount namespace: %w", err)
-			}
-			if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-				return fmt.Errorf("make / slave: %w", err)
-			}
-			if err := unix.Mount(exe, exe, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("bind berth binary: %w", err)
-			}
-			if err := unix.Mount("", exe, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
-				return fmt.Errorf("make berth binary read-only: %w", err)
-			}
-			// Exec through an fd: the init may be root of a user namespace
-			// that cannot search the directories leading to the binary.
-			exefd, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+		pid, err := func() (int, error) {
+			exefd, err := protectedExe(exe)
 			if err != nil {
-				return fmt.Errorf("open berth binary: %w", err)
+				return 0, err
 			}
 			defer unix.Close(exefd)
-			cmd.Path = "/proc/self/fd/" + strconv.Itoa(exefd)
 			for _, j := range joins {
 				if err := setnsPath(j.path, j.flag); err != nil {
-					return fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)
+					return 0, fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)
 				}
 			}
-			return cmd.Start()
+			// Exec through the fd: the init may be root of a user namespace
+			// that cannot search the directories leading to the binary.
+			return syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(exefd), []string{"berth", "init"}, attr)
 		}()
+		resc <- result{pid, err}
 	}()
-	return <-errc
+	res := <-resc
+	return res.pid, res.err
+}
+
+// protectedExe moves the calling (locked) thread into a private mount
+// namespace, bind-mounts the berth binary read-only onto itself there and
+// returns an O_PATH fd of that read-only view.
+func protectedExe(exe string) (int, error) {
+	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+		return -1, fmt.Errorf("private mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return -1, fmt.Errorf("make / slave: %w", err)
+	}
+	if err := unix.Mount(exe, exe, "", unix.MS_BIND, ""); err != nil {
+		return -1, fmt.Errorf("bind berth binary: %w", err)
+	}
+	if err := unix.Mount("", exe, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		return -1, fmt.Errorf("make berth binary read-only: %w", err)
+	}
+	fd, err := unix.Open(exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open berth binary: %w", err)
+	}
+	return fd, nil
 }
 
 func setnsPath(path string, flag int) error {

@@ -50,7 +50,9 @@ func runInit(conn *syncConn) error {
 		return runExecInit(conn, cfg)
 	}
 	spec := cfg.Spec
-	if cfg.NewCgroupNS {
+	tr := newPhaseTracer(cfg.Trace)
+	tr.mark("init", "config read")
+	if cfg.NewCgroupNS && !cfg.LateCgroupNS {
 		// After the parent placed us in our cgroup, so that it is our root.
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return fmt.Errorf("new cgroup namespace: %w", err)
@@ -64,6 +66,7 @@ func runInit(conn *syncConn) error {
 			return fmt.Errorf("prepare rootfs: %w", err)
 		}
 	}
+	tr.mark("init", "mounts done")
 	if spec.Hostname != "" {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
@@ -95,6 +98,7 @@ func runInit(conn *syncConn) error {
 			return err
 		}
 	}
+	tr.mark("init", "pivoted")
 	if err := writeSysctls(spec.Linux.Sysctl); err != nil {
 		return err
 	}
@@ -148,11 +152,19 @@ func execProcess(conn *syncConn, cfg *initConfig, sc *specs.LinuxSeccomp, waitSt
 	if err := waitStart(); err != nil {
 		return err
 	}
+	if cfg.LateCgroupNS {
+		// The start signal comes after the parent moved us into our
+		// cgroup, which is now the root of our view.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("new cgroup namespace: %w", err)
+		}
+	}
 	if cfg.Mode != "exec" && cfg.Spec.Hooks != nil {
 		if err := runHooks(context.Background(), "startContainer", cfg.Spec.Hooks.StartContainer, cfg.State); err != nil {
 			return err
 		}
 	}
+	newPhaseTracer(cfg.Trace).mark("init", "started")
 	setgroups := true
 	if cfg.UserNS {
 		if b, err := os.ReadFile("/proc/self/setgroups"); err == nil && strings.TrimSpace(string(b)) == "deny" {

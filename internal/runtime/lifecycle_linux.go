@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -174,25 +173,38 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 			opts.ConsoleSocket = console.path
 		}
 	}
+	tr := newPhaseTracer(os.Getenv(TraceEnv) == "1")
+	// Installing handlers for every signal takes a while; do it while the
+	// container is being created. Until then a signal acts on berth as usual.
+	sigc := make(chan os.Signal, 16)
+	notified := make(chan struct{})
+	go func() {
+		signal.Notify(sigc)
+		close(notified)
+	}()
+	defer func() {
+		<-notified
+		signal.Stop(sigc)
+	}()
 	l, err := r.create(ctx, id, opts, "run")
 	if err != nil {
 		return -1, err
 	}
+	tr.mark("parent", "created")
 	if console != nil {
 		if err := console.accept(); err != nil {
 			_ = r.Delete(ctx, id, true)
 			return -1, err
 		}
 	}
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc)
-	defer signal.Stop(sigc)
 	if err := l.conn.send(syncMsg{Type: msgStart}); err != nil {
 		_ = r.Delete(ctx, id, true)
 		return -1, fmt.Errorf("start: %w", err)
 	}
+	tr.mark("parent", "start sent")
 	m, err := l.conn.recv()
 	l.conn.f.Close()
+	tr.mark("parent", "exec'd")
 	if err == nil && m.Type == msgError {
 		_ = r.Delete(ctx, id, true)
 		return -1, errors.New(m.Error)
@@ -210,17 +222,29 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 	if console != nil {
 		go console.relay(done)
 	}
-	code := waitForwarding(l.cmd, sigc, console)
+	<-notified
+	code := waitForwarding(l.pid, sigc, console)
+	tr.mark("parent", "exited")
 	close(done)
 	if err := r.Delete(ctx, id, true); err != nil {
 		return code, err
 	}
+	tr.mark("parent", "deleted")
 	return code, nil
 }
 
-func waitForwarding(cmd *exec.Cmd, sigc chan os.Signal, console *consoleRelay) int {
-	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
+func waitForwarding(pid int, sigc chan os.Signal, console *consoleRelay) int {
+	waitc := make(chan unix.WaitStatus, 1)
+	go func() {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		waitc <- ws
+	}()
 	for {
 		select {
 		case s := <-sigc:
@@ -232,23 +256,12 @@ func waitForwarding(cmd *exec.Cmd, sigc chan os.Signal, console *consoleRelay) i
 				console.resize()
 				continue
 			}
-			_ = cmd.Process.Signal(sig)
-		case err := <-waitc:
-			return exitCode(cmd, err)
+			_ = unix.Kill(pid, sig)
+		case ws := <-waitc:
+			if ws.Signaled() {
+				return 128 + int(ws.Signal())
+			}
+			return ws.ExitStatus()
 		}
 	}
-}
-
-func exitCode(cmd *exec.Cmd, err error) int {
-	if cmd.ProcessState == nil {
-		return -1
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		if ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ws.ExitStatus()
-	}
-	_ = err
-	return cmd.ProcessState.ExitCode()
 }

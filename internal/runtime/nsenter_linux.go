@@ -126,21 +126,9 @@ func spawnEntered(s enterSpec) (int, error) {
 }
 
 func spawnEnteredLocked(s enterSpec) (int, error) {
-	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-		return 0, fmt.Errorf("private mount namespace: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return 0, fmt.Errorf("make / slave: %w", err)
-	}
-	if err := unix.Mount(s.exe, s.exe, "", unix.MS_BIND, ""); err != nil {
-		return 0, fmt.Errorf("bind berth binary: %w", err)
-	}
-	if err := unix.Mount("", s.exe, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
-		return 0, fmt.Errorf("make berth binary read-only: %w", err)
-	}
-	exefd, err := unix.Open(s.exe, unix.O_PATH|unix.O_CLOEXEC, 0)
+	exefd, err := protectedExe(s.exe)
 	if err != nil {
-		return 0, fmt.Errorf("open berth binary: %w", err)
+		return 0, err
 	}
 	defer unix.Close(exefd)
 	var a enterArgs

@@ -187,6 +187,9 @@ func finalize(p *specs.Process, sc *specs.LinuxSeccomp, path string, keepFDs int
 		}
 	}
 	env := p.Env
+	if os.Getenv("BERTH_TRACE_EXEC") == "1" {
+		newPhaseTracer(true).mark("init", "exec")
+	}
 	if err := unix.Exec(path, p.Args, env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
 	}
@@ -219,20 +222,28 @@ func setIdentity(p *specs.Process, setgroups bool) error {
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set keepcaps: %w", err)
 	}
+	// Go applies these to every thread (stopping the world to do so); skip
+	// the calls that would change nothing.
 	if setgroups {
 		groups := make([]int, len(p.User.AdditionalGids))
 		for i, g := range p.User.AdditionalGids {
 			groups[i] = int(g)
 		}
-		if err := syscall.Setgroups(groups); err != nil {
-			return fmt.Errorf("setgroups %v: %w", groups, err)
+		if cur, err := unix.Getgroups(); err != nil || !sameInts(cur, groups) {
+			if err := syscall.Setgroups(groups); err != nil {
+				return fmt.Errorf("setgroups %v: %w", groups, err)
+			}
 		}
 	}
-	if err := syscall.Setgid(int(p.User.GID)); err != nil {
-		return fmt.Errorf("setgid %d: %w", p.User.GID, err)
+	if r, e, s := unix.Getresgid(); r != int(p.User.GID) || e != r || s != r {
+		if err := syscall.Setgid(int(p.User.GID)); err != nil {
+			return fmt.Errorf("setgid %d: %w", p.User.GID, err)
+		}
 	}
-	if err := syscall.Setuid(int(p.User.UID)); err != nil {
-		return fmt.Errorf("setuid %d: %w", p.User.UID, err)
+	if r, e, s := unix.Getresuid(); r != int(p.User.UID) || e != r || s != r {
+		if err := syscall.Setuid(int(p.User.UID)); err != nil {
+			return fmt.Errorf("setuid %d: %w", p.User.UID, err)
+		}
 	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("clear keepcaps: %w", err)
@@ -252,4 +263,16 @@ func setIdentity(p *specs.Process, setgroups bool) error {
 		}
 	}
 	return nil
+}
+
+func sameInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -91,7 +90,7 @@ func (s *rootfsSetup) target(dest string, file bool) (*os.File, error) {
 		dest = "/" + dest
 	}
 	if file {
-		dir, err := pathrs.MkdirAllHandle(s.root, filepath.Dir(dest), 0o755)
+		dir, err := mkdirAllIn(s.root, filepath.Dir(dest), 0o755)
 		if err != nil {
 			return nil, err
 		}
@@ -104,9 +103,9 @@ func (s *rootfsSetup) target(dest string, file bool) (*os.File, error) {
 		if err == nil {
 			unix.Close(fd)
 		}
-		return pathrs.OpenatInRoot(s.root, dest)
+		return openIn(s.root, dest)
 	}
-	return pathrs.MkdirAllHandle(s.root, dest, 0o755)
+	return mkdirAllIn(s.root, dest, 0o755)
 }
 
 func (s *rootfsSetup) mount(m *specs.Mount) error {
@@ -160,7 +159,7 @@ func (s *rootfsSetup) mount(m *specs.Mount) error {
 // refers to the directory underneath it, so remounts and propagation changes
 // need one opened afterwards.
 func (s *rootfsSetup) onMounted(dest string, fn func(path string) error) error {
-	h, err := pathrs.OpenatInRoot(s.root, dest)
+	h, err := openIn(s.root, dest)
 	if err != nil {
 		return fmt.Errorf("reopen %s: %w", dest, err)
 	}
@@ -168,7 +167,16 @@ func (s *rootfsSetup) onMounted(dest string, fn func(path string) error) error {
 	return fn(fdPath(h))
 }
 
+// commonFSTypes need no look-up in /proc/filesystems.
+var commonFSTypes = map[string]bool{
+	"proc": true, "sysfs": true, "tmpfs": true, "devpts": true, "mqueue": true,
+	"cgroup": true, "cgroup2": true, "overlay": true, "bind": true,
+}
+
 func knownFSType(t string) bool {
+	if commonFSTypes[t] {
+		return true
+	}
 	if strings.ContainsAny(t, "/ ") {
 		return false
 	}
@@ -362,7 +370,7 @@ func (s *rootfsSetup) createDevices() error {
 			return fmt.Errorf("create device %s: %w", d.path, err)
 		}
 		if o, ok := owners[d.path]; ok && (o.uid >= 0 || o.gid >= 0) {
-			p, err := pathrs.OpenatInRoot(s.root, d.path)
+			p, err := openIn(s.root, d.path)
 			if err == nil {
 				err = unix.Fchownat(int(p.Fd()), "", o.uid, o.gid, unix.AT_EMPTY_PATH)
 				p.Close()
@@ -376,7 +384,7 @@ func (s *rootfsSetup) createDevices() error {
 }
 
 func (s *rootfsSetup) createDevice(d devNode) error {
-	dir, err := pathrs.MkdirAllHandle(s.root, filepath.Dir(d.path), 0o755)
+	dir, err := mkdirAllIn(s.root, filepath.Dir(d.path), 0o755)
 	if err != nil {
 		return err
 	}
@@ -391,7 +399,7 @@ func (s *rootfsSetup) createDevice(d devNode) error {
 		if err == nil {
 			unix.Close(fd)
 		}
-		t, err := pathrs.OpenatInRoot(s.root, d.path)
+		t, err := openIn(s.root, d.path)
 		if err != nil {
 			return err
 		}
@@ -418,7 +426,7 @@ func (s *rootfsSetup) devSymlinks() error {
 			links = append(links, [2]string{"pts/ptmx", "/dev/ptmx"})
 		}
 	}
-	dev, err := pathrs.MkdirAllHandle(s.root, "/dev", 0o755)
+	dev, err := mkdirAllIn(s.root, "/dev", 0o755)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,14 +41,28 @@ type record struct {
 	Owner    string `json:"owner,omitempty"`
 }
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_+\-.]*$`)
+// validIDChar: letters, digits and _+-. (a hand check, not a regexp: package
+// init runs in every container init too, and should cost nothing).
+func validIDChar(c byte, first bool) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	case first:
+		return false
+	}
+	return c == '_' || c == '+' || c == '-' || c == '.'
+}
 
 // ValidateID refuses IDs that could escape the state directory or confuse tools.
 func ValidateID(id string) error {
 	if id == "" {
 		return fmt.Errorf("container id must not be empty: %w", errdefs.ErrInvalidArgument)
 	}
-	if len(id) > 1024 || !validID.MatchString(id) || id == "." || id == ".." {
+	ok := len(id) <= 1024
+	for i := 0; ok && i < len(id); i++ {
+		ok = validIDChar(id[i], i == 0)
+	}
+	if !ok {
 		return fmt.Errorf("invalid container id %q: use letters, digits, '_', '+', '-' and '.': %w", id, errdefs.ErrInvalidArgument)
 	}
 	return nil
@@ -75,7 +88,8 @@ func (r *Runtime) load(id string) (*record, error) {
 	return &rec, nil
 }
 
-// save writes the record atomically: temp file, fsync, rename.
+// save writes the record atomically: temp file, rename. No fsync: the state
+// lives under /run (tmpfs) and describes processes that a reboot ends anyway.
 func (r *Runtime) save(rec *record) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -90,10 +104,6 @@ func (r *Runtime) save(rec *record) error {
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write state of %s: %w", rec.ID, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync state of %s: %w", rec.ID, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write state of %s: %w", rec.ID, err)

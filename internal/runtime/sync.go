@@ -42,9 +42,13 @@ type initConfig struct {
 	ConsoleFd   int               `json:"consoleFd"`
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
 	NewCgroupNS bool              `json:"newCgroupNS"`
-	NewMountNS  bool              `json:"newMountNS"`
-	UserNS      bool              `json:"userNS"`
-	PreserveFDs int               `json:"preserveFDs"`
+	// LateCgroupNS: unshare the cgroup namespace just before exec, once the
+	// start signal proves the parent has moved the init into its cgroup.
+	LateCgroupNS bool `json:"lateCgroupNS,omitempty"`
+	NewMountNS   bool `json:"newMountNS"`
+	UserNS       bool `json:"userNS"`
+	PreserveFDs  int  `json:"preserveFDs"`
+	Trace        bool `json:"trace,omitempty"`
 }
 
 type syncConn struct {
