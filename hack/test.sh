@@ -1,0 +1,9 @@
+#!/bin/sh
+# test.sh: every test of berth. Needs root (namespaces, mounts, cgroups).
+set -eu
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "tests need root: sudo $0" >&2; exit 1; }
+./hack/deps.sh
+export CGO_ENABLED=0
+go vet ./...
+go test -count=1 -timeout 25m ./...
