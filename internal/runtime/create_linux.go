@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/runtime/cgroup"
+	"github.com/berth-dev/berth/internal/runtime/seccomp"
 )
 
 // CreateOptions are the knobs of `create` and `run` besides the bundle.
@@ -144,29 +145,22 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	// The cgroup is made and its limits written while the init starts:
-	// the two are independent until the init has to be moved in.
-	type cgResult struct {
-		cg  *cgroup.Manager
-		err error
-	}
-	cgc := make(chan cgResult, 1)
-	go func() {
-		cg, err := cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
-		if err == nil {
-			err = cg.Apply(-1)
-			if err == nil && spec.Linux.Resources != nil {
-				err = cg.Set(spec.Linux.Resources)
-				if err != nil {
-					err = fmt.Errorf("set cgroup limits: %w", err)
-				}
-			}
+	// The cgroup is made, its limits written and the seccomp profile
+	// compiled while the init starts; the init only has to be in its cgroup
+	// before its process is let go. Moving a process between v1 cgroups
+	// waits for an RCU grace period (milliseconds on a busy host), so the
+	// move overlaps the init's mounts, and every reply of the init is
+	// handled only after it is done.
+	cgw := startCgroupWork(spec, id)
+	var filter *seccomp.Program
+	if spec.Linux.Seccomp != nil {
+		if filter, err = seccomp.Compile(spec.Linux.Seccomp); err != nil {
+			cgw.abort()
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("seccomp profile: %w", err)
 		}
-		cgc <- cgResult{cg, err}
-	}()
+	}
 	pid := 0
-	var cg *cgroup.Manager
-	cgDone := false
 	defer func() {
 		if retErr == nil {
 			return
@@ -176,12 +170,9 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, 0, nil)
 		}
-		if !cgDone {
-			res := <-cgc
-			cg = res.cg
-		}
-		if cg != nil {
-			_ = cg.Destroy()
+		cgw.abort()
+		if cgw.cg != nil {
+			_ = cgw.cg.Destroy()
 		}
 		_ = os.RemoveAll(dir)
 	}()
@@ -272,34 +263,10 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: spec, Creating: true,
 		Owner: "root",
 	}
-	res := <-cgc
-	cg, cgDone = res.cg, true
-	if res.err != nil {
-		return nil, fmt.Errorf("cgroup: %w", res.err)
+	cg, err := cgw.manager(pid)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	// Moving a process between v1 cgroups waits for an RCU grace period
-	// (milliseconds on a busy host). The init does not need to be in its
-	// cgroup until its process is let go, so the move overlaps the mounts;
-	// every reply of the init is handled only after it is done.
-	joinc := make(chan error, 1)
-	go func() { joinc <- cg.Join(pid) }()
-	joined := false
-	waitJoin := func() error {
-		if joined {
-			return nil
-		}
-		joined = true
-		if err := <-joinc; err != nil {
-			return fmt.Errorf("join cgroup: %w", err)
-		}
-		tr.mark("parent", "cgroup joined")
-		return nil
-	}
-	defer func() {
-		if !joined {
-			<-joinc
-		}
-	}()
 	rec.CgroupPaths = cg.Paths()
 	if spec.Process.OOMScoreAdj != nil {
 		adj := strconv.Itoa(*spec.Process.OOMScoreAdj)
@@ -310,11 +277,15 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if err := r.save(rec); err != nil {
 		return nil, err
 	}
-	state := r.ociState(rec)
+	state := stateJSON(r.ociState(rec))
 	newCgroupNS := hasNamespace(spec, specs.CgroupNamespace) && pathOf(spec, specs.CgroupNamespace) == ""
 	cfg := &initConfig{
-		Mode: mode, ID: id, Bundle: bundle, Rootfs: rootfs, Spec: spec, Process: spec.Process,
-		State: state, FifoFd: fifoFd, ConsoleFd: consoleFd, CgroupPaths: cg.Paths(),
+		Mode: mode, ID: id, Rootfs: rootfs, Process: spec.Process,
+		StateJSON: state, FifoFd: fifoFd, ConsoleFd: consoleFd, CgroupPaths: cg.Paths(),
+		Hostname: spec.Hostname, Domainname: spec.Domainname, Mounts: spec.Mounts,
+		Devices: spec.Linux.Devices, MaskedPaths: spec.Linux.MaskedPaths,
+		ReadonlyPaths: spec.Linux.ReadonlyPaths, RootfsPropagation: spec.Linux.RootfsPropagation,
+		ReadonlyRoot: spec.Root.Readonly, Sysctl: spec.Linux.Sysctl, Seccomp: filter,
 		NewCgroupNS: newCgroupNS,
 		// On v1 the cgroup mount binds host paths, so the namespace can wait
 		// until the start; on v2 the cgroup2 mount needs it first.
@@ -324,7 +295,12 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		PreserveFDs:  opts.PreserveFDs,
 		Trace:        tr.on,
 	}
-	if err := conn.send(syncMsg{Type: msgConfig, Init: cfg}); err != nil {
+	if spec.Hooks != nil {
+		cfg.CreateContainerHooks = spec.Hooks.CreateContainer
+		cfg.StartContainerHooks = spec.Hooks.StartContainer
+		cfg.RuntimeHooks = len(spec.Hooks.Prestart)+len(spec.Hooks.CreateRuntime) > 0
+	}
+	if err := conn.send(msgConfig, cfg.encode()); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
 	tr.mark("parent", "config sent")
@@ -334,16 +310,17 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			return nil, fmt.Errorf("container init exited during setup: %w", waitErr(pid, err))
 		}
 		if m.Type == msgError {
-			return nil, errors.New(m.Error)
+			return nil, errors.New(string(m.Payload))
 		}
-		if err := waitJoin(); err != nil {
+		if err := cgw.wait(); err != nil {
 			return nil, err
 		}
+		tr.mark("parent", "cgroup joined")
 		if m.Type == msgReady {
 			break
 		}
 		if m.Type != msgHooks {
-			return nil, fmt.Errorf("container init sent unexpected %q", m.Type)
+			return nil, fmt.Errorf("container init sent unexpected %q", msgNames[m.Type])
 		}
 		if spec.Hooks != nil {
 			if err := runHooks(ctx, "prestart", spec.Hooks.Prestart, state); err != nil {
@@ -353,7 +330,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 				return nil, err
 			}
 		}
-		if err := conn.send(syncMsg{Type: msgHooksDone}); err != nil {
+		if err := conn.send(msgHooksDone, nil); err != nil {
 			return nil, fmt.Errorf("resume init after hooks: %w", err)
 		}
 	}
@@ -473,4 +450,72 @@ func setnsPath(path string, flag int) error {
 	}
 	defer unix.Close(fd)
 	return unix.Setns(fd, flag)
+}
+
+// cgroupWork creates a container's cgroup and writes its limits on another
+// goroutine, then moves the init in once its pid is known.
+type cgroupWork struct {
+	cg    *cgroup.Manager
+	mgrc  chan error // New's result; cg is set before it is sent
+	pidc  chan int
+	donec chan error // Apply, Set and Join
+	done  bool
+	err   error
+}
+
+func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
+	w := &cgroupWork{mgrc: make(chan error, 1), pidc: make(chan int, 1), donec: make(chan error, 1)}
+	go func() {
+		cg, err := cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
+		w.cg = cg
+		w.mgrc <- err
+		if err != nil {
+			w.donec <- err
+			return
+		}
+		err = cg.Apply(-1)
+		if err == nil && spec.Linux.Resources != nil {
+			if err = cg.Set(spec.Linux.Resources); err != nil {
+				err = fmt.Errorf("set cgroup limits: %w", err)
+			}
+		}
+		pid := <-w.pidc
+		if err == nil && pid > 0 {
+			if err = cg.Join(pid); err != nil {
+				err = fmt.Errorf("join cgroup: %w", err)
+			}
+		}
+		w.donec <- err
+	}()
+	return w
+}
+
+// manager hands the init's pid over and returns the manager as soon as
+// its paths are known; the directories may still be being created.
+func (w *cgroupWork) manager(pid int) (*cgroup.Manager, error) {
+	w.pidc <- pid
+	if err := <-w.mgrc; err != nil {
+		w.done, w.err = true, err
+		return nil, err
+	}
+	return w.cg, nil
+}
+
+// wait returns once the init is in its cgroup with its limits set.
+func (w *cgroupWork) wait() error {
+	if !w.done {
+		w.done, w.err = true, <-w.donec
+	}
+	return w.err
+}
+
+// abort ends the work on an error path; the caller then destroys w.cg.
+func (w *cgroupWork) abort() {
+	select {
+	case w.pidc <- -1:
+	default:
+	}
+	if !w.done {
+		w.done, w.err = true, <-w.donec
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/runtime/cgroup"
+	"github.com/berth-dev/berth/internal/runtime/seccomp"
 )
 
 // ExecOptions describe a process to run in an existing container.
@@ -61,6 +62,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	}
 	if proc.Terminal && opts.ConsoleSocket == "" && opts.Detach {
 		return -1, invalid("a terminal was requested but no --console-socket was given")
+	}
+	var filter *seccomp.Program
+	if sc := rec.Config.Linux.Seccomp; sc != nil {
+		if filter, err = seccomp.Compile(sc); err != nil {
+			return -1, fmt.Errorf("seccomp profile: %w", err)
+		}
 	}
 	var paths []string
 	userns := false
@@ -141,11 +148,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	}
 	conn := newSyncConn(parentSock)
 	cfg := &initConfig{
-		Mode: "exec", ID: id, Bundle: rec.Bundle, Spec: rec.Config, Process: proc, FifoFd: -1,
+		Mode: "exec", ID: id, Process: proc, FifoFd: -1, Seccomp: filter,
 		ConsoleFd: consoleFd, UserNS: hasNamespace(rec.Config, specs.UserNamespace),
 		PreserveFDs: opts.PreserveFDs,
 	}
-	if err := conn.send(syncMsg{Type: msgConfig, Init: cfg}); err != nil {
+	if err := conn.send(msgConfig, cfg.encode()); err != nil {
 		return fail(fmt.Errorf("send exec config: %w", err))
 	}
 	if _, err := conn.expect(msgReady); err != nil {
@@ -162,12 +169,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		signal.Notify(sigc)
 		defer signal.Stop(sigc)
 	}
-	if err := conn.send(syncMsg{Type: msgStart}); err != nil {
+	if err := conn.send(msgStart, nil); err != nil {
 		return fail(fmt.Errorf("start exec: %w", err))
 	}
 	m, err := conn.recv()
 	if err == nil && m.Type == msgError {
-		return fail(errors.New(m.Error))
+		return fail(errors.New(string(m.Payload)))
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fail(fmt.Errorf("start exec: %w", err))
@@ -255,11 +262,7 @@ func runExecInit(conn *syncConn, cfg *initConfig) error {
 	if err := unix.Chdir("/"); err != nil {
 		return err
 	}
-	var sc *specs.LinuxSeccomp
-	if cfg.Spec.Linux != nil {
-		sc = cfg.Spec.Linux.Seccomp
-	}
-	return execProcess(conn, cfg, sc, func() error {
+	return execProcess(conn, cfg, func() error {
 		_, err := conn.expect(msgStart)
 		return err
 	})

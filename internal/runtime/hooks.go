@@ -14,16 +14,9 @@ import (
 
 // runHooks runs hooks in order with the container state on stdin. The first
 // failure stops the list, as the spec requires for all but poststop.
-func runHooks(ctx context.Context, kind string, hooks []specs.Hook, state *specs.State) error {
-	if len(hooks) == 0 {
-		return nil
-	}
-	data, err := json.Marshal(state)
-	if err != nil {
-		return fmt.Errorf("encode state for %s hooks: %w", kind, err)
-	}
+func runHooks(ctx context.Context, kind string, hooks []specs.Hook, state []byte) error {
 	for i, h := range hooks {
-		if err := runHook(ctx, h, data); err != nil {
+		if err := runHook(ctx, h, state); err != nil {
 			return fmt.Errorf("%s hook #%d (%s): %w", kind, i, h.Path, err)
 		}
 	}
@@ -61,4 +54,10 @@ func runHook(ctx context.Context, h specs.Hook, state []byte) error {
 		return err
 	}
 	return nil
+}
+
+// stateJSON is the state document hooks get on stdin.
+func stateJSON(st *specs.State) []byte {
+	data, _ := json.Marshal(st) // plain strings and ints: cannot fail
+	return data
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +32,7 @@ func Init() {
 	unix.CloseOnExec(fd)
 	conn := newSyncConn(os.NewFile(uintptr(fd), "sync"))
 	err = runInit(conn)
-	_ = conn.send(syncMsg{Type: msgError, Error: err.Error()})
+	_ = conn.sendError(err)
 	os.Exit(1)
 }
 
@@ -42,14 +41,13 @@ func runInit(conn *syncConn) error {
 	if err != nil {
 		return err
 	}
-	cfg := m.Init
-	if cfg == nil || cfg.Spec == nil || cfg.Process == nil {
-		return fmt.Errorf("init: empty config")
+	cfg, err := decodeInitConfig(m.Payload)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
 	}
 	if cfg.Mode == "exec" {
 		return runExecInit(conn, cfg)
 	}
-	spec := cfg.Spec
 	tr := newPhaseTracer(cfg.Trace)
 	tr.mark("init", "config read")
 	if cfg.NewCgroupNS && !cfg.LateCgroupNS {
@@ -60,35 +58,35 @@ func runInit(conn *syncConn) error {
 	}
 	var setup *rootfsSetup
 	if cfg.NewMountNS {
-		setup = &rootfsSetup{spec: spec, rootfs: cfg.Rootfs, userns: cfg.UserNS,
+		setup = &rootfsSetup{cfg: cfg, rootfs: cfg.Rootfs, userns: cfg.UserNS,
 			cgroupPaths: cfg.CgroupPaths, newCgroupNS: cfg.NewCgroupNS}
 		if err := setup.prepare(); err != nil {
 			return fmt.Errorf("prepare rootfs: %w", err)
 		}
 	}
 	tr.mark("init", "mounts done")
-	if spec.Hostname != "" {
-		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
 		}
 	}
-	if spec.Domainname != "" {
-		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+	if cfg.Domainname != "" {
+		if err := unix.Setdomainname([]byte(cfg.Domainname)); err != nil {
 			return fmt.Errorf("set domainname: %w", err)
 		}
 	}
-	if h := spec.Hooks; h != nil {
-		if len(h.Prestart)+len(h.CreateRuntime) > 0 {
-			if err := conn.send(syncMsg{Type: msgHooks}); err != nil {
-				return err
-			}
-			if _, err := conn.expect(msgHooksDone); err != nil {
-				return err
-			}
-		}
-		if err := runHooks(context.Background(), "createContainer", h.CreateContainer, cfg.State); err != nil {
+	// The parent runs prestart and createRuntime hooks, in the runtime's
+	// namespaces, while we wait; then createContainer runs here.
+	if cfg.RuntimeHooks {
+		if err := conn.send(msgHooks, nil); err != nil {
 			return err
 		}
+		if _, err := conn.expect(msgHooksDone); err != nil {
+			return err
+		}
+	}
+	if err := runHooks(context.Background(), "createContainer", cfg.CreateContainerHooks, cfg.StateJSON); err != nil {
+		return err
 	}
 	if setup != nil {
 		if err := setup.pivot(); err != nil {
@@ -99,10 +97,10 @@ func runInit(conn *syncConn) error {
 		}
 	}
 	tr.mark("init", "pivoted")
-	if err := writeSysctls(spec.Linux.Sysctl); err != nil {
+	if err := writeSysctls(cfg.Sysctl); err != nil {
 		return err
 	}
-	return execProcess(conn, cfg, spec.Linux.Seccomp, func() error {
+	return execProcess(conn, cfg, func() error {
 		if cfg.Mode == "run" {
 			_, err := conn.expect(msgStart)
 			return err
@@ -124,7 +122,7 @@ func runInit(conn *syncConn) error {
 
 // execProcess does what init and exec share after the namespaces and mounts
 // are in place: console, executable lookup, "ready", wait, start hooks, exec.
-func execProcess(conn *syncConn, cfg *initConfig, sc *specs.LinuxSeccomp, waitStart func() error) error {
+func execProcess(conn *syncConn, cfg *initConfig, waitStart func() error) error {
 	p := cfg.Process
 	if p.Terminal {
 		if cfg.ConsoleFd < 0 {
@@ -146,7 +144,7 @@ func execProcess(conn *syncConn, cfg *initConfig, sc *specs.LinuxSeccomp, waitSt
 	if err != nil {
 		return err
 	}
-	if err := conn.send(syncMsg{Type: msgReady}); err != nil {
+	if err := conn.send(msgReady, nil); err != nil {
 		return err
 	}
 	if err := waitStart(); err != nil {
@@ -159,10 +157,8 @@ func execProcess(conn *syncConn, cfg *initConfig, sc *specs.LinuxSeccomp, waitSt
 			return fmt.Errorf("new cgroup namespace: %w", err)
 		}
 	}
-	if cfg.Mode != "exec" && cfg.Spec.Hooks != nil {
-		if err := runHooks(context.Background(), "startContainer", cfg.Spec.Hooks.StartContainer, cfg.State); err != nil {
-			return err
-		}
+	if err := runHooks(context.Background(), "startContainer", cfg.StartContainerHooks, cfg.StateJSON); err != nil {
+		return err
 	}
 	newPhaseTracer(cfg.Trace).mark("init", "started")
 	setgroups := true
@@ -172,7 +168,7 @@ func execProcess(conn *syncConn, cfg *initConfig, sc *specs.LinuxSeccomp, waitSt
 		}
 	}
 	keep := cfg.PreserveFDs
-	return finalize(p, sc, path, keep, setgroups)
+	return finalize(p, cfg.Seccomp, path, keep, setgroups)
 }
 
 func writeSysctls(sysctl map[string]string) error {

@@ -58,7 +58,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return fmt.Errorf("remove exec fifo: %w", err)
 	}
 	if rec.Config.Hooks != nil {
-		if err := runHooks(ctx, "poststart", rec.Config.Hooks.Poststart, r.ociState(rec)); err != nil {
+		if err := runHooks(ctx, "poststart", rec.Config.Hooks.Poststart, stateJSON(r.ociState(rec))); err != nil {
 			r.Log.Warn("poststart hook failed", "id", id, "err", err)
 		}
 	}
@@ -128,7 +128,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if rec.Config != nil && rec.Config.Hooks != nil {
 		state := r.ociState(rec)
 		state.Status = specs.StateStopped
-		if err := runHooks(ctx, "poststop", rec.Config.Hooks.Poststop, state); err != nil {
+		if err := runHooks(ctx, "poststop", rec.Config.Hooks.Poststop, stateJSON(state)); err != nil {
 			r.Log.Warn("poststop hook failed", "id", id, "err", err)
 		}
 	}
@@ -197,7 +197,7 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 			return -1, err
 		}
 	}
-	if err := l.conn.send(syncMsg{Type: msgStart}); err != nil {
+	if err := l.conn.send(msgStart, nil); err != nil {
 		_ = r.Delete(ctx, id, true)
 		return -1, fmt.Errorf("start: %w", err)
 	}
@@ -207,14 +207,14 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 	tr.mark("parent", "exec'd")
 	if err == nil && m.Type == msgError {
 		_ = r.Delete(ctx, id, true)
-		return -1, errors.New(m.Error)
+		return -1, errors.New(string(m.Payload))
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		_ = r.Delete(ctx, id, true)
 		return -1, fmt.Errorf("start: %w", err)
 	}
 	if l.rec.Config.Hooks != nil {
-		if err := runHooks(ctx, "poststart", l.rec.Config.Hooks.Poststart, r.ociState(l.rec)); err != nil {
+		if err := runHooks(ctx, "poststart", l.rec.Config.Hooks.Poststart, stateJSON(r.ociState(l.rec))); err != nil {
 			r.Log.Warn("poststart hook failed", "id", id, "err", err)
 		}
 	}

@@ -136,17 +136,9 @@ func closeExtraFDs(keep int) error {
 //	rlimits → NNP → [seccomp, when NNP is off: it needs CAP_SYS_ADMIN] →
 //	bounding set → keepcaps → groups/gid/uid → capset → ambient → cwd →
 //	umask → close fds → [seccomp, when NNP is on: as late as possible] → exec
-func finalize(p *specs.Process, sc *specs.LinuxSeccomp, path string, keepFDs int, setgroups bool) error {
+func finalize(p *specs.Process, filter *seccomp.Program, path string, keepFDs int, setgroups bool) error {
 	if err := setRlimits(p.Rlimits); err != nil {
 		return err
-	}
-	var filter *seccomp.Program
-	if sc != nil {
-		prog, err := seccomp.Compile(sc)
-		if err != nil {
-			return fmt.Errorf("compile seccomp profile: %w", err)
-		}
-		filter = prog
 	}
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -186,11 +178,7 @@ func finalize(p *specs.Process, sc *specs.LinuxSeccomp, path string, keepFDs int
 			return fmt.Errorf("load seccomp filter: %w", err)
 		}
 	}
-	env := p.Env
-	if os.Getenv("BERTH_TRACE_EXEC") == "1" {
-		newPhaseTracer(true).mark("init", "exec")
-	}
-	if err := unix.Exec(path, p.Args, env); err != nil {
+	if err := unix.Exec(path, p.Args, p.Env); err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
 	}
 	return nil

@@ -15,7 +15,7 @@ import (
 // rootfsSetup prepares the container's mount namespace. It runs in the init,
 // inside the new mount namespace, before pivot_root.
 type rootfsSetup struct {
-	spec        *specs.Spec
+	cfg         *initConfig
 	rootfs      string // absolute host path of the rootfs (visible until pivot_root)
 	root        *os.File
 	userns      bool // the container has its own user namespace: no mknod, locked flags
@@ -28,7 +28,7 @@ func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd
 // prepare mounts everything the spec asks for under the rootfs.
 func (s *rootfsSetup) prepare() error {
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	if p := s.spec.Linux.RootfsPropagation; p != "" {
+	if p := s.cfg.RootfsPropagation; p != "" {
 		v, ok := propagationTable[p]
 		if !ok {
 			return fmt.Errorf("unknown rootfsPropagation %q", p)
@@ -36,7 +36,7 @@ func (s *rootfsSetup) prepare() error {
 		prop = v
 	}
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
-		return fmt.Errorf("make / %s: %w", s.spec.Linux.RootfsPropagation, err)
+		return fmt.Errorf("make / %s: %w", s.cfg.RootfsPropagation, err)
 	}
 	// The rootfs must be a mount point of its own for pivot_root.
 	if err := unix.Mount(s.rootfs, s.rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -49,8 +49,8 @@ func (s *rootfsSetup) prepare() error {
 	s.root = root
 
 	devIsBound := false
-	for i := range s.spec.Mounts {
-		m := &s.spec.Mounts[i]
+	for i := range s.cfg.Mounts {
+		m := &s.cfg.Mounts[i]
 		if filepath.Clean(m.Destination) == "/dev" && isBind(m) {
 			devIsBound = true
 		}
@@ -333,11 +333,11 @@ var defaultDevices = []devNode{
 }
 
 func (s *rootfsSetup) createDevices() error {
-	devs := make([]devNode, 0, len(defaultDevices)+len(s.spec.Linux.Devices))
+	devs := make([]devNode, 0, len(defaultDevices)+len(s.cfg.Devices))
 	devs = append(devs, defaultDevices...)
 	type owner struct{ uid, gid int }
 	owners := map[string]owner{}
-	for _, d := range s.spec.Linux.Devices {
+	for _, d := range s.cfg.Devices {
 		var typ uint32
 		switch d.Type {
 		case "c", "u":
@@ -421,7 +421,7 @@ func (s *rootfsSetup) devSymlinks() error {
 		links = append(links, [2]string{"/proc/kcore", "/dev/core"})
 	}
 	// With a devpts mounted at /dev/pts the container's ptmx is pts/ptmx.
-	for _, m := range s.spec.Mounts {
+	for _, m := range s.cfg.Mounts {
 		if filepath.Clean(m.Destination) == "/dev/pts" && m.Type == "devpts" {
 			links = append(links, [2]string{"pts/ptmx", "/dev/ptmx"})
 		}
@@ -470,17 +470,17 @@ func (s *rootfsSetup) pivot() error {
 // finish applies what must happen after pivot_root: masked and read-only
 // paths, a read-only root.
 func (s *rootfsSetup) finish() error {
-	for _, p := range s.spec.Linux.ReadonlyPaths {
+	for _, p := range s.cfg.ReadonlyPaths {
 		if err := readonlyPath(p); err != nil {
 			return fmt.Errorf("readonly path %s: %w", p, err)
 		}
 	}
-	for _, p := range s.spec.Linux.MaskedPaths {
+	for _, p := range s.cfg.MaskedPaths {
 		if err := maskPath(p); err != nil {
 			return fmt.Errorf("mask path %s: %w", p, err)
 		}
 	}
-	if s.spec.Root.Readonly {
+	if s.cfg.ReadonlyRoot {
 		if err := remountBind("/", unix.MS_RDONLY); err != nil {
 			return fmt.Errorf("make root read-only: %w", err)
 		}

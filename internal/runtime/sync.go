@@ -1,89 +1,122 @@
 package runtime
 
 import (
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/internal/runtime/seccomp"
 )
 
-// Messages on the socket between the parent and the init. The socket is
-// close-on-exec in the init, so EOF after "ready"+"start" means the
-// container's process has been exec'd.
+// Messages on the socket between the parent and the init: one type byte, a
+// 4-byte length, a payload. The socket is close-on-exec in the init, so EOF
+// after "start" means the container's process has been exec'd.
 const (
-	msgConfig    = "config"     // parent → init: initConfig
-	msgHooks     = "hooks"      // init → parent: run prestart/createRuntime hooks now
-	msgHooksDone = "hooks-done" // parent → init
-	msgReady     = "ready"      // init → parent: created, waiting for start
-	msgStart     = "start"      // parent → init (run mode; create mode uses the fifo)
-	msgError     = "error"      // either way: a fatal error, in Error
+	msgConfig    byte = 'c' // parent → init: encoded initConfig
+	msgHooks     byte = 'h' // init → parent: run prestart/createRuntime hooks now
+	msgHooksDone byte = 'H' // parent → init
+	msgReady     byte = 'r' // init → parent: created, waiting for start
+	msgStart     byte = 's' // parent → init (run and exec; create uses the fifo)
+	msgError     byte = 'e' // either way: a fatal error, the payload is its text
 )
+
+var msgNames = map[byte]string{msgConfig: "config", msgHooks: "hooks", msgHooksDone: "hooks-done",
+	msgReady: "ready", msgStart: "start", msgError: "error"}
+
+const maxMsg = 16 << 20
 
 type syncMsg struct {
-	Type  string      `json:"type"`
-	Error string      `json:"error,omitempty"`
-	Init  *initConfig `json:"init,omitempty"`
+	Type    byte
+	Payload []byte
 }
 
-// initConfig is everything the init needs; it is sent once, after the parent
-// has placed the init in its cgroup.
+// initConfig is everything the init needs, flattened out of the spec. It is
+// sent once, encoded by wire.go.
 type initConfig struct {
-	Mode        string            `json:"mode"` // "create", "run" or "exec"
-	ID          string            `json:"id"`
-	Bundle      string            `json:"bundle"`
-	Rootfs      string            `json:"rootfs"`
-	Spec        *specs.Spec       `json:"spec"`
-	Process     *specs.Process    `json:"process"` // the process to exec
-	State       *specs.State      `json:"state"`   // for createContainer/startContainer hooks
-	FifoFd      int               `json:"fifoFd"`  // create mode: exec fifo opened O_RDWR, -1 otherwise
-	ConsoleFd   int               `json:"consoleFd"`
-	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
-	NewCgroupNS bool              `json:"newCgroupNS"`
+	Mode        string // "create", "run" or "exec"
+	ID          string
+	Rootfs      string
+	FifoFd      int // create mode: exec fifo opened O_RDWR, -1 otherwise
+	ConsoleFd   int
+	PreserveFDs int
+	NewCgroupNS bool
 	// LateCgroupNS: unshare the cgroup namespace just before exec, once the
 	// start signal proves the parent has moved the init into its cgroup.
-	LateCgroupNS bool `json:"lateCgroupNS,omitempty"`
-	NewMountNS   bool `json:"newMountNS"`
-	UserNS       bool `json:"userNS"`
-	PreserveFDs  int  `json:"preserveFDs"`
-	Trace        bool `json:"trace,omitempty"`
+	LateCgroupNS bool
+	NewMountNS   bool
+	UserNS       bool
+	Trace        bool
+	ReadonlyRoot bool
+	RuntimeHooks bool // prestart/createRuntime hooks exist: stop for them
+	CgroupPaths  map[string]string
+
+	Hostname, Domainname string
+	Mounts               []specs.Mount
+	Devices              []specs.LinuxDevice
+	MaskedPaths          []string
+	ReadonlyPaths        []string
+	RootfsPropagation    string
+	Sysctl               map[string]string
+
+	CreateContainerHooks []specs.Hook
+	StartContainerHooks  []specs.Hook
+	StateJSON            []byte // the state hooks get on stdin
+
+	Process *specs.Process
+	Seccomp *seccomp.Program // compiled by the parent
 }
 
 type syncConn struct {
-	f   *os.File
-	enc *json.Encoder
-	dec *json.Decoder
+	f *os.File
 }
 
-func newSyncConn(f *os.File) *syncConn {
-	return &syncConn{f: f, enc: json.NewEncoder(f), dec: json.NewDecoder(f)}
+func newSyncConn(f *os.File) *syncConn { return &syncConn{f: f} }
+
+func (c *syncConn) send(typ byte, payload []byte) error {
+	buf := make([]byte, 5, 5+len(payload))
+	buf[0] = typ
+	binary.LittleEndian.PutUint32(buf[1:], uint32(len(payload)))
+	_, err := c.f.Write(append(buf, payload...))
+	return err
 }
 
-func (c *syncConn) send(m syncMsg) error { return c.enc.Encode(m) }
+func (c *syncConn) sendError(err error) error { return c.send(msgError, []byte(err.Error())) }
 
 func (c *syncConn) recv() (syncMsg, error) {
-	var m syncMsg
-	err := c.dec.Decode(&m)
-	return m, err
+	var hdr [5]byte
+	if _, err := io.ReadFull(c.f, hdr[:]); err != nil {
+		return syncMsg{}, err
+	}
+	n := binary.LittleEndian.Uint32(hdr[1:])
+	if n > maxMsg {
+		return syncMsg{}, fmt.Errorf("sync message of %d bytes is too large", n)
+	}
+	m := syncMsg{Type: hdr[0], Payload: make([]byte, n)}
+	if _, err := io.ReadFull(c.f, m.Payload); err != nil {
+		return syncMsg{}, err
+	}
+	return m, nil
 }
 
-// expect reads one message and checks its type, turning an init's error
-// message into an error.
-func (c *syncConn) expect(typ string) (syncMsg, error) {
+// expect reads one message and checks its type, turning an error message
+// from the peer into an error.
+func (c *syncConn) expect(typ byte) (syncMsg, error) {
 	m, err := c.recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return m, fmt.Errorf("container init exited before %q", typ)
+			return m, fmt.Errorf("container init exited before %q", msgNames[typ])
 		}
-		return m, fmt.Errorf("read %q from container init: %w", typ, err)
+		return m, fmt.Errorf("read %q from container init: %w", msgNames[typ], err)
 	}
 	if m.Type == msgError {
-		return m, errors.New(m.Error)
+		return m, errors.New(string(m.Payload))
 	}
 	if m.Type != typ {
-		return m, fmt.Errorf("container init sent %q, expected %q", m.Type, typ)
+		return m, fmt.Errorf("container init sent %q, expected %q", msgNames[m.Type], msgNames[typ])
 	}
 	return m, nil
 }
