@@ -468,13 +468,16 @@ func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
 	go func() {
 		cg, err := cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
 		w.cg = cg
+		if err == nil {
+			// The directories must exist before the init bind-mounts them.
+			err = cg.Apply(-1)
+		}
 		w.mgrc <- err
 		if err != nil {
 			w.donec <- err
 			return
 		}
-		err = cg.Apply(-1)
-		if err == nil && spec.Linux.Resources != nil {
+		if spec.Linux.Resources != nil {
 			if err = cg.Set(spec.Linux.Resources); err != nil {
 				err = fmt.Errorf("set cgroup limits: %w", err)
 			}
@@ -490,8 +493,8 @@ func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
 	return w
 }
 
-// manager hands the init's pid over and returns the manager as soon as
-// its paths are known; the directories may still be being created.
+// manager hands the init's pid over and returns the manager as soon as its
+// directories exist; limits may still be being written.
 func (w *cgroupWork) manager(pid int) (*cgroup.Manager, error) {
 	w.pidc <- pid
 	if err := <-w.mgrc; err != nil {
