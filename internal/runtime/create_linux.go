@@ -303,6 +303,14 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if err := conn.send(msgConfig, cfg.encode()); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
+	// The init mounts everything but the cgroup view while the directories
+	// are being made.
+	if err := cgw.dirsReady(); err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	if err := conn.send(msgCgroupDirs, nil); err != nil {
+		return nil, fmt.Errorf("send to init: %w", err)
+	}
 	tr.mark("parent", "config sent")
 	for {
 		m, err := conn.recv()
@@ -456,7 +464,8 @@ func setnsPath(path string, flag int) error {
 // goroutine, then moves the init in once its pid is known.
 type cgroupWork struct {
 	cg    *cgroup.Manager
-	mgrc  chan error // New's result; cg is set before it is sent
+	newc  chan error // New's result; cg is set before it is sent
+	mgrc  chan error // the directories exist
 	pidc  chan int
 	donec chan error // Apply, Set and Join
 	done  bool
@@ -464,12 +473,12 @@ type cgroupWork struct {
 }
 
 func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
-	w := &cgroupWork{mgrc: make(chan error, 1), pidc: make(chan int, 1), donec: make(chan error, 1)}
+	w := &cgroupWork{newc: make(chan error, 1), mgrc: make(chan error, 1), pidc: make(chan int, 1), donec: make(chan error, 1)}
 	go func() {
 		cg, err := cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
 		w.cg = cg
+		w.newc <- err
 		if err == nil {
-			// The directories must exist before the init bind-mounts them.
 			err = cg.Apply(-1)
 		}
 		w.mgrc <- err
@@ -494,14 +503,23 @@ func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
 }
 
 // manager hands the init's pid over and returns the manager as soon as its
-// directories exist; limits may still be being written.
+// paths are known; the directories may still be being created.
 func (w *cgroupWork) manager(pid int) (*cgroup.Manager, error) {
 	w.pidc <- pid
-	if err := <-w.mgrc; err != nil {
+	if err := <-w.newc; err != nil {
 		w.done, w.err = true, err
 		return nil, err
 	}
 	return w.cg, nil
+}
+
+// dirsReady returns once the cgroup directories exist.
+func (w *cgroupWork) dirsReady() error {
+	if err := <-w.mgrc; err != nil {
+		w.done, w.err = true, err
+		return err
+	}
+	return nil
 }
 
 // wait returns once the init is in its cgroup with its limits set.

@@ -56,10 +56,19 @@ func runInit(conn *syncConn) error {
 			return fmt.Errorf("new cgroup namespace: %w", err)
 		}
 	}
+	cgroupDirs := false
+	waitCgroupDirs := func() error {
+		if cgroupDirs {
+			return nil
+		}
+		cgroupDirs = true
+		_, err := conn.expect(msgCgroupDirs)
+		return err
+	}
 	var setup *rootfsSetup
 	if cfg.NewMountNS {
 		setup = &rootfsSetup{cfg: cfg, rootfs: cfg.Rootfs, userns: cfg.UserNS,
-			cgroupPaths: cfg.CgroupPaths, newCgroupNS: cfg.NewCgroupNS}
+			cgroupPaths: cfg.CgroupPaths, newCgroupNS: cfg.NewCgroupNS, waitCgroupDirs: waitCgroupDirs}
 		if err := setup.prepare(); err != nil {
 			return fmt.Errorf("prepare rootfs: %w", err)
 		}
@@ -77,6 +86,9 @@ func runInit(conn *syncConn) error {
 	}
 	// The parent runs prestart and createRuntime hooks, in the runtime's
 	// namespaces, while we wait; then createContainer runs here.
+	if err := waitCgroupDirs(); err != nil {
+		return err
+	}
 	if cfg.RuntimeHooks {
 		if err := conn.send(msgHooks, nil); err != nil {
 			return err

@@ -21,6 +21,10 @@ type rootfsSetup struct {
 	userns      bool // the container has its own user namespace: no mknod, locked flags
 	cgroupPaths map[string]string
 	newCgroupNS bool
+	// waitCgroupDirs blocks until the parent has made the cgroup
+	// directories that the cgroup mount binds; the cgroup mounts are done
+	// last so the other mounts overlap that work.
+	waitCgroupDirs func() error
 }
 
 func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
@@ -49,11 +53,26 @@ func (s *rootfsSetup) prepare() error {
 	s.root = root
 
 	devIsBound := false
+	var cgroupMounts []*specs.Mount
 	for i := range s.cfg.Mounts {
 		m := &s.cfg.Mounts[i]
 		if filepath.Clean(m.Destination) == "/dev" && isBind(m) {
 			devIsBound = true
 		}
+		if (m.Type == "cgroup" || m.Type == "cgroup2") && !isBind(m) {
+			cgroupMounts = append(cgroupMounts, m)
+			continue
+		}
+		if err := s.mount(m); err != nil {
+			return fmt.Errorf("mount %s on %s (type %s): %w", m.Source, m.Destination, m.Type, err)
+		}
+	}
+	if len(cgroupMounts) > 0 && s.waitCgroupDirs != nil {
+		if err := s.waitCgroupDirs(); err != nil {
+			return err
+		}
+	}
+	for _, m := range cgroupMounts {
 		if err := s.mount(m); err != nil {
 			return fmt.Errorf("mount %s on %s (type %s): %w", m.Source, m.Destination, m.Type, err)
 		}

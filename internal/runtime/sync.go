@@ -16,16 +16,17 @@ import (
 // 4-byte length, a payload. The socket is close-on-exec in the init, so EOF
 // after "start" means the container's process has been exec'd.
 const (
-	msgConfig    byte = 'c' // parent → init: encoded initConfig
-	msgHooks     byte = 'h' // init → parent: run prestart/createRuntime hooks now
-	msgHooksDone byte = 'H' // parent → init
-	msgReady     byte = 'r' // init → parent: created, waiting for start
-	msgStart     byte = 's' // parent → init (run and exec; create uses the fifo)
-	msgError     byte = 'e' // either way: a fatal error, the payload is its text
+	msgConfig     byte = 'c' // parent → init: encoded initConfig
+	msgHooks      byte = 'h' // init → parent: run prestart/createRuntime hooks now
+	msgHooksDone  byte = 'H' // parent → init
+	msgReady      byte = 'r' // init → parent: created, waiting for start
+	msgStart      byte = 's' // parent → init (run and exec; create uses the fifo)
+	msgError      byte = 'e' // either way: a fatal error, the payload is its text
+	msgCgroupDirs byte = 'g' // parent → init: the cgroup directories exist
 )
 
 var msgNames = map[byte]string{msgConfig: "config", msgHooks: "hooks", msgHooksDone: "hooks-done",
-	msgReady: "ready", msgStart: "start", msgError: "error"}
+	msgReady: "ready", msgStart: "start", msgError: "error", msgCgroupDirs: "cgroup-dirs"}
 
 const maxMsg = 16 << 20
 
