@@ -60,6 +60,7 @@ func newRuntimeCommand() *cobra.Command {
 	cmd.AddCommand(
 		specCmd(), createCmd(open), startCmd(open), runCmd(open), stateCmd(open), killCmd(open),
 		deleteCmd(open), listCmd(open), psCmd(open), execCmd(open),
+		pauseCmd(open), resumeCmd(open), updateCmd(open), eventsCmd(open), featuresCmd(),
 	)
 	return cmd
 }
@@ -449,4 +450,137 @@ func parseUser(s string) (*specs.User, error) {
 	return u, nil
 }
 
-var _ = time.Second
+func pauseCmd(open opener) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pause ID",
+		Short: "freeze every process of a container",
+		Args:  cobra.ExactArgs(1),
+		RunE: logged(open, func(ctx context.Context, r *runtime.Runtime, args []string) error {
+			return r.Pause(ctx, args[0])
+		}),
+	}
+}
+
+func resumeCmd(open opener) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume ID",
+		Short: "thaw a paused container",
+		Args:  cobra.ExactArgs(1),
+		RunE: logged(open, func(ctx context.Context, r *runtime.Runtime, args []string) error {
+			return r.Resume(ctx, args[0])
+		}),
+	}
+}
+
+func updateCmd(open opener) *cobra.Command {
+	var resources string
+	var memory, memSwap, pids, cpuQuota int64
+	var cpuShares, cpuPeriod uint64
+	var cpus string
+	c := &cobra.Command{
+		Use:   "update [flags] ID",
+		Short: "change the resource limits of a container",
+		Args:  cobra.ExactArgs(1),
+		RunE: logged(open, func(ctx context.Context, r *runtime.Runtime, args []string) error {
+			res := &specs.LinuxResources{}
+			if resources != "" {
+				var data []byte
+				var err error
+				if resources == "-" {
+					data, err = io.ReadAll(os.Stdin)
+				} else {
+					data, err = os.ReadFile(resources)
+				}
+				if err != nil {
+					return fmt.Errorf("read --resources: %w", err)
+				}
+				if err := json.Unmarshal(data, res); err != nil {
+					return fmt.Errorf("parse --resources: %w", err)
+				}
+			}
+			if memory != 0 || memSwap != 0 {
+				if res.Memory == nil {
+					res.Memory = &specs.LinuxMemory{}
+				}
+				if memory != 0 {
+					res.Memory.Limit = &memory
+				}
+				if memSwap != 0 {
+					res.Memory.Swap = &memSwap
+				}
+			}
+			if cpuShares != 0 || cpuQuota != 0 || cpuPeriod != 0 || cpus != "" {
+				if res.CPU == nil {
+					res.CPU = &specs.LinuxCPU{}
+				}
+				if cpuShares != 0 {
+					res.CPU.Shares = &cpuShares
+				}
+				if cpuQuota != 0 {
+					res.CPU.Quota = &cpuQuota
+				}
+				if cpuPeriod != 0 {
+					res.CPU.Period = &cpuPeriod
+				}
+				res.CPU.Cpus = cpus
+			}
+			if pids != 0 {
+				res.Pids = &specs.LinuxPids{Limit: &pids}
+			}
+			return r.Update(ctx, args[0], res)
+		}),
+	}
+	f := c.Flags()
+	f.StringVarP(&resources, "resources", "r", "", "a JSON file of linux.resources (- for stdin)")
+	f.Int64Var(&memory, "memory", 0, "memory limit in bytes")
+	f.Int64Var(&memSwap, "memory-swap", 0, "memory+swap limit in bytes")
+	f.Int64Var(&pids, "pids-limit", 0, "maximum number of processes")
+	f.Uint64Var(&cpuShares, "cpu-shares", 0, "CPU shares")
+	f.Int64Var(&cpuQuota, "cpu-quota", 0, "CPU CFS quota in microseconds")
+	f.Uint64Var(&cpuPeriod, "cpu-period", 0, "CPU CFS period in microseconds")
+	f.StringVar(&cpus, "cpuset-cpus", "", "CPUs the container may use")
+	return c
+}
+
+func eventsCmd(open opener) *cobra.Command {
+	var stats bool
+	var interval time.Duration
+	c := &cobra.Command{
+		Use:   "events [flags] ID",
+		Short: "print resource usage of a container as JSON (with --stats once, else every --interval)",
+		Args:  cobra.ExactArgs(1),
+		RunE: logged(open, func(ctx context.Context, r *runtime.Runtime, args []string) error {
+			for {
+				st, err := r.Stats(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				ev := map[string]any{"type": "stats", "id": args[0], "data": st}
+				data, _ := json.Marshal(ev)
+				fmt.Println(string(data))
+				if stats {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(interval):
+				}
+			}
+		}),
+	}
+	c.Flags().BoolVar(&stats, "stats", false, "print one sample and exit")
+	c.Flags().DurationVar(&interval, "interval", 5*time.Second, "time between samples")
+	return c
+}
+
+func featuresCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "features",
+		Short: "print what this runtime supports (runtime-spec features.json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return printJSON(runtime.Features())
+		},
+	}
+}

@@ -106,7 +106,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		return err
 	}
 	st := r.status(rec)
-	if st == specs.StateRunning && !force {
+	if (st == specs.StateRunning || st == StatePaused) && !force {
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s: %w", id, st, errdefs.ErrFailedPrecondition)
 	}
 	var cg *cgroup.Manager
@@ -118,6 +118,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			_ = cg.KillAll(unix.SIGKILL)
 		}
 		_ = unix.Kill(rec.Pid, unix.SIGKILL)
+		if st == StatePaused && cg != nil {
+			_ = cg.Thaw() // a frozen process cannot act on SIGKILL
+		}
 		r.waitGone(rec, 5*time.Second)
 	}
 	if cg != nil {

@@ -25,6 +25,15 @@ var rlimitTypes = map[string]int{
 	"RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
+// capNames lists the capabilities berth knows, as CAP_NAME.
+func capNames() map[string]capability.Cap {
+	m := make(map[string]capability.Cap, 41)
+	for _, c := range capability.ListKnown() {
+		m["CAP_"+strings.ToUpper(c.String())] = c
+	}
+	return m
+}
+
 func capByName(name string) (capability.Cap, bool) {
 	n := strings.ToLower(strings.TrimPrefix(strings.ToUpper(name), "CAP_"))
 	for _, c := range capability.ListKnown() {

@@ -161,6 +161,9 @@ func (r *Runtime) status(rec *record) specs.ContainerState {
 	if _, err := os.Lstat(filepath.Join(r.dir(rec.ID), fifoFile)); err == nil {
 		return specs.StateCreated
 	}
+	if frozen(rec) {
+		return StatePaused
+	}
 	return specs.StateRunning
 }
 
@@ -176,4 +179,18 @@ func (r *Runtime) ociState(rec *record) *specs.State {
 		st.Pid = rec.Pid
 	}
 	return st
+}
+
+// frozen reads the freezer state straight from the cgroup files: status is
+// asked for often and must stay cheap.
+func frozen(rec *record) bool {
+	if p, ok := rec.CgroupPaths["freezer"]; ok {
+		data, err := os.ReadFile(filepath.Join(p, "freezer.state"))
+		return err == nil && strings.TrimSpace(string(data)) == "FROZEN"
+	}
+	if p, ok := rec.CgroupPaths[""]; ok {
+		data, err := os.ReadFile(filepath.Join(p, "cgroup.freeze"))
+		return err == nil && strings.TrimSpace(string(data)) == "1"
+	}
+	return false
 }

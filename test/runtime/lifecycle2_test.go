@@ -325,3 +325,36 @@ func TestHookTimeout(t *testing.T) {
 		t.Fatalf("state left after failed create")
 	}
 }
+
+func TestPauseResumeUpdate(t *testing.T) {
+	e := newEnv(t, "sh", "-c", "while true; do date +%s%N > /tmp/tick; sleep 0.05; done")
+	e.writeSpec()
+	if _, errOut, code := e.berth("run", "-d", "--bundle", e.bundle, "pz"); code != 0 {
+		t.Fatalf("run -d: %s", errOut)
+	}
+	e.waitStatus("pz", specs.StateRunning)
+	if _, errOut, code := e.berth("pause", "pz"); code != 0 {
+		t.Fatalf("pause: %s", errOut)
+	}
+	if st := e.state("pz"); st.Status != "paused" {
+		t.Fatalf("after pause: %s", st.Status)
+	}
+	if _, errOut, code := e.berth("delete", "pz"); code == 0 || !strings.Contains(errOut, "paused") {
+		t.Fatalf("delete of a paused container: %d %s", code, errOut)
+	}
+	if _, errOut, code := e.berth("resume", "pz"); code != 0 {
+		t.Fatalf("resume: %s", errOut)
+	}
+	e.waitStatus("pz", specs.StateRunning)
+	if _, errOut, code := e.berth("update", "--pids-limit", "33", "pz"); code != 0 {
+		t.Fatalf("update: %s", errOut)
+	}
+	data, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids/berth-test", sanitize(t.Name()), "pids.max"))
+	if strings.TrimSpace(string(data)) != "33" {
+		t.Fatalf("pids.max after update = %q", data)
+	}
+	out, _, code := e.berth("events", "--stats", "pz")
+	if code != 0 || !strings.Contains(out, `"type":"stats"`) {
+		t.Fatalf("events --stats: %d %s", code, out)
+	}
+}
