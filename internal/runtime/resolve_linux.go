@@ -55,6 +55,16 @@ func mkdirAllIn(root *os.File, path string, mode uint32) (*os.File, error) {
 	if f, err := openIn(root, path); err == nil || !errors.Is(err, unix.ENOENT) {
 		return f, err
 	}
+	// Follow the symlinks of the part that exists, inside root, so that a
+	// dangling link (say /evil -> /tmp/x) gets its target made inside the
+	// rootfs, as runc does; the part left to create has no links.
+	if base, err := os.Readlink(fdPath(root)); err == nil {
+		if resolved, err := securejoin.SecureJoin(base, path); err == nil {
+			if rel, err := filepath.Rel(base, resolved); err == nil && !strings.HasPrefix(rel, "..") {
+				path = rel
+			}
+		}
+	}
 	parts := strings.Split(strings.TrimLeft(filepath.Clean("/"+path), "/"), "/")
 	parent, err := openIn(root, "/")
 	if err != nil {

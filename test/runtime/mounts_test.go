@@ -1,0 +1,89 @@
+package runtime_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestBindMounts(t *testing.T) {
+	host := t.TempDir()
+	os.Chmod(host, 0o755)
+	os.WriteFile(filepath.Join(host, "file"), []byte("from-host\n"), 0o644)
+	e := newEnv(t, "sh", "-c", "cat /data/file; echo x > /data/new 2>&1 || echo ro-refused; cat /single; echo y > /rw/out && echo rw-ok")
+	rw := t.TempDir()
+	os.Chmod(rw, 0o777)
+	e.spec.Mounts = append(e.spec.Mounts,
+		specs.Mount{Destination: "/data", Type: "bind", Source: host, Options: []string{"rbind", "ro", "nosuid", "nodev"}},
+		specs.Mount{Destination: "/single", Type: "bind", Source: filepath.Join(host, "file"), Options: []string{"bind", "ro"}},
+		specs.Mount{Destination: "/rw", Source: rw, Options: []string{"bind", "rw"}},
+	)
+	out := e.mustRun("binds")
+	if out != "from-host\nro-refused\nfrom-host\nrw-ok\n" {
+		t.Fatalf("got %q", out)
+	}
+	if data, _ := os.ReadFile(filepath.Join(rw, "out")); string(data) != "y\n" {
+		t.Fatalf("write through the rw bind did not reach the host: %q", data)
+	}
+	if _, err := os.Stat(filepath.Join(host, "new")); err == nil {
+		t.Fatal("write through a read-only bind reached the host")
+	}
+}
+
+func TestMountDestinationSymlinkStaysInside(t *testing.T) {
+	// A rootfs whose /evil is a symlink to the host's /tmp-like directory:
+	// the mount must land inside the rootfs, never on the host path.
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	os.Chmod(filepath.Dir(rootfs), 0o755)
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, sharedRootfs, rootfs)
+	target := t.TempDir()
+	if err := os.Symlink(target, filepath.Join(rootfs, "evil")); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "sh", "-c", "ls -d /evil/*")
+	e.spec.Root.Path = rootfs
+	e.spec.Root.Readonly = false
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/evil/mnt", Type: "tmpfs", Source: "tmpfs"})
+	e.mustRun("symlink")
+	if _, err := os.Stat(filepath.Join(target, "mnt")); err == nil {
+		t.Fatalf("a mount destination followed a symlink out of the rootfs to %s", target)
+	}
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		d := filepath.Join(dst, rel)
+		switch {
+		case info.IsDir():
+			return os.MkdirAll(d, info.Mode().Perm())
+		case info.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			return os.Symlink(l, d)
+		default:
+			return os.Link(p, d)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOOMScoreAdj(t *testing.T) {
+	e := newEnv(t, "cat", "/proc/self/oom_score_adj")
+	adj := 500
+	e.spec.Process.OOMScoreAdj = &adj
+	if out := e.mustRun("oomadj"); strings.TrimSpace(out) != "500" {
+		t.Fatalf("got %q", out)
+	}
+}
