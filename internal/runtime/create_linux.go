@@ -304,8 +304,13 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
 	// The init mounts everything but the cgroup view while the directories
-	// are being made.
-	if err := cgw.dirsReady(); err != nil {
+	// are being made. On v2 its cgroup namespace comes before the cgroup2
+	// mount, so there it must be in its cgroup first.
+	if cfg.NewCgroupNS && !cfg.LateCgroupNS {
+		if err := cgw.wait(); err != nil {
+			return nil, err
+		}
+	} else if err := cgw.dirsReady(); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
 	if err := conn.send(msgCgroupDirs, nil); err != nil {
@@ -400,6 +405,27 @@ func writePidFile(path string, pid int) error {
 // by path, so the init is cloned inside them; the thread is never unlocked
 // and so dies with the goroutine, taking its namespace changes with it.
 func startProtected(attr *syscall.ProcAttr, exe string, joins []nsJoin) (int, error) {
+	return onDisposableThread(func() (int, error) {
+		exefd, err := protectedExe(exe)
+		if err != nil {
+			return 0, err
+		}
+		defer unix.Close(exefd)
+		for _, j := range joins {
+			if err := setnsPath(j.path, j.flag); err != nil {
+				return 0, fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)
+			}
+		}
+		// Exec through the fd: the init may be root of a user namespace
+		// that cannot search the directories leading to the binary.
+		return syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(exefd), []string{"berth", "init"}, attr)
+	})
+}
+
+// onDisposableThread runs fn on an OS thread of its own that is never
+// unlocked, so the thread exits with the goroutine and takes whatever
+// namespace changes fn made to it along.
+func onDisposableThread(fn func() (int, error)) (int, error) {
 	type result struct {
 		pid int
 		err error
@@ -407,21 +433,7 @@ func startProtected(attr *syscall.ProcAttr, exe string, joins []nsJoin) (int, er
 	resc := make(chan result, 1)
 	go func() {
 		goruntime.LockOSThread()
-		pid, err := func() (int, error) {
-			exefd, err := protectedExe(exe)
-			if err != nil {
-				return 0, err
-			}
-			defer unix.Close(exefd)
-			for _, j := range joins {
-				if err := setnsPath(j.path, j.flag); err != nil {
-					return 0, fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)
-				}
-			}
-			// Exec through the fd: the init may be root of a user namespace
-			// that cannot search the directories leading to the binary.
-			return syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(exefd), []string{"berth", "init"}, attr)
-		}()
+		pid, err := fn()
 		resc <- result{pid, err}
 	}()
 	res := <-resc

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -131,10 +130,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	if err != nil {
 		return -1, err
 	}
-	proc2, _ := os.FindProcess(pid)
 	fail := func(err error) (int, error) {
-		_ = proc2.Kill()
-		_, _ = proc2.Wait()
+		_ = unix.Kill(pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
 		return -1, err
 	}
 	if len(rec.CgroupPaths) > 0 {
@@ -185,39 +184,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		}
 	}
 	if opts.Detach {
-		return 0, proc2.Release()
+		return 0, nil // the process outlives us; whoever inherits it reaps it
 	}
 	if console != nil {
 		go console.relay(nil)
 	}
-	waitc := make(chan *os.ProcessState, 1)
-	go func() {
-		st, _ := proc2.Wait()
-		waitc <- st
-	}()
-	for {
-		select {
-		case s := <-sigc:
-			sig := s.(syscall.Signal)
-			if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGPIPE {
-				continue
-			}
-			if sig == unix.SIGWINCH && console != nil {
-				console.resize()
-				continue
-			}
-			_ = proc2.Signal(sig)
-		case st := <-waitc:
-			if st == nil {
-				return -1, fmt.Errorf("wait for exec process")
-			}
-			ws := st.Sys().(syscall.WaitStatus)
-			if ws.Signaled() {
-				return 128 + int(ws.Signal()), nil
-			}
-			return ws.ExitStatus(), nil
-		}
-	}
+	return waitForwarding(pid, sigc, console), nil
 }
 
 func sameNamespace(a, b string) bool {

@@ -50,20 +50,22 @@ func runInit(conn *syncConn) error {
 	}
 	tr := newPhaseTracer(cfg.Trace)
 	tr.mark("init", "config read")
-	if cfg.NewCgroupNS && !cfg.LateCgroupNS {
-		// After the parent placed us in our cgroup, so that it is our root.
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return fmt.Errorf("new cgroup namespace: %w", err)
-		}
-	}
 	cgroupDirs := false
 	waitCgroupDirs := func() error {
 		if cgroupDirs {
 			return nil
 		}
 		cgroupDirs = true
-		_, err := conn.expect(msgCgroupDirs)
-		return err
+		if _, err := conn.expect(msgCgroupDirs); err != nil {
+			return err
+		}
+		if cfg.NewCgroupNS && !cfg.LateCgroupNS {
+			// The parent has placed us in our cgroup: it becomes our root.
+			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+				return fmt.Errorf("new cgroup namespace: %w", err)
+			}
+		}
+		return nil
 	}
 	var setup *rootfsSetup
 	if cfg.NewMountNS {

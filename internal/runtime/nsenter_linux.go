@@ -109,20 +109,8 @@ func spawnEntered(s enterSpec) (int, error) {
 	if len(s.nsPaths) > maxEnterFDs || len(s.inherit) > 4 {
 		return 0, fmt.Errorf("too many namespaces or fds to pass")
 	}
-	type result struct {
-		pid int
-		err error
-	}
-	resc := make(chan result, 1)
-	go func() {
-		// The thread gets a private mount namespace; it is never unlocked,
-		// so it exits with this goroutine.
-		goruntime.LockOSThread()
-		pid, err := spawnEnteredLocked(s)
-		resc <- result{pid, err}
-	}()
-	res := <-resc
-	return res.pid, res.err
+	// The thread gets a private mount namespace and is thrown away after.
+	return onDisposableThread(func() (int, error) { return spawnEnteredLocked(s) })
 }
 
 func spawnEnteredLocked(s enterSpec) (int, error) {
