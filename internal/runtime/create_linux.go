@@ -251,6 +251,19 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		// runs as the overflow uid and execve drops every capability.
 		attr.Sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
+	// On cgroup v2 the init is born inside its cgroup (clone3 with
+	// CLONE_INTO_CGROUP): no migration, no RCU grace period.
+	bornInside := false
+	if isCgroup2Root("/sys/fs/cgroup") {
+		if err := cgw.dirsReady(); err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+		if dirf, err := cgw.cg.OpenDir(); err == nil {
+			defer dirf.Close()
+			attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, int(dirf.Fd())
+			bornInside = true
+		}
+	}
 	tr.mark("parent", "spawn init")
 	pid, err = startProtected(attr, exe, joins)
 	if err != nil {
@@ -263,7 +276,11 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: spec, Creating: true,
 		Owner: "root",
 	}
-	cg, err := cgw.manager(pid)
+	joinPid := pid
+	if bornInside {
+		joinPid = -1
+	}
+	cg, err := cgw.manager(joinPid)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
@@ -475,13 +492,15 @@ func setnsPath(path string, flag int) error {
 // cgroupWork creates a container's cgroup and writes its limits on another
 // goroutine, then moves the init in once its pid is known.
 type cgroupWork struct {
-	cg    *cgroup.Manager
-	newc  chan error // New's result; cg is set before it is sent
-	mgrc  chan error // the directories exist
-	pidc  chan int
-	donec chan error // Apply, Set and Join
-	done  bool
-	err   error
+	cg      *cgroup.Manager
+	newc    chan error // New's result; cg is set before it is sent
+	mgrc    chan error // the directories exist
+	pidc    chan int
+	donec   chan error // Apply, Set and Join
+	done    bool
+	err     error
+	dirs    bool
+	dirsErr error
 }
 
 func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
@@ -527,11 +546,13 @@ func (w *cgroupWork) manager(pid int) (*cgroup.Manager, error) {
 
 // dirsReady returns once the cgroup directories exist.
 func (w *cgroupWork) dirsReady() error {
-	if err := <-w.mgrc; err != nil {
-		w.done, w.err = true, err
-		return err
+	if !w.dirs {
+		w.dirs, w.dirsErr = true, <-w.mgrc
+		if w.dirsErr != nil {
+			w.done, w.err = true, w.dirsErr
+		}
 	}
-	return nil
+	return w.dirsErr
 }
 
 // wait returns once the init is in its cgroup with its limits set.
