@@ -14,22 +14,12 @@ import (
 
 	"github.com/berth-dev/berth/internal/distribution"
 	"github.com/berth-dev/berth/internal/distribution/registrytest"
-	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/imagetest"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
-func openStore(t *testing.T) *image.Service {
-	t.Helper()
-	s, err := image.Open(context.Background(), filepath.Join(t.TempDir(), "root"), image.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 // events collects progress events.
 type events struct {
@@ -63,7 +53,7 @@ func TestPushPullRun(t *testing.T) {
 	_, want := imagetest.Layers(t)
 	name := reg.Addr + "/test/app:v1"
 
-	src := openStore(t)
+	src := imagetest.Open(t)
 	imagetest.Create(t, src, name)
 	var pushEv events
 	pushed, err := distribution.New(src, distribution.Options{}).Push(ctx, name, distribution.PushOptions{Progress: pushEv.add})
@@ -75,7 +65,7 @@ func TestPushPullRun(t *testing.T) {
 	}
 
 	// Pull into an empty store.
-	dst := openStore(t)
+	dst := imagetest.Open(t)
 	c := distribution.New(dst, distribution.Options{})
 	var pullEv events
 	img, err := c.Pull(ctx, name, distribution.PullOptions{Progress: pullEv.add})

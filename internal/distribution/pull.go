@@ -242,7 +242,7 @@ type layerJob struct {
 	err    error
 }
 
-// errStopped ends a teed download whose unpacker gave up first.
+// errStopped tells a teed download that its unpacker gave up first.
 var errStopped = errors.New("unpack stopped")
 
 // pullLayers downloads the missing layers, at most MaxDownloads at once in
@@ -355,7 +355,7 @@ func (c *Client) unpackLayer(ctx context.Context, op *image.Op, j *layerJob, par
 		// Release a download still writing to a pipe nobody reads.
 		pr.CloseWithError(errStopped)
 		<-j.done
-		if j.err != nil && !errors.Is(j.err, errStopped) {
+		if j.err != nil {
 			err = j.err // the download's failure is the cause
 		}
 	}
@@ -411,7 +411,7 @@ func (c *Client) download(ctx context.Context, rc *repoClient, j *layerJob, rep 
 	}
 	var dst io.Writer = w
 	if pw != nil {
-		dst = io.MultiWriter(w, pw)
+		dst = &teeWriter{w: w, pw: pw}
 	}
 	src := io.Reader(body)
 	if rep != nil {
@@ -419,9 +419,6 @@ func (c *Client) download(ctx context.Context, rc *repoClient, j *layerJob, rep 
 	}
 	// The request's context ends the body's reads when cancelled.
 	if _, err := io.CopyBuffer(dst, src, make([]byte, 256<<10)); err != nil {
-		if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, errStopped) {
-			return errStopped
-		}
 		return fmt.Errorf("download %s: %w", j.desc.Digest, classify(err))
 	}
 	if w.Offset() < j.desc.Size {
@@ -434,6 +431,26 @@ func (c *Client) download(ctx context.Context, rc *repoClient, j *layerJob, rep 
 	}
 	c.report(rep, Progress{ID: j.id, Status: StatusDownloadComplete})
 	return nil
+}
+
+// teeWriter writes to the ingest and to the unpacker's pipe. When the
+// unpacker gives up (a corrupt stream, an unsafe entry) the download goes
+// on without it, so the error reported is the digest mismatch when that
+// was the cause, not whatever the bad bytes did to gunzip or tar.
+type teeWriter struct {
+	w  io.Writer
+	pw *io.PipeWriter
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if err != nil || t.pw == nil {
+		return n, err
+	}
+	if _, perr := t.pw.Write(p); perr != nil {
+		t.pw = nil
+	}
+	return n, nil
 }
 
 func (c *Client) report(rep *reporter, p Progress) {

@@ -15,15 +15,6 @@ import (
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
-func open(t *testing.T) *image.Service {
-	t.Helper()
-	s, err := image.Open(context.Background(), filepath.Join(t.TempDir(), "root"), image.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 type users map[string][]string
 
@@ -32,7 +23,7 @@ func (u users) ImageUsers(_ context.Context, id string) ([]string, error) { retu
 func TestUnpackMountsFlatten(t *testing.T) {
 	testutil.RequireRoot(t)
 	ctx := context.Background()
-	s := open(t)
+	s := imagetest.Open(t)
 	_, want := imagetest.Layers(t)
 	img := imagetest.Create(t, s, "localhost:5000/test/app:1")
 

@@ -107,6 +107,17 @@ func Ignore(path string, n *archivetest.Node) {
 	}
 }
 
+// Open opens an empty image store below a temporary directory.
+func Open(t testing.TB) *image.Service {
+	t.Helper()
+	s, err := image.Open(context.Background(), filepath.Join(t.TempDir(), "root"), image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // Create builds the test image in s under name.
 func Create(t testing.TB, s *image.Service, name string) image.Image {
 	t.Helper()
