@@ -104,12 +104,12 @@ type fakeRegistry struct {
 	status int // nonzero: answer every repository request with it
 	// blob, when set, serves blobs instead of the honest handler; it
 	// returns false to fall back to it.
-	blob        func(w http.ResponseWriter, r *http.Request, data []byte) bool
-	user, pass  string // non-empty: bearer auth with a token for these
-	ranges      []string
-	blobGets    int
-	srv         *httptest.Server
-	anyRef      bool // serve the first fixture for any manifest reference
+	blob       func(w http.ResponseWriter, r *http.Request, data []byte) bool
+	user, pass string // non-empty: bearer auth with a token for these
+	ranges     []string
+	blobGets   int
+	srv        *httptest.Server
+	anyRef     bool // serve the first fixture for any manifest reference
 }
 
 const fakeToken = "tok-123"

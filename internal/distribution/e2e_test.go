@@ -20,7 +20,6 @@ import (
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
-
 // events collects progress events.
 type events struct {
 	mu sync.Mutex

@@ -15,7 +15,6 @@ import (
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
-
 type users map[string][]string
 
 func (u users) ImageUsers(_ context.Context, id string) ([]string, error) { return u[id], nil }
