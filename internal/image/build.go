@@ -52,6 +52,11 @@ func (s *Service) WriteJSON(ctx context.Context, op *Op, mediaType string, v any
 	if err != nil {
 		return v1.Descriptor{}, nil, err
 	}
+	return s.WriteJSONBytes(ctx, op, mediaType, data)
+}
+
+// WriteJSONBytes stores a small blob held in memory, protected by op.
+func (s *Service) WriteJSONBytes(ctx context.Context, op *Op, mediaType string, data []byte) (v1.Descriptor, []byte, error) {
 	desc := v1.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
 	if err := op.Add(ctx, []digest.Digest{desc.Digest}, nil); err != nil {
 		return desc, nil, err

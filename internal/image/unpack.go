@@ -149,6 +149,16 @@ func (s *Service) Unpack(ctx context.Context, ref string) (err error) {
 	return s.unpack(ctx, op, r)
 }
 
+// UnpackIn is Unpack within an Op the caller holds (a load, say), whose
+// lease then protects the snapshots too.
+func (s *Service) UnpackIn(ctx context.Context, op *Op, img Image) error {
+	r, err := s.resolveImage(ctx, img)
+	if err != nil {
+		return err
+	}
+	return s.unpack(ctx, op, r)
+}
+
 // Transient reports errors after which a retry may succeed with what was
 // fetched kept: cancellation, timeouts, unavailable peers, cut streams.
 // Bad content (InvalidArgument, NotFound...) is not transient.
