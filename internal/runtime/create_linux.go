@@ -307,10 +307,11 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		// On v1 the cgroup mount binds host paths, so the namespace can wait
 		// until the start; on v2 the cgroup2 mount needs it first.
 		LateCgroupNS: newCgroupNS && !isCgroup2Root("/sys/fs/cgroup"),
-		NewMountNS:   pathOf(spec, specs.MountNamespace) == "",
-		UserNS:       hasNamespace(spec, specs.UserNamespace),
-		PreserveFDs:  opts.PreserveFDs,
-		Trace:        tr.on,
+		// A joined mount namespace gets the rootfs set up too, as runc does.
+		NewMountNS:  hasNamespace(spec, specs.MountNamespace),
+		UserNS:      hasNamespace(spec, specs.UserNamespace),
+		PreserveFDs: opts.PreserveFDs,
+		Trace:       tr.on,
 	}
 	if spec.Hooks != nil {
 		cfg.CreateContainerHooks = spec.Hooks.CreateContainer
@@ -348,6 +349,13 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		tr.mark("parent", "cgroup joined")
 		if m.Type == msgReady {
 			break
+		}
+		if m.Type == msgJoinQuery {
+			// cgw.wait above made sure the init is in its cgroup.
+			if err := conn.send(msgJoined, nil); err != nil {
+				return nil, fmt.Errorf("send to init: %w", err)
+			}
+			continue
 		}
 		if m.Type != msgHooks {
 			return nil, fmt.Errorf("container init sent unexpected %q", msgNames[m.Type])

@@ -158,31 +158,42 @@ func execProcess(conn *syncConn, cfg *initConfig, waitStart func() error) error 
 	if err != nil {
 		return err
 	}
-	if err := conn.send(msgReady, nil); err != nil {
-		return err
-	}
-	if err := waitStart(); err != nil {
-		return err
-	}
 	if cfg.LateCgroupNS {
-		// The start signal comes after the parent moved us into our
-		// cgroup, which is now the root of our view.
+		if err := conn.send(msgJoinQuery, nil); err != nil {
+			return err
+		}
+		if _, err := conn.expect(msgJoined); err != nil {
+			return err
+		}
+		// We are in our cgroup now: it becomes the root of our view.
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return fmt.Errorf("new cgroup namespace: %w", err)
 		}
 	}
-	if err := runHooks(context.Background(), "startContainer", cfg.StartContainerHooks, cfg.StateJSON); err != nil {
-		return err
-	}
-	newPhaseTracer(cfg.Trace).mark("init", "started")
 	setgroups := true
 	if cfg.UserNS {
 		if b, err := os.ReadFile("/proc/self/setgroups"); err == nil && strings.TrimSpace(string(b)) == "deny" {
 			setgroups = false
 		}
 	}
-	keep := cfg.PreserveFDs
-	return finalize(p, cfg.Seccomp, path, keep, setgroups)
+	// Credentials, capabilities and limits are applied before "ready", as
+	// runc does, so that a configuration the kernel refuses fails create
+	// instead of a container that silently exits at start.
+	filter, err := prepareProcess(p, cfg.Seccomp, setgroups)
+	if err != nil {
+		return err
+	}
+	if err := conn.send(msgReady, nil); err != nil {
+		return err
+	}
+	if err := waitStart(); err != nil {
+		return err
+	}
+	if err := runHooks(context.Background(), "startContainer", cfg.StartContainerHooks, cfg.StateJSON); err != nil {
+		return err
+	}
+	newPhaseTracer(cfg.Trace).mark("init", "started")
+	return execFinal(p, filter, path, cfg.PreserveFDs)
 }
 
 func writeSysctls(sysctl map[string]string) error {

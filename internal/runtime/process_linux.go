@@ -139,42 +139,53 @@ func closeExtraFDs(keep int) error {
 	return dir.Close()
 }
 
-// finalize turns the current thread into the container's process and execs
-// it. The order matters and mirrors what the kernel allows:
+// The container's process is made in two steps, in an order the kernel
+// allows (seccomp needs CAP_SYS_ADMIN unless no_new_privs is set):
 //
-//	rlimits → NNP → [seccomp, when NNP is off: it needs CAP_SYS_ADMIN] →
-//	bounding set → keepcaps → groups/gid/uid → capset → ambient → cwd →
-//	umask → close fds → [seccomp, when NNP is on: as late as possible] → exec
-func finalize(p *specs.Process, filter *seccomp.Program, path string, keepFDs int, setgroups bool) error {
+//	prepareProcess: rlimits → NNP → [seccomp, when NNP is off] → bounding
+//	  set → keepcaps → groups/gid/uid → capset → ambient → cwd → umask
+//	execFinal:      close fds → signal mask → [seccomp, when NNP is on: as
+//	  late as possible] → exec
+//
+// prepareProcess runs before the init reports "ready"; execFinal after start.
+
+// prepareProcess applies the process's limits and identity to the current
+// thread and returns the seccomp filter still to load, if any.
+func prepareProcess(p *specs.Process, filter *seccomp.Program, setgroups bool) (*seccomp.Program, error) {
 	if err := setRlimits(p.Rlimits); err != nil {
-		return err
+		return nil, err
 	}
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return fmt.Errorf("set no_new_privs: %w", err)
+			return nil, fmt.Errorf("set no_new_privs: %w", err)
 		}
 	} else if filter != nil {
 		if err := filter.Load(); err != nil {
-			return fmt.Errorf("load seccomp filter: %w", err)
+			return nil, fmt.Errorf("load seccomp filter: %w", err)
 		}
 		filter = nil
 	}
 	if err := setIdentity(p, setgroups); err != nil {
-		return err
+		return nil, err
 	}
 	if err := unix.Chdir(p.Cwd); err != nil {
-		return fmt.Errorf("chdir to cwd %q set in config.json: %w", p.Cwd, err)
+		return nil, fmt.Errorf("chdir to cwd %q set in config.json: %w", p.Cwd, err)
 	}
 	// A cwd that resolves outside the container (a leaked fd, an
 	// "(unreachable)" path) must never reach the user process.
 	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
-		return fmt.Errorf("current working directory is outside of container mount namespace root")
+		return nil, fmt.Errorf("current working directory is outside of container mount namespace root")
 	}
 	umask := 0o022
 	if p.User.Umask != nil {
 		umask = int(*p.User.Umask)
 	}
 	unix.Umask(umask)
+	return filter, nil
+}
+
+// execFinal replaces the init with the container's process.
+func execFinal(p *specs.Process, filter *seccomp.Program, path string, keepFDs int) error {
 	if err := closeExtraFDs(2 + keepFDs); err != nil {
 		return err
 	}

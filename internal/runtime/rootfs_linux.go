@@ -31,16 +31,16 @@ func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd
 
 // prepare mounts everything the spec asks for under the rootfs.
 func (s *rootfsSetup) prepare() error {
-	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if p := s.cfg.RootfsPropagation; p != "" {
-		v, ok := propagationTable[p]
-		if !ok {
+		if _, ok := propagationTable[p]; !ok {
 			return fmt.Errorf("unknown rootfsPropagation %q", p)
 		}
-		prop = v
 	}
-	if err := unix.Mount("", "/", "", prop, ""); err != nil {
-		return fmt.Errorf("make / %s: %w", s.cfg.RootfsPropagation, err)
+	// rslave first: the bind and pivot_root below need a parent that is
+	// neither shared nor unbindable; the configured propagation is applied
+	// to the new root after pivot_root.
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make / rslave: %w", err)
 	}
 	// The rootfs must be a mount point of its own for pivot_root.
 	if err := unix.Mount(s.rootfs, s.rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -483,6 +483,11 @@ func (s *rootfsSetup) pivot() error {
 	}
 	s.root.Close()
 	s.root = nil
+	if p := s.cfg.RootfsPropagation; p != "" {
+		if err := unix.Mount("", "/", "", propagationTable[p], ""); err != nil {
+			return fmt.Errorf("make / %s: %w", p, err)
+		}
+	}
 	return nil
 }
 

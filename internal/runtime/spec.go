@@ -203,7 +203,7 @@ func validateProcess(p *specs.Process) error {
 		for _, set := range [][]string{p.Capabilities.Bounding, p.Capabilities.Effective, p.Capabilities.Inheritable,
 			p.Capabilities.Permitted, p.Capabilities.Ambient} {
 			for _, c := range set {
-				if _, ok := capByName(c); !ok && !strings.HasPrefix(c, "CAP_") {
+				if _, ok := capByName(c); !ok || !strings.HasPrefix(c, "CAP_") {
 					return invalid("unknown capability %q", c)
 				}
 			}

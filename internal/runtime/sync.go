@@ -23,10 +23,13 @@ const (
 	msgStart      byte = 's' // parent → init (run and exec; create uses the fifo)
 	msgError      byte = 'e' // either way: a fatal error, the payload is its text
 	msgCgroupDirs byte = 'g' // parent → init: the cgroup directories exist
+	msgJoinQuery  byte = 'q' // init → parent: tell me when I am in my cgroup
+	msgJoined     byte = 'j' // parent → init: you are
 )
 
 var msgNames = map[byte]string{msgConfig: "config", msgHooks: "hooks", msgHooksDone: "hooks-done",
-	msgReady: "ready", msgStart: "start", msgError: "error", msgCgroupDirs: "cgroup-dirs"}
+	msgReady: "ready", msgStart: "start", msgError: "error", msgCgroupDirs: "cgroup-dirs",
+	msgJoinQuery: "join-query", msgJoined: "joined"}
 
 const maxMsg = 16 << 20
 
@@ -45,8 +48,9 @@ type initConfig struct {
 	ConsoleFd   int
 	PreserveFDs int
 	NewCgroupNS bool
-	// LateCgroupNS: unshare the cgroup namespace just before exec, once the
-	// start signal proves the parent has moved the init into its cgroup.
+	// LateCgroupNS: unshare the cgroup namespace at the end of setup, after
+	// asking the parent whether the move into the cgroup (which overlaps the
+	// mounts) is done.
 	LateCgroupNS bool
 	NewMountNS   bool
 	UserNS       bool

@@ -97,3 +97,29 @@ func TestUnknownContainer(t *testing.T) {
 		}
 	}
 }
+
+func TestCapabilityErrorsFailCreate(t *testing.T) {
+	// CAP_SYS_RESOURCE is missing from this host's bounding set (see
+	// TESTING-NOTES): asking for it must fail create, not the later start.
+	if data, _ := os.ReadFile("/proc/self/status"); !strings.Contains(string(data), "CapBnd:\t000001fffeffffff") {
+		t.Skip("host bounding set has CAP_SYS_RESOURCE; nothing to refuse")
+	}
+	e := newEnv(t, "true")
+	e.spec.Process.Capabilities.Effective = append(e.spec.Process.Capabilities.Effective, "CAP_SYS_RESOURCE")
+	e.spec.Process.Capabilities.Permitted = append(e.spec.Process.Capabilities.Permitted, "CAP_SYS_RESOURCE")
+	e.writeSpec()
+	_, errOut, code := e.berth("create", "--bundle", e.bundle, "capfail")
+	if code == 0 || !strings.Contains(errOut, "capabilities") {
+		t.Fatalf("create: %d %q", code, errOut)
+	}
+	assertNothingLeft(t, e, "capfail")
+}
+
+func TestUnknownCapabilityRefused(t *testing.T) {
+	e := newEnv(t, "true")
+	e.spec.Process.Capabilities.Bounding = append(e.spec.Process.Capabilities.Bounding, "CAP_TEST")
+	_, errOut, code := e.run("captest")
+	if code == 0 || !strings.Contains(errOut, `unknown capability "CAP_TEST"`) {
+		t.Fatalf("run: %d %q", code, errOut)
+	}
+}

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"os"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,5 +86,28 @@ func TestOOMScoreAdj(t *testing.T) {
 	e.spec.Process.OOMScoreAdj = &adj
 	if out := e.mustRun("oomadj"); strings.TrimSpace(out) != "500" {
 		t.Fatalf("got %q", out)
+	}
+}
+
+func TestRootfsPropagationShared(t *testing.T) {
+	e := newEnv(t, "sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo")
+	e.spec.Linux.RootfsPropagation = "rshared"
+	out := e.mustRun("prop")
+	if !strings.Contains(out, "shared:") {
+		t.Fatalf("root is not shared: %q", out)
+	}
+}
+
+func TestCgroupNamespaceAfterCreate(t *testing.T) {
+	e := newEnv(t, "sleep", "60")
+	e.writeSpec()
+	if _, errOut, code := e.berth("create", "--bundle", e.bundle, "cgns"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	st := e.state("cgns")
+	host, _ := os.Readlink("/proc/self/ns/cgroup")
+	got, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.Pid), "ns/cgroup"))
+	if got == host || got == "" {
+		t.Fatalf("created container is in the host cgroup namespace %s", host)
 	}
 }
