@@ -10,5 +10,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newRuntimeCommand())
+	root.AddCommand(newRegistryCommand())
 	return root
 }
