@@ -124,11 +124,9 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	}
 	var joins []nsJoin
 	var cloneFlags uintptr
+	joinUserNS := pathOf(spec, specs.UserNamespace) != ""
 	for _, ns := range spec.Linux.Namespaces {
 		if ns.Path != "" {
-			if ns.Type == specs.UserNamespace {
-				return nil, fmt.Errorf("joining an existing user namespace is not supported yet: %w", errdefs.ErrNotImplemented)
-			}
 			joins = append(joins, nsJoin{ns.Type, ns.Path, nsSetnsFlags[ns.Type]})
 			continue
 		}
@@ -265,7 +263,11 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 	}
 	tr.mark("parent", "spawn init")
-	pid, err = startProtected(attr, exe, joins)
+	if joinUserNS {
+		pid, err = spawnInUserNS(attr, exe, joins, cloneFlags)
+	} else {
+		pid, err = startProtected(attr, exe, joins)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
@@ -444,6 +446,30 @@ func startProtected(attr *syscall.ProcAttr, exe string, joins []nsJoin) (int, er
 		// Exec through the fd: the init may be root of a user namespace
 		// that cannot search the directories leading to the binary.
 		return syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(exefd), []string{"berth", "init"}, attr)
+	})
+}
+
+// spawnInUserNS starts the init inside an existing user namespace. A Go
+// process cannot join one (setns refuses multi-threaded callers), so this
+// takes the raw fork of nsenter_linux.go: join every namespace given by path,
+// user first, create the new ones, become root of the joined namespace and
+// exec the init with the stdio and extra files at their numbers.
+func spawnInUserNS(attr *syscall.ProcAttr, exe string, joins []nsJoin, cloneFlags uintptr) (int, error) {
+	var paths []string
+	for _, o := range nsOrder {
+		for _, j := range joins {
+			if j.typ == o.typ {
+				paths = append(paths, j.path)
+			}
+		}
+	}
+	files := make([]int, len(attr.Files))
+	for i, f := range attr.Files {
+		files[i] = int(f)
+	}
+	return spawnEntered(enterSpec{
+		exe: exe, nsPaths: paths, userns: true, unshare: cloneFlags &^ unix.CLONE_NEWUSER,
+		files: files, args: []string{"berth", "init"}, env: attr.Env,
 	})
 }
 

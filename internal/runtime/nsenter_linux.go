@@ -26,7 +26,13 @@ type enterArgs struct {
 	inherit  [4]int32 // fds whose close-on-exec flag the grandchild clears
 	ninherit int
 	exefd    int
-	rootID   bool  // become uid/gid 0 after joining: needed after entering a user namespace
+	rootID   bool    // become uid/gid 0 after joining: needed after entering a user namespace
+	unshare  uintptr // namespaces the middle child creates after joining (CLONE_NEW*)
+	// files[i] becomes fd i of the grandchild (stdio and extra files), as
+	// syscall.ForkExec's ProcAttr.Files; nextfd is above all of them.
+	files  [16]int32
+	nfiles int
+	nextfd int32
 	path     *byte // "" for execveat AT_EMPTY_PATH
 	argv     **byte
 	envv     **byte
@@ -60,6 +66,13 @@ func forkEnter(a *enterArgs) (int, syscall.Errno) {
 			enterFail(a, uint32(e))
 		}
 	}
+	if a.unshare != 0 {
+		// New namespaces, owned by the joined user namespace; a new pid
+		// namespace takes effect for the grandchild, its pid 1.
+		if _, _, e := syscall.RawSyscall(syscall.SYS_UNSHARE, a.unshare, 0, 0); e != 0 {
+			enterFail(a, uint32(e))
+		}
+	}
 	r1, _, e = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD|unix.CLONE_PARENT), 0, 0, 0, 0, 0)
 	if e != 0 {
 		enterFail(a, uint32(e))
@@ -68,6 +81,27 @@ func forkEnter(a *enterArgs) (int, syscall.Errno) {
 		// Grandchild.
 		for i := 0; i < a.ninherit; i++ {
 			syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(a.inherit[i]), syscall.F_SETFD, 0)
+		}
+		// Place files[i] at fd i in two passes, as syscall.ForkExec does:
+		// first move every source below its target out of the way, then
+		// dup each onto its target.
+		next := a.nextfd
+		for i := 0; i < a.nfiles; i++ {
+			if a.files[i] >= 0 && int(a.files[i]) < i {
+				syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.files[i]), uintptr(next), unix.O_CLOEXEC)
+				a.files[i] = next
+				next++
+			}
+		}
+		for i := 0; i < a.nfiles; i++ {
+			if a.files[i] < 0 {
+				continue
+			}
+			if int(a.files[i]) == i {
+				syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(i), syscall.F_SETFD, 0)
+				continue
+			}
+			syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.files[i]), uintptr(i), 0)
 		}
 		syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(a.exefd), uintptr(unsafe.Pointer(a.path)),
 			uintptr(unsafe.Pointer(a.argv)), uintptr(unsafe.Pointer(a.envv)), unix.AT_EMPTY_PATH, 0)
@@ -98,6 +132,8 @@ type enterSpec struct {
 	exe     string   // berth binary, exec'd from a read-only bind mount
 	nsPaths []string // joined in this order
 	userns  bool     // nsPaths includes a user namespace
+	unshare uintptr  // CLONE_NEW* flags to create after joining
+	files   []int    // fd i of the new process is files[i]; nil keeps fds as they are
 	inherit []int    // fds the exec stage must inherit
 	args    []string
 	env     []string
@@ -135,6 +171,18 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 	a.ninherit = len(s.inherit)
 	a.exefd = exefd
 	a.rootID = s.userns
+	a.unshare = s.unshare
+	if len(s.files) > len(a.files) {
+		return 0, fmt.Errorf("too many files to pass: %d", len(s.files))
+	}
+	next := int32(len(s.files))
+	for i, fd := range s.files {
+		a.files[i] = int32(fd)
+		if int32(fd) >= next {
+			next = int32(fd) + 1
+		}
+	}
+	a.nfiles = len(s.files)
 	empty, _ := syscall.BytePtrFromString("")
 	a.path = empty
 	argv, err := syscall.SlicePtrFromStrings(s.args)
@@ -152,6 +200,13 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 	}
 	defer unix.Close(p[0])
 	a.pipeW = p[1]
+	// Moved-aside fds must not land on one the grandchild still needs.
+	for _, fd := range append([]int32{int32(exefd), int32(p[0]), int32(p[1])}, a.nsfds[:a.nns]...) {
+		if fd >= next {
+			next = fd + 1
+		}
+	}
+	a.nextfd = next
 
 	var all, old unix.Sigset_t
 	for i := range all.Val {

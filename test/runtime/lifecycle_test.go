@@ -219,3 +219,25 @@ func TestUserNamespaceMapping(t *testing.T) {
 		t.Fatalf("container shares the host user namespace")
 	}
 }
+
+func TestJoinUserNamespaceByPath(t *testing.T) {
+	a := newEnv(t, "sleep", "60")
+	a.spec.Linux.Namespaces = append(a.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	a.spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 300000, Size: 65536}}
+	a.spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 300000, Size: 65536}}
+	a.writeSpec()
+	if _, errOut, code := a.berth("run", "-d", "--bundle", a.bundle, "owner"); code != 0 {
+		t.Fatalf("run -d: %s", errOut)
+	}
+	st := a.waitStatus("owner", specs.StateRunning)
+	b := newEnv(t, "sh", "-c", "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user; echo pid=$$")
+	b.root = a.root
+	b.spec.Linux.CgroupsPath += "-joiner"
+	b.spec.Linux.Namespaces = append(b.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: fmt.Sprintf("/proc/%d/ns/user", st.Pid)})
+	out := b.mustRun("joiner")
+	want, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", st.Pid))
+	f := strings.Fields(out)
+	if len(f) < 6 || f[1] != "300000" || f[3] != "0" || f[4] != want || f[5] != "pid=1" {
+		t.Fatalf("got %q, want uid_map 0 300000, uid 0, user ns %s, pid 1", out, want)
+	}
+}
