@@ -33,11 +33,11 @@ type enterArgs struct {
 	files  [16]int32
 	nfiles int
 	nextfd int32
-	path     *byte // "" for execveat AT_EMPTY_PATH
-	argv     **byte
-	envv     **byte
-	pipeW    int
-	report   [8]byte
+	path   *byte // "" for execveat AT_EMPTY_PATH
+	argv   **byte
+	envv   **byte
+	pipeW  int
+	report [8]byte
 }
 
 // forkEnter returns the middle child's pid in the parent. It must be called
