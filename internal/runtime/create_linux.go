@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -102,9 +103,6 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if err != nil {
 		return nil, err
 	}
-	if !hasNamespace(spec, specs.MountNamespace) {
-		return nil, invalid("berth needs a mount namespace (linux.namespaces must list \"mount\")")
-	}
 	if spec.Process.Terminal && opts.ConsoleSocket == "" && mode == "create" {
 		return nil, invalid("process.terminal is true but no --console-socket was given")
 	}
@@ -171,6 +169,9 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		cgw.abort()
 		if cgw.cg != nil {
 			_ = cgw.cg.Destroy()
+		}
+		if !hasNamespace(spec, specs.MountNamespace) {
+			_ = unmountUnder(rootfs)
 		}
 		_ = os.RemoveAll(dir)
 	}()
@@ -266,7 +267,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if joinUserNS {
 		pid, err = spawnInUserNS(attr, exe, joins, cloneFlags)
 	} else {
-		pid, err = startProtected(attr, exe, joins)
+		pid, err = startProtected(attr, exe, joins, !hasNamespace(spec, specs.MountNamespace))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
@@ -431,9 +432,15 @@ func writePidFile(path string, pid int) error {
 // (the CVE-2019-5736 class). The same thread then joins the namespaces given
 // by path, so the init is cloned inside them; the thread is never unlocked
 // and so dies with the goroutine, taking its namespace changes with it.
-func startProtected(attr *syscall.ProcAttr, exe string, joins []nsJoin) (int, error) {
+func startProtected(attr *syscall.ProcAttr, exe string, joins []nsJoin, hostMountNS bool) (int, error) {
 	return onDisposableThread(func() (int, error) {
-		exefd, err := protectedExe(exe)
+		protect := protectedExe
+		if hostMountNS {
+			// The init must stay in the host's mount namespace, so the
+			// read-only view comes from a sealed in-memory copy instead.
+			protect = sealedExeCopy
+		}
+		exefd, err := protect(exe)
 		if err != nil {
 			return 0, err
 		}
@@ -489,6 +496,37 @@ func onDisposableThread(fn func() (int, error)) (int, error) {
 	}()
 	res := <-resc
 	return res.pid, res.err
+}
+
+// sealedExeCopy copies the berth binary into a sealed memfd: a file nobody
+// can write to, whatever reaches it through /proc/<pid>/exe.
+func sealedExeCopy(exe string) (int, error) {
+	src, err := os.Open(exe)
+	if err != nil {
+		return -1, fmt.Errorf("open berth binary: %w", err)
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate("berth", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return -1, fmt.Errorf("memfd: %w", err)
+	}
+	dst := os.NewFile(uintptr(fd), "berth-memfd")
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return -1, fmt.Errorf("copy berth binary: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		dst.Close()
+		return -1, fmt.Errorf("seal berth binary copy: %w", err)
+	}
+	nfd, err := unix.Dup(fd) // an fd the caller owns; dst's finalizer closes the other
+	dst.Close()
+	if err != nil {
+		return -1, err
+	}
+	unix.CloseOnExec(nfd)
+	return nfd, nil
 }
 
 // protectedExe moves the calling (locked) thread into a private mount

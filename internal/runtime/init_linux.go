@@ -68,8 +68,8 @@ func runInit(conn *syncConn) error {
 		return nil
 	}
 	var setup *rootfsSetup
-	if cfg.NewMountNS {
-		setup = &rootfsSetup{cfg: cfg, rootfs: cfg.Rootfs, userns: cfg.UserNS,
+	if cfg.NewMountNS || cfg.Rootfs != "" {
+		setup = &rootfsSetup{cfg: cfg, rootfs: cfg.Rootfs, userns: cfg.UserNS, hostNS: !cfg.NewMountNS,
 			cgroupPaths: cfg.CgroupPaths, newCgroupNS: cfg.NewCgroupNS, waitCgroupDirs: waitCgroupDirs}
 		if err := setup.prepare(); err != nil {
 			return fmt.Errorf("prepare rootfs: %w", err)

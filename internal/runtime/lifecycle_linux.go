@@ -128,6 +128,12 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			return fmt.Errorf("remove cgroup of %s: %w", id, err)
 		}
 	}
+	if rec.Config != nil && rec.Config.Linux != nil && !hasNamespace(rec.Config, specs.MountNamespace) && rec.Rootfs != "" {
+		// It mounted into the host's namespace: those mounts are ours to remove.
+		if err := unmountUnder(rec.Rootfs); err != nil {
+			return fmt.Errorf("remove mounts of %s: %w", id, err)
+		}
+	}
 	if rec.Config != nil && rec.Config.Hooks != nil {
 		state := r.ociState(rec)
 		state.Status = specs.StateStopped

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -21,6 +22,11 @@ type rootfsSetup struct {
 	userns      bool // the container has its own user namespace: no mknod, locked flags
 	cgroupPaths map[string]string
 	newCgroupNS bool
+	// hostNS: the container has no mount namespace of its own. Mounts land
+	// in the host's namespace under the rootfs (delete removes them, see
+	// unmountUnder), the host's propagation is left alone, and chroot
+	// stands in for pivot_root, which would move the host's root.
+	hostNS bool
 	// waitCgroupDirs blocks until the parent has made the cgroup
 	// directories that the cgroup mount binds; the cgroup mounts are done
 	// last so the other mounts overlap that work.
@@ -39,8 +45,10 @@ func (s *rootfsSetup) prepare() error {
 	// rslave first: the bind and pivot_root below need a parent that is
 	// neither shared nor unbindable; the configured propagation is applied
 	// to the new root after pivot_root.
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make / rslave: %w", err)
+	if !s.hostNS {
+		if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("make / rslave: %w", err)
+		}
 	}
 	// The rootfs must be a mount point of its own for pivot_root.
 	if err := unix.Mount(s.rootfs, s.rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -468,6 +476,17 @@ func (s *rootfsSetup) pivot() error {
 	if err := unix.Fchdir(int(s.root.Fd())); err != nil {
 		return fmt.Errorf("chdir to rootfs: %w", err)
 	}
+	if s.hostNS {
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("chroot: %w", err)
+		}
+		if err := unix.Chdir("/"); err != nil {
+			return fmt.Errorf("chdir /: %w", err)
+		}
+		s.root.Close()
+		s.root = nil
+		return nil
+	}
 	if err := unix.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root: %w", err)
 	}
@@ -531,4 +550,51 @@ func maskPath(p string) error {
 		return err
 	}
 	return nil
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first: the
+// clean-up of a container that mounted into the host's namespace.
+func unmountUnder(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var first error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) && first == nil {
+			first = fmt.Errorf("unmount %s: %w", p, err)
+		}
+	}
+	return first
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -162,9 +162,6 @@ func validateSpec(s *specs.Spec, bundle string) error {
 			return invalid("mount %s: unknown mount type %q", m.Destination, m.Type)
 		}
 	}
-	if len(s.Mounts) > 0 && !seen[specs.MountNamespace] {
-		return invalid("mounts are set but there is no new mount namespace")
-	}
 	if s.Hooks != nil {
 		for _, list := range [][]specs.Hook{s.Hooks.Prestart, s.Hooks.CreateRuntime, s.Hooks.CreateContainer,
 			s.Hooks.StartContainer, s.Hooks.Poststart, s.Hooks.Poststop} {

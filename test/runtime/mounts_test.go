@@ -111,3 +111,26 @@ func TestCgroupNamespaceAfterCreate(t *testing.T) {
 		t.Fatalf("created container is in the host cgroup namespace %s", host)
 	}
 }
+
+func TestNoMountNamespace(t *testing.T) {
+	// Without a mount namespace the container shares the host's: its
+	// mounts land under the rootfs in the host's namespace (chroot, not
+	// pivot_root), and delete must take every one of them away.
+	e := newEnv(t, "sh", "-c", "readlink /proc/self/ns/mnt; ls /bin/busybox; cat /proc/self/mountinfo | grep -c ' /proc '")
+	var ns []specs.LinuxNamespace
+	for _, n := range e.spec.Linux.Namespaces {
+		if n.Type != specs.MountNamespace && n.Type != specs.CgroupNamespace {
+			ns = append(ns, n)
+		}
+	}
+	e.spec.Linux.Namespaces = ns
+	out := e.mustRun("nomntns")
+	host, _ := os.Readlink("/proc/self/ns/mnt")
+	if !strings.HasPrefix(out, host+"\n/bin/busybox\n") {
+		t.Fatalf("got %q, want the host mount namespace %s and the rootfs as /", out, host)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), sharedRootfs) {
+		t.Fatalf("mounts under the rootfs left on the host after delete:\n%s", mi)
+	}
+}
