@@ -311,10 +311,6 @@ func (s *Server) writeAuthError(ctx context.Context, w http.ResponseWriter, r *h
 		s.writeError(ctx, w, r, err)
 		return
 	}
-	if ch.Denied {
-		s.writeError(ctx, w, r, newError(http.StatusForbidden, codeDenied, ch.Reason))
-		return
-	}
 	w.Header().Set("WWW-Authenticate", ch.Header)
 	s.writeError(ctx, w, r, newError(http.StatusUnauthorized, codeUnauthorized, ch.Reason))
 }

@@ -82,8 +82,6 @@ type Authorizer interface {
 // with the scheme in Header (the WWW-Authenticate value).
 type Challenge struct {
 	Header string
-	// Denied is set when the client authenticated but lacks the access.
-	Denied bool
 	Reason string
 }
 

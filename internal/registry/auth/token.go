@@ -112,9 +112,9 @@ func (t *Token) Authorize(r *http.Request, need []Access) (string, error) {
 	}
 	for _, n := range need {
 		if !covers(c.Access, n) {
-			ch := t.challenge(need, "insufficient_scope", "token does not grant "+n.String())
-			ch.Denied = c.Subject != ""
-			return "", ch
+			// 401, not 403: clients answer this challenge by fetching a
+			// token with the wider scope it names.
+			return "", t.challenge(need, "insufficient_scope", "token does not grant "+n.String())
 		}
 	}
 	return c.Subject, nil
