@@ -22,6 +22,7 @@ const maxEnterFDs = 8
 
 type enterArgs struct {
 	nsfds    [maxEnterFDs]int32
+	nstypes  [maxEnterFDs]int32 // CLONE_NEW* of each: setns refuses an fd of another type
 	nns      int
 	inherit  [4]int32 // fds whose close-on-exec flag the grandchild clears
 	ninherit int
@@ -52,7 +53,7 @@ func forkEnter(a *enterArgs) (int, syscall.Errno) {
 	}
 	// Middle child.
 	for i := 0; i < a.nns; i++ {
-		if _, _, e := syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.nsfds[i]), 0, 0); e != 0 {
+		if _, _, e := syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.nsfds[i]), uintptr(a.nstypes[i]), 0); e != 0 {
 			enterFail(a, uint32(e)|uint32(i+1)<<16)
 		}
 	}
@@ -163,6 +164,9 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 		}
 		defer unix.Close(fd)
 		a.nsfds[i] = int32(fd)
+		if t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err == nil {
+			a.nstypes[i] = int32(t)
+		}
 	}
 	a.nns = len(s.nsPaths)
 	for i, fd := range s.inherit {

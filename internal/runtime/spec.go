@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,8 +135,8 @@ func validateSpec(s *specs.Spec, bundle string) error {
 		}
 		seen[ns.Type] = true
 		if ns.Path != "" {
-			if _, err := os.Stat(ns.Path); err != nil {
-				return invalid("namespace %s path %s does not exist", ns.Type, ns.Path)
+			if err := checkNamespacePath(ns); err != nil {
+				return err
 			}
 		}
 	}
@@ -226,4 +227,23 @@ func hasNamespace(s *specs.Spec, typ specs.LinuxNamespaceType) bool {
 		}
 	}
 	return false
+}
+
+// checkNamespacePath makes sure a namespace path exists and is a namespace
+// of the declared type (joining a uts namespace "as" a user namespace would
+// otherwise succeed in the kernel's eyes, with setns given no type).
+func checkNamespacePath(ns specs.LinuxNamespace) error {
+	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return invalid("namespace %s path %s does not exist", ns.Type, ns.Path)
+	}
+	defer unix.Close(fd)
+	got, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		return invalid("namespace %s path %s is not a namespace", ns.Type, ns.Path)
+	}
+	if want := nsSetnsFlags[ns.Type]; want != 0 && got != want {
+		return invalid("namespace %s path %s is a namespace of another type", ns.Type, ns.Path)
+	}
+	return nil
 }
