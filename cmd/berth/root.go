@@ -10,6 +10,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newRuntimeCommand())
+	root.AddCommand(newDaemonCommand(), newSuperviseCommand())
 	root.AddCommand(newRegistryCommand())
 	return root
 }

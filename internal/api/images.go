@@ -1,0 +1,81 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	imagetypes "github.com/moby/moby/api/types/image"
+)
+
+func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
+	list, err := s.images.List(r.Context())
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	out := []imagetypes.Summary{}
+	for _, im := range list {
+		if !boolParam(r, "all") && len(im.RepoTags) == 0 && len(im.RepoDigests) == 0 {
+			// dangling images are listed too by docker unless filtered
+		}
+		out = append(out, imagetypes.Summary{
+			ID:          im.ID.String(),
+			RepoTags:    nonNil(im.RepoTags),
+			RepoDigests: nonNil(im.RepoDigests),
+			Created:     im.Created.Unix(),
+			Size:        im.Size,
+			SharedSize:  -1,
+			Containers:  -1,
+			Labels:      map[string]string{},
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// imageGet serves GET /images/<name>/json; names contain slashes, so the
+// route takes the rest of the path and the suffix picks the action.
+func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
+	rest := r.PathValue("name")
+	name, ok := strings.CutSuffix(rest, "/json")
+	if !ok || name == "" {
+		writeError(w, http.StatusNotFound, "page not found")
+		return
+	}
+	d, err := s.images.Inspect(r.Context(), name)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var layers []string
+	for _, l := range d.Image.RootFS.DiffIDs {
+		layers = append(layers, l.String())
+	}
+	created := ""
+	if d.Image.Created != nil {
+		created = d.Image.Created.UTC().Format(time.RFC3339Nano)
+	}
+	cfg := &dockerspec.DockerOCIImageConfig{ImageConfig: d.Image.Config}
+	resp := imagetypes.InspectResponse{
+		ID:           d.ID.String(),
+		RepoTags:     nonNil(d.RepoTags),
+		RepoDigests:  nonNil(d.RepoDigests),
+		Created:      created,
+		Author:       d.Image.Author,
+		Config:       cfg,
+		Architecture: d.Image.Architecture,
+		Variant:      d.Image.Variant,
+		Os:           d.Image.OS,
+		Size:         d.Size,
+		RootFS:       imagetypes.RootFS{Type: "layers", Layers: layers},
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,549 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/berth-dev/berth/internal/spec"
+	"github.com/berth-dev/berth/internal/supervisor"
+)
+
+// ErrNotModified marks a request that had nothing to do (starting a
+// running container, stopping a stopped one): docker answers 304.
+var ErrNotModified = errors.New("not modified")
+
+// Start runs a created or exited container.
+func (e *Engine) Start(ctx context.Context, ref string) error {
+	e.mu.Lock()
+	c, err := e.lookup(ref)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	switch c.State.Status {
+	case StatusRunning:
+		e.mu.Unlock()
+		return fmt.Errorf("container %s is already running: %w", c.ID, ErrNotModified)
+	case StatusRemoving, StatusDead:
+		e.mu.Unlock()
+		return fmt.Errorf("container %s is marked for removal and cannot be started: %w", c.ID, errdefs.ErrConflict)
+	}
+	id := c.ID
+	// "starting" is not a docker status; the pid stays 0 until it runs,
+	// and the status flips under the lock before the process can exit.
+	cfg, hc := c.Config, c.HostConfig
+	e.mu.Unlock()
+
+	sup, err := e.supervisor(ctx)
+	if err != nil {
+		return err
+	}
+	if err := e.prepareStart(ctx, id, cfg, hc); err != nil {
+		_ = snapshot.UnmountAll(e.rootfsPath(id))
+		return e.startFailed(id, err)
+	}
+	maxSize, maxFiles := e.opts.LogMaxSize, e.opts.LogMaxFiles
+	if lo, err := logOptions(hc.LogConfig.Config, maxSize, maxFiles); err == nil {
+		maxSize, maxFiles = lo.maxSize, lo.maxFiles
+	}
+	_ = os.Remove(e.exitPath(id))
+	pid, err := sup.Create(ctx, id, supervisor.CreateRequest{
+		Bundle: e.bundlePath(id), LogPath: e.LogPath(id), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
+		ExitPath: e.exitPath(id),
+	})
+	if err != nil {
+		_ = snapshot.UnmountAll(e.rootfsPath(id))
+		return e.startFailed(id, err)
+	}
+	if needsLoopback(hc) {
+		if err := loopbackUp(pid); err != nil {
+			_ = sup.Delete(context.WithoutCancel(ctx), id)
+			return e.startFailed(id, err)
+		}
+	}
+	e.mu.Lock()
+	if c.exited == nil || isClosed(c.exited) {
+		c.exited = make(chan struct{})
+	}
+	c.State = State{Status: StatusRunning, Pid: pid, StartedAt: time.Now().UTC()}
+	saveErr := e.save(c)
+	e.mu.Unlock()
+	if saveErr != nil {
+		_ = sup.Delete(context.WithoutCancel(ctx), id)
+		return saveErr
+	}
+	if err := sup.Start(ctx, id); err != nil {
+		// The supervisor records the init's end and reports it; make sure
+		// it ends, then keep the reason.
+		_ = sup.Delete(context.WithoutCancel(ctx), id)
+		if st, rerr := readExit(e.exitPath(id)); rerr == nil {
+			e.handleExit(id, st)
+		}
+		return e.startFailed(id, err)
+	}
+	return nil
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// startFailed records err on the container as docker does (exit code 128
+// for a start that never ran the process) and returns it.
+func (e *Engine) startFailed(id string, err error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.byID[id]; ok && c.State.Status != StatusRunning {
+		c.State.Error = err.Error()
+		if c.State.Status != StatusCreated {
+			c.State.ExitCode = 128
+		}
+		_ = e.save(c)
+	}
+	return err
+}
+
+// prepareStart mounts the rootfs and writes the bundle.
+func (e *Engine) prepareStart(ctx context.Context, id string, cfg *container.Config, hc *container.HostConfig) error {
+	mounts, err := e.images.Snapshots().Mounts(ctx, id)
+	if err != nil {
+		return fmt.Errorf("rootfs of %s: %w", id, err)
+	}
+	rootfs := e.rootfsPath(id)
+	// A leftover mount (a daemon killed mid-way) is replaced, not stacked.
+	_ = snapshot.UnmountAll(rootfs)
+	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+		return fmt.Errorf("mount rootfs of %s: %w", id, err)
+	}
+	opts, err := e.specOptions(id, cfg, hc)
+	if err != nil {
+		return err
+	}
+	s, err := spec.Build(opts)
+	if err != nil {
+		return err
+	}
+	bundle := e.bundlePath(id)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		return fmt.Errorf("write spec: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.HostConfig) (spec.Options, error) {
+	dir := e.containerDir(id)
+	o := spec.Options{
+		Rootfs:         e.rootfsPath(id),
+		Hostname:       cfg.Hostname,
+		Args:           append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...),
+		Env:            cfg.Env,
+		Cwd:            cfg.WorkingDir,
+		User:           cfg.User,
+		GroupAdd:       hc.GroupAdd,
+		OpenStdin:      cfg.OpenStdin,
+		Privileged:     hc.Privileged,
+		ReadonlyRootfs: hc.ReadonlyRootfs,
+		CapAdd:         hc.CapAdd,
+		CapDrop:        hc.CapDrop,
+		Memory:         hc.Memory,
+		MemorySwap:     hc.MemorySwap,
+		NanoCPUs:       hc.NanoCPUs,
+		CPUShares:      hc.CPUShares,
+		ShmSize:        hc.ShmSize,
+		NetworkMode:    string(hc.NetworkMode),
+		CgroupsPath:    filepath.Join(e.opts.CgroupParent, id),
+		HostsPath:      filepath.Join(dir, "hosts"),
+		HostnamePath:   filepath.Join(dir, "hostname"),
+		ResolvConfPath: filepath.Join(dir, "resolv.conf"),
+		Tmpfs:          hc.Tmpfs,
+	}
+	// The supervisor holds pipes, not a pty, until it can receive console
+	// fds; a Tty container runs with pipes (see the package notes).
+	o.Tty = false
+	if hc.PidsLimit != nil {
+		o.PidsLimit = *hc.PidsLimit
+	}
+	for _, so := range hc.SecurityOpt {
+		switch so {
+		case "seccomp=unconfined", "seccomp:unconfined":
+			o.SeccompUnconfined = true
+		case "no-new-privileges", "no-new-privileges=true", "no-new-privileges:true":
+			o.NoNewPrivileges = true
+		}
+	}
+	for _, b := range hc.Binds {
+		m, err := parseBind(b)
+		if err != nil {
+			return o, err
+		}
+		if _, err := os.Stat(m.Source); err != nil {
+			// docker creates a missing bind source directory.
+			if err := os.MkdirAll(m.Source, 0o755); err != nil {
+				return o, fmt.Errorf("bind source %s: %w", m.Source, err)
+			}
+		}
+		o.Mounts = append(o.Mounts, m)
+	}
+	return o, nil
+}
+
+func needsLoopback(hc *container.HostConfig) bool { return hc.NetworkMode != "host" }
+
+// handleExit records a container's exit, once: later reports of the same
+// exit (an event after a reconcile read the file) find it not running.
+func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
+	e.mu.Lock()
+	c, ok := e.byID[id]
+	// Pid is set exactly while the process runs; a container being
+	// removed keeps its status.
+	if !ok || c.State.Pid == 0 {
+		e.mu.Unlock()
+		return
+	}
+	if c.State.Status == StatusRunning {
+		c.State.Status = StatusExited
+	}
+	c.State.Pid = 0
+	c.State.ExitCode = st.ExitCode
+	c.State.OOMKilled = st.OOMKilled
+	c.State.FinishedAt = st.FinishedAt
+	if err := e.save(c); err != nil {
+		e.log.Error("record exit", "id", id, "err", err)
+	}
+	close(c.exited)
+	autoRemove := c.HostConfig.AutoRemove
+	e.mu.Unlock()
+	if err := snapshot.UnmountAll(e.rootfsPath(id)); err != nil {
+		e.log.Warn("unmount rootfs", "id", id, "err", err)
+	}
+	_ = os.RemoveAll(e.bundlePath(id))
+	if autoRemove {
+		go func() {
+			if err := e.Remove(context.Background(), id, RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+				e.log.Warn("auto-remove", "id", id, "err", err)
+			}
+		}()
+	}
+}
+
+func readExit(path string) (supervisor.ExitStatus, error) {
+	var st supervisor.ExitStatus
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(data, &st)
+	return st, err
+}
+
+// Stop sends the stop signal, waits up to timeout (nil: the container's
+// StopTimeout or 10 s; negative: forever) and then kills.
+func (e *Engine) Stop(ctx context.Context, ref string, sigName string, timeout *int) error {
+	e.mu.Lock()
+	c, err := e.lookup(ref)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	if c.State.Status != StatusRunning {
+		e.mu.Unlock()
+		return fmt.Errorf("container %s is not running: %w", c.ID, ErrNotModified)
+	}
+	id, exited := c.ID, c.exited
+	if sigName == "" {
+		sigName = c.Config.StopSignal
+	}
+	wait := 10
+	if c.Config.StopTimeout != nil {
+		wait = *c.Config.StopTimeout
+	}
+	e.mu.Unlock()
+	if timeout != nil {
+		wait = *timeout
+	}
+	sig := unix.SIGTERM
+	if sigName != "" {
+		if sig, err = ParseSignal(sigName); err != nil {
+			return err
+		}
+	}
+	sup, err := e.supervisor(ctx)
+	if err != nil {
+		return err
+	}
+	if err := sup.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
+		e.log.Warn("stop signal", "id", id, "err", err)
+	}
+	if wait >= 0 {
+		select {
+		case <-exited:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(wait) * time.Second):
+		}
+		if err := sup.Kill(ctx, id, unix.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
+			e.log.Warn("kill after stop timeout", "id", id, "err", err)
+		}
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill sends a signal (default SIGKILL) to the container's init.
+func (e *Engine) Kill(ctx context.Context, ref, sigName string) error {
+	sig := unix.SIGKILL
+	if sigName != "" {
+		var err error
+		if sig, err = ParseSignal(sigName); err != nil {
+			return err
+		}
+	}
+	e.mu.Lock()
+	c, err := e.lookup(ref)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	if c.State.Status != StatusRunning {
+		e.mu.Unlock()
+		return fmt.Errorf("cannot kill container: %s: container %s is not running: %w", ref, c.ID, errdefs.ErrConflict)
+	}
+	id, exited := c.ID, c.exited
+	e.mu.Unlock()
+	sup, err := e.supervisor(ctx)
+	if err != nil {
+		return err
+	}
+	if err := sup.Kill(ctx, id, sig, false); err != nil {
+		return err
+	}
+	if sig == unix.SIGKILL {
+		// docker returns once a killed container is gone.
+		select {
+		case <-exited:
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return nil
+}
+
+// ParseSignal accepts "KILL", "SIGKILL", "kill" or "9".
+func ParseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("invalid signal: %s: %w", s, errdefs.ErrInvalidArgument)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("invalid signal: %s: %w", s, errdefs.ErrInvalidArgument)
+}
+
+// Wait conditions, docker's.
+const (
+	WaitNotRunning = "not-running"
+	WaitNextExit   = "next-exit"
+	WaitRemoved    = "removed"
+)
+
+// WaitResult is the outcome of Wait.
+type WaitResult struct {
+	ExitCode int
+	Error    error
+}
+
+// Wait returns a channel that yields one result when the condition holds.
+// Errors finding the container come back at once, so the API can still
+// answer 404 before sending its headers.
+func (e *Engine) Wait(ctx context.Context, ref, condition string) (<-chan WaitResult, error) {
+	switch condition {
+	case "", WaitNotRunning, WaitNextExit, WaitRemoved:
+	default:
+		return nil, fmt.Errorf("invalid condition: %q: %w", condition, errdefs.ErrInvalidArgument)
+	}
+	e.mu.Lock()
+	c, err := e.lookup(ref)
+	if err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	exited, removed := c.exited, c.removed
+	running := c.State.Status == StatusRunning
+	code := c.State.ExitCode
+	id := c.ID
+	e.mu.Unlock()
+	out := make(chan WaitResult, 1)
+	exitCode := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if c, ok := e.byID[id]; ok {
+			return c.State.ExitCode
+		}
+		return code
+	}
+	switch {
+	case (condition == "" || condition == WaitNotRunning) && !running:
+		out <- WaitResult{ExitCode: code}
+		return out, nil
+	}
+	go func() {
+		if running || condition == WaitNextExit {
+			select {
+			case <-exited:
+			case <-ctx.Done():
+				out <- WaitResult{ExitCode: -1, Error: ctx.Err()}
+				return
+			}
+			code = exitCode()
+		}
+		if condition == WaitRemoved {
+			select {
+			case <-removed:
+			case <-ctx.Done():
+				out <- WaitResult{ExitCode: -1, Error: ctx.Err()}
+				return
+			}
+		}
+		out <- WaitResult{ExitCode: code}
+	}()
+	return out, nil
+}
+
+// RemoveOptions tune Remove.
+type RemoveOptions struct {
+	Force bool
+}
+
+// Remove deletes a container: its process (with Force), rootfs mount,
+// writable snapshot, logs and record.
+func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) error {
+	e.mu.Lock()
+	c, err := e.lookup(ref)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	switch c.State.Status {
+	case StatusRunning:
+		if !opts.Force {
+			e.mu.Unlock()
+			return fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove: %w", c.Name, errdefs.ErrConflict)
+		}
+	case StatusRemoving:
+		e.mu.Unlock()
+		return fmt.Errorf("removal of container %s is already in progress: %w", c.ID, errdefs.ErrConflict)
+	}
+	prev := c.State.Status
+	c.State.Status = StatusRemoving
+	id, exited := c.ID, c.exited
+	_ = e.save(c)
+	e.mu.Unlock()
+
+	restore := func(err error) error {
+		e.mu.Lock()
+		c.State.Status = prev
+		_ = e.save(c)
+		e.mu.Unlock()
+		return err
+	}
+	if prev == StatusRunning {
+		sup, err := e.supervisor(ctx)
+		if err != nil {
+			return restore(err)
+		}
+		if err := sup.Delete(ctx, id); err != nil {
+			return restore(err)
+		}
+		// The exit event may race the Delete answer, or the event stream
+		// may be down: the exit file is written by now, record it from there.
+		if st, err := readExit(e.exitPath(id)); err == nil {
+			e.handleExit(id, st)
+		}
+		<-exited
+	}
+	if err := snapshot.UnmountAll(e.rootfsPath(id)); err != nil {
+		return restore(fmt.Errorf("unmount rootfs of %s: %w", id, err))
+	}
+	if err := e.images.RemoveMounts(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		return restore(fmt.Errorf("remove snapshot of %s: %w", id, err))
+	}
+	_ = os.RemoveAll(e.bundlePath(id))
+	if err := os.RemoveAll(e.containerDir(id)); err != nil {
+		return restore(fmt.Errorf("remove %s: %w", id, err))
+	}
+	e.mu.Lock()
+	delete(e.byID, id)
+	if e.names[c.Name] == id {
+		delete(e.names, c.Name)
+	}
+	close(c.removed)
+	e.mu.Unlock()
+	return nil
+}
+
+// Rename gives a container a new name.
+func (e *Engine) Rename(ref, newName string) error {
+	name, err := checkName(newName)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	if c.Name == name {
+		return fmt.Errorf("Renaming a container with the same name as its current name: %w", errdefs.ErrInvalidArgument)
+	}
+	if other, ok := e.names[name]; ok {
+		return fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name: %w",
+			name, other, errdefs.ErrConflict)
+	}
+	old := c.Name
+	c.Name = name
+	if err := e.save(c); err != nil {
+		c.Name = old
+		return err
+	}
+	delete(e.names, old)
+	e.names[name] = c.ID
+	return nil
+}

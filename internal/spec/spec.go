@@ -1,0 +1,382 @@
+// Package spec turns a container's run options (already merged with its
+// image's config by the engine) into an OCI runtime spec with Docker's
+// defaults: the default capability set, masked and read-only /proc and /sys
+// paths, the default device allow list, Docker's default seccomp profile,
+// /dev/shm of 64 MiB, and /etc/hosts, /etc/hostname and /etc/resolv.conf
+// bound from the container's directory.
+//
+// It knows nothing of images, the API or the engine's records: callers fill
+// Options, so the translation from docker's HostConfig lives in one place
+// (the engine) and this package stays testable on its own.
+package spec
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/moby/profiles/seccomp"
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+)
+
+// Network modes Build understands; other modes belong to the network
+// package, which does not exist yet.
+const (
+	// NetworkPrivate is a fresh network namespace with only a loopback
+	// interface (docker's --network none). The engine brings lo up.
+	NetworkPrivate = ""
+	// NetworkHost shares the host's network namespace.
+	NetworkHost = "host"
+)
+
+// DefaultShmSize is docker's /dev/shm size.
+const DefaultShmSize = 64 << 20
+
+// Options are a container's run options after the engine merged its image's
+// config (entrypoint+cmd into Args, image env into Env, and so on).
+type Options struct {
+	Rootfs   string // absolute path of the mounted root filesystem
+	Hostname string
+	Args     []string
+	Env      []string
+	Cwd      string // "" means "/"
+	// User is docker's --user: name|uid[:group|gid], resolved against the
+	// rootfs's /etc/passwd and /etc/group.
+	User     string
+	GroupAdd []string
+	Tty      bool
+	// OpenStdin keeps stdin open (docker's -i); without it the process gets
+	// /dev/null from its supervisor.
+	OpenStdin bool
+
+	Privileged     bool
+	ReadonlyRootfs bool
+	CapAdd         []string
+	CapDrop        []string
+	// SeccompUnconfined turns the default profile off (security-opt
+	// seccomp=unconfined); a privileged container never has one.
+	SeccompUnconfined bool
+	NoNewPrivileges   bool
+
+	Memory     int64 // bytes; 0 = unlimited
+	MemorySwap int64 // bytes incl. memory; 0 = twice Memory, -1 = unlimited
+	NanoCPUs   int64
+	CPUShares  int64
+	PidsLimit  int64 // <= 0 = unlimited
+	ShmSize    int64 // 0 = DefaultShmSize
+
+	NetworkMode string
+	CgroupsPath string
+
+	// Files the engine wrote in the container's directory, bound over the
+	// image's copies; "" leaves the image's.
+	HostsPath, HostnamePath, ResolvConfPath string
+
+	// Mounts are extra mounts (binds, volumes) in docker's order, already
+	// validated: absolute destinations, existing sources.
+	Mounts []specs.Mount
+	// Tmpfs maps a destination to docker's --tmpfs options ("size=64m,noexec").
+	Tmpfs map[string]string
+}
+
+// DefaultCapabilities is docker's default capability set.
+var DefaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// MaskedPaths and ReadonlyPaths are docker's (moby oci/defaults.go).
+var (
+	MaskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	ReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// Build returns the OCI spec for opts.
+func Build(opts Options) (*specs.Spec, error) {
+	if !path.IsAbs(opts.Rootfs) {
+		return nil, fmt.Errorf("rootfs %q is not absolute: %w", opts.Rootfs, errdefs.ErrInvalidArgument)
+	}
+	if len(opts.Args) == 0 {
+		return nil, fmt.Errorf("no command specified: %w", errdefs.ErrInvalidArgument)
+	}
+	cwd := opts.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !path.IsAbs(cwd) {
+		return nil, fmt.Errorf("the working directory '%s' is invalid, it needs to be an absolute path: %w", cwd, errdefs.ErrInvalidArgument)
+	}
+	usr, err := resolveUser(opts.Rootfs, opts.User, opts.GroupAdd)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := capabilities(opts)
+	if err != nil {
+		return nil, err
+	}
+	env := withDefaultEnv(opts.Env, opts.Hostname, opts.Tty, usr.home)
+	s := &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: opts.Rootfs, Readonly: opts.ReadonlyRootfs},
+		Process: &specs.Process{
+			Terminal:        opts.Tty,
+			Args:            opts.Args,
+			Env:             env,
+			Cwd:             cwd,
+			User:            usr.user,
+			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+			NoNewPrivileges: opts.NoNewPrivileges,
+		},
+		Hostname: opts.Hostname,
+		Mounts:   defaultMounts(opts),
+		Linux: &specs.Linux{
+			CgroupsPath: opts.CgroupsPath,
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.MountNamespace}, {Type: specs.UTSNamespace},
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.CgroupNamespace},
+			},
+			Resources: resources(opts),
+		},
+	}
+	switch opts.NetworkMode {
+	case NetworkPrivate, "none", "default", "bridge":
+		// bridge is docker's default; until berth has one, a container on
+		// it gets a private namespace with loopback only.
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	case NetworkHost:
+	default:
+		return nil, fmt.Errorf("network mode %q is not supported yet: %w", opts.NetworkMode, errdefs.ErrNotImplemented)
+	}
+	if !opts.Privileged {
+		s.Linux.MaskedPaths = slices.Clone(MaskedPaths)
+		s.Linux.ReadonlyPaths = slices.Clone(ReadonlyPaths)
+		if !opts.SeccompUnconfined {
+			// The profile allows syscalls by the capabilities the process
+			// has, so it is computed after them.
+			sc, err := seccomp.GetDefaultProfile(s)
+			if err != nil {
+				return nil, fmt.Errorf("docker default seccomp profile: %w", err)
+			}
+			s.Linux.Seccomp = sc
+		}
+	}
+	for dst, data := range opts.Tmpfs {
+		m, err := tmpfsMount(dst, data)
+		if err != nil {
+			return nil, err
+		}
+		s.Mounts = replaceMount(s.Mounts, m)
+	}
+	for _, f := range []struct{ src, dst string }{
+		{opts.ResolvConfPath, "/etc/resolv.conf"},
+		{opts.HostnamePath, "/etc/hostname"},
+		{opts.HostsPath, "/etc/hosts"},
+	} {
+		if f.src != "" {
+			s.Mounts = replaceMount(s.Mounts, specs.Mount{
+				Destination: f.dst, Type: "bind", Source: f.src,
+				Options: []string{"rbind", "rprivate"},
+			})
+		}
+	}
+	for _, m := range opts.Mounts {
+		if !path.IsAbs(m.Destination) {
+			return nil, fmt.Errorf("invalid mount config: mount path %q must be absolute: %w", m.Destination, errdefs.ErrInvalidArgument)
+		}
+		s.Mounts = replaceMount(s.Mounts, m)
+	}
+	return s, nil
+}
+
+// replaceMount adds m, dropping an earlier mount at the same destination:
+// docker lets a user mount (a bind over /dev/shm, say) replace a default.
+func replaceMount(ms []specs.Mount, m specs.Mount) []specs.Mount {
+	dst := path.Clean(m.Destination)
+	ms = slices.DeleteFunc(ms, func(x specs.Mount) bool { return path.Clean(x.Destination) == dst })
+	return append(ms, m)
+}
+
+func defaultMounts(opts Options) []specs.Mount {
+	shm := opts.ShmSize
+	if shm <= 0 {
+		shm = DefaultShmSize
+	}
+	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
+	cgOpts := []string{"ro", "nosuid", "noexec", "nodev"}
+	if opts.Privileged {
+		sysOpts = sysOpts[:3]
+		cgOpts = []string{"rw", "nosuid", "noexec", "nodev"}
+	}
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: cgOpts},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", fmt.Sprintf("size=%d", shm)}},
+	}
+}
+
+// tmpfsMount is docker's --tmpfs: nosuid,nodev,noexec by default, options
+// after the colon appended (later ones win in the kernel).
+func tmpfsMount(dst, data string) (specs.Mount, error) {
+	if !path.IsAbs(dst) {
+		return specs.Mount{}, fmt.Errorf("invalid tmpfs mount %q: destination must be absolute: %w", dst, errdefs.ErrInvalidArgument)
+	}
+	o := []string{"nosuid", "nodev", "noexec"}
+	if data != "" {
+		o = append(o, strings.Split(data, ",")...)
+	}
+	return specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: o}, nil
+}
+
+func resources(opts Options) *specs.LinuxResources {
+	r := &specs.LinuxResources{Devices: defaultDevices(opts.Privileged)}
+	if opts.Memory > 0 {
+		limit := opts.Memory
+		swap := opts.MemorySwap
+		if swap == 0 {
+			swap = 2 * limit // docker's default: as much swap as memory
+		}
+		r.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &swap}
+	}
+	if opts.NanoCPUs > 0 || opts.CPUShares > 0 {
+		r.CPU = &specs.LinuxCPU{}
+		if opts.NanoCPUs > 0 {
+			period := uint64(100000)
+			quota := opts.NanoCPUs * int64(period) / 1e9
+			r.CPU.Period, r.CPU.Quota = &period, &quota
+		}
+		if opts.CPUShares > 0 {
+			shares := uint64(opts.CPUShares)
+			r.CPU.Shares = &shares
+		}
+	}
+	if opts.PidsLimit > 0 {
+		limit := opts.PidsLimit
+		r.Pids = &specs.LinuxPids{Limit: &limit}
+	}
+	return r
+}
+
+func defaultDevices(privileged bool) []specs.LinuxDeviceCgroup {
+	if privileged {
+		return []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+	}
+	dev := func(typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
+		d := specs.LinuxDeviceCgroup{Allow: true, Type: typ, Access: access}
+		if major >= 0 {
+			d.Major = &major
+		}
+		if minor >= 0 {
+			d.Minor = &minor
+		}
+		return d
+	}
+	// Docker's list: mknod of anything, the standard nodes, ptys and tun.
+	return []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		dev("c", -1, -1, "m"), dev("b", -1, -1, "m"),
+		dev("c", 1, 3, "rwm"), dev("c", 1, 8, "rwm"), dev("c", 1, 7, "rwm"),
+		dev("c", 5, 0, "rwm"), dev("c", 1, 5, "rwm"), dev("c", 1, 9, "rwm"),
+		dev("c", 5, 1, "rwm"), dev("c", 136, -1, "rwm"), dev("c", 5, 2, "rwm"),
+		dev("c", 10, 200, "rwm"),
+	}
+}
+
+// capabilities applies docker's rules: privileged gets every capability;
+// otherwise the default set, minus CapDrop, plus CapAdd, where "ALL" in
+// either list stands for every capability and names may omit "CAP_".
+func capabilities(opts Options) ([]string, error) {
+	all := allCapabilities()
+	if opts.Privileged {
+		return all, nil
+	}
+	add, err := normalizeCaps(opts.CapAdd, all)
+	if err != nil {
+		return nil, err
+	}
+	drop, err := normalizeCaps(opts.CapDrop, all)
+	if err != nil {
+		return nil, err
+	}
+	var caps []string
+	switch {
+	case slices.Contains(add, "ALL"):
+		caps = slices.Clone(all)
+	case slices.Contains(drop, "ALL"):
+	default:
+		caps = slices.Clone(DefaultCapabilities)
+	}
+	if !slices.Contains(drop, "ALL") {
+		caps = slices.DeleteFunc(caps, func(c string) bool { return slices.Contains(drop, c) })
+	}
+	for _, c := range add {
+		if c != "ALL" && !slices.Contains(caps, c) {
+			caps = append(caps, c)
+		}
+	}
+	return caps, nil
+}
+
+func allCapabilities() []string {
+	var out []string
+	for _, c := range capability.ListKnown() {
+		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	}
+	return out
+}
+
+func normalizeCaps(in, known []string) ([]string, error) {
+	var out []string
+	for _, c := range in {
+		c = strings.ToUpper(strings.TrimSpace(c))
+		if c == "ALL" {
+			out = append(out, c)
+			continue
+		}
+		if !strings.HasPrefix(c, "CAP_") {
+			c = "CAP_" + c
+		}
+		if !slices.Contains(known, c) {
+			return nil, fmt.Errorf("unknown capability: %q: %w", c, errdefs.ErrInvalidArgument)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// withDefaultEnv adds what docker adds: PATH when the image has none,
+// HOSTNAME, HOME from the user's passwd entry, TERM for a terminal.
+func withDefaultEnv(env []string, hostname string, tty bool, home string) []string {
+	out := slices.Clone(env)
+	has := func(k string) bool {
+		return slices.ContainsFunc(out, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+	}
+	if !has("PATH") {
+		out = append(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	if hostname != "" && !has("HOSTNAME") {
+		out = append([]string{"HOSTNAME=" + hostname}, out...)
+	}
+	if tty && !has("TERM") {
+		out = append(out, "TERM=xterm")
+	}
+	if home != "" && !has("HOME") {
+		out = append(out, "HOME="+home)
+	}
+	return out
+}

@@ -1,0 +1,272 @@
+// Package engine_test drives a real `berth daemon` with the real docker CLI
+// and the Go client: no mocks. Each test gets its own --root, --exec-root
+// and socket; cleanup removes every container through the API, stops the
+// daemon and its supervisor by pid, and checks that no mount, cgroup or
+// process is left behind.
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/image/imagetest"
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+const (
+	dockerCLI = "/usr/local/bin/docker"
+	testImage = "busybox:latest"
+)
+
+var (
+	buildOnce sync.Once
+	berthBin  string
+	buildErr  error
+)
+
+// binary builds bin/berth once per test run.
+func binary(t testing.TB) string {
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		repo := filepath.Join(filepath.Dir(file), "..", "..")
+		berthBin = filepath.Join(repo, "bin", "berth")
+		cmd := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build berth: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return berthBin
+}
+
+// daemon is one running `berth daemon`.
+type daemon struct {
+	t        testing.TB
+	root     string
+	execRoot string
+	sock     string
+	cmd      *exec.Cmd
+	logs     *bytes.Buffer
+	exited   chan struct{}
+}
+
+// seedImage puts the busybox test image into root's image store before a
+// daemon opens it (bbolt allows one process at a time).
+func seedImage(t testing.TB, root string) {
+	s, err := image.Open(context.Background(), root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imagetest.Create(t, s, testImage)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startDaemon starts a daemon on fresh directories with the test image.
+func startDaemon(t *testing.T) *daemon {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireBusybox(t)
+	dir := t.TempDir()
+	d := &daemon{
+		t: t, root: filepath.Join(dir, "root"), execRoot: filepath.Join(dir, "exec"),
+		sock: filepath.Join(dir, "berth.sock"),
+	}
+	seedImage(t, d.root)
+	d.start()
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.logs = &bytes.Buffer{}
+	d.cmd = exec.Command(binary(d.t), "daemon", "--root", d.root, "--exec-root", d.execRoot,
+		"--host", "unix://"+d.sock, "--config", filepath.Join(d.root, "no-daemon.json"), "--log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	_ = os.WriteFile(filepath.Join(d.root, "no-daemon.json"), []byte("{}"), 0o600)
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(d.exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := d.http().Get("http://berth/_ping"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("daemon exited:\n%s", d.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("daemon did not answer /_ping:\n%s", d.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kill stops the daemon with SIGKILL, leaving the supervisor running.
+func (d *daemon) kill() {
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+}
+
+func (d *daemon) http() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var dl net.Dialer
+			return dl.DialContext(ctx, "unix", d.sock)
+		},
+	}, Timeout: 30 * time.Second}
+}
+
+// docker runs the docker CLI against the daemon.
+func (d *daemon) docker(args ...string) (stdout, stderr string, code int) {
+	d.t.Helper()
+	cmd := exec.Command(dockerCLI, args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"))
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			d.t.Fatalf("docker %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return o.String(), e.String(), code
+}
+
+// mustDocker runs the docker CLI and fails the test unless it succeeds.
+func (d *daemon) mustDocker(args ...string) string {
+	d.t.Helper()
+	out, errOut, code := d.docker(args...)
+	if code != 0 {
+		d.t.Fatalf("docker %s: exit %d\nstdout: %s\nstderr: %s\ndaemon log:\n%s", strings.Join(args, " "), code, out, errOut, tail(d.logs.String(), 3000))
+	}
+	return out
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (d *daemon) supervisorPid() int {
+	b, err := os.ReadFile(filepath.Join(d.execRoot, "supervisor.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// cleanup removes every container, stops the daemon and the supervisor,
+// and checks that nothing is left: no mounts under the temp dirs, no
+// container cgroups, no supervisor.
+func (d *daemon) cleanup() {
+	t := d.t
+	select {
+	case <-d.exited:
+	default:
+		if out, _, code := d.docker("ps", "-aq"); code == 0 {
+			if ids := strings.Fields(out); len(ids) > 0 {
+				d.docker(append([]string{"rm", "-f"}, ids...)...)
+			}
+		}
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(10 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	leftovers := d.runtimeIDs()
+	if pid := d.supervisorPid(); pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		for i := 0; i < 500 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Anything the API could not remove is killed by hand, then reported.
+	for _, id := range leftovers {
+		if pid := statePid(filepath.Join(d.execRoot, "runtime", id)); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(l, d.root) || strings.Contains(l, d.execRoot) {
+			f := strings.Fields(l)
+			t.Errorf("mount left behind: %s", f[4])
+			_ = syscall.Unmount(f[4], syscall.MNT_DETACH)
+		}
+	}
+	if len(leftovers) > 0 {
+		t.Errorf("runtime state left behind for %v", leftovers)
+	}
+	if t.Failed() {
+		t.Logf("daemon log:\n%s", tail(d.logs.String(), 6000))
+		if b, err := os.ReadFile(filepath.Join(d.execRoot, "supervisor.log")); err == nil {
+			t.Logf("supervisor log:\n%s", tail(string(b), 4000))
+		}
+	}
+}
+
+func (d *daemon) runtimeIDs() []string {
+	entries, _ := os.ReadDir(filepath.Join(d.execRoot, "runtime"))
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids
+}
+
+func statePid(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return 0
+	}
+	i := bytes.Index(b, []byte(`"pid":`))
+	if i < 0 {
+		return 0
+	}
+	s := b[i+6:]
+	j := bytes.IndexAny(s, ",}")
+	if j < 0 {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(s[:j])))
+	return pid
+}
