@@ -147,8 +147,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	}
 	conn := newSyncConn(parentSock)
 	cfg := &initConfig{
-		Mode: "exec", ID: id, Process: proc, FifoFd: -1, Seccomp: filter,
-		ConsoleFd: consoleFd, UserNS: hasNamespace(rec.Config, specs.UserNamespace),
+		Mode: "exec", ID: id, Process: proc, FifoFd: -1, Seccomp: filter, Rootfs: rec.Rootfs,
+		NewMountNS: hasNamespace(rec.Config, specs.MountNamespace),
+		ConsoleFd:  consoleFd, UserNS: hasNamespace(rec.Config, specs.UserNamespace),
 		PreserveFDs: opts.PreserveFDs,
 	}
 	if err := conn.send(msgConfig, cfg.encode()); err != nil {
@@ -231,6 +232,12 @@ func execProcessSpec(base *specs.Process, o ExecOptions) (*specs.Process, error)
 // runExecInit is the exec stage: already inside every namespace of the
 // container and in its cgroup.
 func runExecInit(conn *syncConn, cfg *initConfig) error {
+	if !cfg.NewMountNS && cfg.Rootfs != "" {
+		// A container without a mount namespace lives in a chroot.
+		if err := unix.Chroot(cfg.Rootfs); err != nil {
+			return fmt.Errorf("chroot to %s: %w", cfg.Rootfs, err)
+		}
+	}
 	if err := unix.Chdir("/"); err != nil {
 		return err
 	}

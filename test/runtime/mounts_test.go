@@ -129,6 +129,17 @@ func TestNoMountNamespace(t *testing.T) {
 	if !strings.HasPrefix(out, host+"\n/bin/busybox\n") {
 		t.Fatalf("got %q, want the host mount namespace %s and the rootfs as /", out, host)
 	}
+	// exec into such a container lands in its chroot too.
+	e.spec.Process.Args = []string{"sleep", "60"}
+	e.writeSpec()
+	if _, errOut, code := e.berth("run", "-d", "--bundle", e.bundle, "nomntns2"); code != 0 {
+		t.Fatalf("run -d: %s", errOut)
+	}
+	e.waitStatus("nomntns2", specs.StateRunning)
+	if out, errOut, _ := e.berth("exec", "nomntns2", "ls", "/bin/busybox"); out != "/bin/busybox\n" {
+		t.Fatalf("exec: %q %s", out, errOut)
+	}
+	e.berth("delete", "--force", "nomntns2")
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(mi), sharedRootfs) {
 		t.Fatalf("mounts under the rootfs left on the host after delete:\n%s", mi)
