@@ -19,7 +19,7 @@ import (
 
 // testServer is a registry on a loopback httptest server.
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *Server
 	http *httptest.Server
 	url  string
@@ -31,7 +31,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newTestServer(t *testing.T, opts Options) *testServer {
+func newTestServer(t testing.TB, opts Options) *testServer {
 	t.Helper()
 	if opts.Root == "" {
 		opts.Root = t.TempDir()
