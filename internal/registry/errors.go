@@ -24,7 +24,6 @@ const (
 	codeUnauthorized        = "UNAUTHORIZED"
 	codeDenied              = "DENIED"
 	codeUnsupported         = "UNSUPPORTED"
-	codeRangeInvalid        = "RANGE_INVALID" // not in the table, used by distribution for 416
 	codeUnknown             = "UNKNOWN"
 )
 
