@@ -121,6 +121,12 @@ func runRegistryServe(ctx context.Context, f *registryServeFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal a second one kills at once, for when
+		// finishing the uploads in flight takes longer than wanted.
+		<-ctx.Done()
+		stop()
+	}()
 	srv, err := registry.Open(ctx, opts)
 	if err != nil {
 		return err

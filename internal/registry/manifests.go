@@ -144,7 +144,7 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, repo string
 	if err != nil {
 		return err
 	}
-	if err := content.WriteBlob(ctx, s.store, v1.Descriptor{Digest: d, Size: int64(len(body))}, bytes.NewReader(body)); err != nil {
+	if err := s.writeBlob(ctx, v1.Descriptor{Digest: d, Size: int64(len(body))}, bytes.NewReader(body)); err != nil {
 		return err
 	}
 	rec := repodb.Manifest{

@@ -487,7 +487,33 @@ func (s *Server) commitOther(ctx context.Context, wr content.Writer, size int64,
 	if digest.NewDigest(want.Algorithm(), h) != want {
 		return fmt.Errorf("upload hashes to another %s digest: %w", want.Algorithm(), errdefs.ErrInvalidArgument)
 	}
-	return content.WriteBlob(ctx, s.store, v1.Descriptor{Digest: want, Size: size}, content.NewReader(ra))
+	return s.writeBlob(ctx, v1.Descriptor{Digest: want, Size: size}, content.NewReader(ra))
+}
+
+// writeBlob stores a blob under an ingest ref of the registry's own. Not
+// content.WriteBlob: that names the ingest after the digest, and a daemon
+// sharing the store may be ingesting the same digest under that name in its
+// own process, where the store's in-memory locks cannot see it.
+func (s *Server) writeBlob(ctx context.Context, desc v1.Descriptor, r io.Reader) error {
+	ref := ingestRef(newUploadID())
+	w, err := s.store.Writer(ctx, ref, desc)
+	if errdefs.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := copyBody(w, r); err != nil {
+		w.Close()
+		s.store.Abort(context.WithoutCancel(ctx), ref)
+		return err
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		w.Close()
+		s.store.Abort(context.WithoutCancel(ctx), ref)
+		return err
+	}
+	return nil
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
