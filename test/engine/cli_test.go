@@ -3,6 +3,8 @@ package engine_test
 import (
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +168,20 @@ func (d *daemon) request(method, path, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+func TestRunOptions(t *testing.T) {
+	d := startDaemon(t)
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "f"), []byte("from-host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := d.mustDocker("run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "nobody", "--tmpfs", "/scratch",
+		"--memory", "64m", "--pids-limit", "50", "--cpus", "0.5", "--read-only", "--cap-drop", "ALL",
+		"-v", host+":/data:ro", testImage,
+		"sh", "-c", `echo $FOO $(pwd) $(id -u) $(cat /data/f); touch /x 2>/dev/null || echo ro; touch /scratch/y && echo tmpfs; touch /data/z 2>/dev/null || echo bind-ro; cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max; ip link show lo | grep -q UP && echo lo-up`)
+	want := "bar /tmp 65534 from-host\nro\ntmpfs\nbind-ro\n50\nlo-up\n"
+	if out != want {
+		t.Fatalf("docker run with options:\ngot  %q\nwant %q", out, want)
+	}
 }

@@ -1,0 +1,74 @@
+package spec
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+)
+
+func rootfs(t *testing.T) string {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001:web:/home/web:/bin/sh\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nweb:x:1001:\nextra:x:2000:web\n"), 0o644)
+	return dir
+}
+
+func TestBuildDefaults(t *testing.T) {
+	s, err := Build(Options{Rootfs: rootfs(t), Hostname: "abc", Args: []string{"sh"}, User: "web", Tty: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Process.User.UID != 1000 || s.Process.User.GID != 1001 || !slices.Contains(s.Process.User.AdditionalGids, 2000) {
+		t.Errorf("user: %+v", s.Process.User)
+	}
+	if !slices.Equal(s.Process.Capabilities.Bounding, DefaultCapabilities) {
+		t.Errorf("caps: %v", s.Process.Capabilities.Bounding)
+	}
+	for _, want := range []string{"HOSTNAME=abc", "TERM=xterm", "HOME=/home/web"} {
+		if !slices.Contains(s.Process.Env, want) {
+			t.Errorf("env lacks %s: %v", want, s.Process.Env)
+		}
+	}
+	if s.Linux.Seccomp == nil || len(s.Linux.MaskedPaths) == 0 {
+		t.Error("no seccomp profile or masked paths")
+	}
+	if !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == "network" }) {
+		t.Error("default network mode should get a private netns")
+	}
+}
+
+func TestBuildPrivilegedAndCaps(t *testing.T) {
+	s, err := Build(Options{Rootfs: rootfs(t), Args: []string{"sh"}, Privileged: true, NetworkMode: NetworkHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Linux.Seccomp != nil || len(s.Linux.MaskedPaths) != 0 || len(s.Process.Capabilities.Bounding) <= len(DefaultCapabilities) {
+		t.Error("privileged kept confinement")
+	}
+	s, err = Build(Options{Rootfs: rootfs(t), Args: []string{"sh"}, CapDrop: []string{"ALL"}, CapAdd: []string{"net_admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.Process.Capabilities.Bounding, []string{"CAP_NET_ADMIN"}) {
+		t.Errorf("drop ALL + add net_admin: %v", s.Process.Capabilities.Bounding)
+	}
+	for _, o := range []Options{
+		{Rootfs: rootfs(t), Args: []string{"sh"}, CapAdd: []string{"NOPE"}},
+		{Rootfs: rootfs(t), Args: []string{"sh"}, User: "ghost"},
+		{Rootfs: rootfs(t), Args: []string{"sh"}, Cwd: "rel"},
+		{Rootfs: rootfs(t)},
+		{Rootfs: rootfs(t), Args: []string{"sh"}, Tmpfs: map[string]string{"rel": ""}},
+	} {
+		if _, err := Build(o); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%+v: want InvalidArgument, got %v", o, err)
+		}
+	}
+}
