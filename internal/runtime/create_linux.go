@@ -99,33 +99,31 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", opts.Bundle, err)
 	}
-	spec, err := loadSpec(bundle)
+	data, err := readSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
-	if spec.Process.Terminal && opts.ConsoleSocket == "" && mode == "create" {
-		return nil, invalid("process.terminal is true but no --console-socket was given")
-	}
-	rootfs := spec.Root.Path
-	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(bundle, rootfs)
-	}
-	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
-		return nil, fmt.Errorf("resolve rootfs: %w", err)
-	}
-	// Relative bind sources are relative to the bundle. Resolve them here:
-	// the init may not be allowed to enter the bundle directory.
-	for i := range spec.Mounts {
-		if m := &spec.Mounts[i]; isBind(m) && !filepath.IsAbs(m.Source) {
-			m.Source = filepath.Join(bundle, m.Source)
+	peek := peekSpec(data)
+	if peek == nil {
+		// Not even the peek decodes: let the full parse say what is wrong.
+		if _, err := parseSpec(data, bundle); err != nil {
+			return nil, err
 		}
+		return nil, invalid("invalid config.json")
+	}
+	if peek.Process.Terminal && opts.ConsoleSocket == "" && mode == "create" {
+		return nil, invalid("process.terminal is true but no --console-socket was given")
 	}
 	var joins []nsJoin
 	var cloneFlags uintptr
-	joinUserNS := pathOf(spec, specs.UserNamespace) != ""
-	for _, ns := range spec.Linux.Namespaces {
+	joinUserNS, hostMountNS := false, true
+	for _, ns := range peek.Linux.Namespaces {
+		if ns.Type == specs.MountNamespace {
+			hostMountNS = false
+		}
 		if ns.Path != "" {
 			joins = append(joins, nsJoin{ns.Type, ns.Path, nsSetnsFlags[ns.Type]})
+			joinUserNS = joinUserNS || ns.Type == specs.UserNamespace
 			continue
 		}
 		if ns.Type == specs.TimeNamespace {
@@ -141,20 +139,21 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	// The cgroup is made, its limits written and the seccomp profile
-	// compiled while the init starts; the init only has to be in its cgroup
-	// before its process is let go. Moving a process between v1 cgroups
-	// waits for an RCU grace period (milliseconds on a busy host), so the
-	// move overlaps the init's mounts, and every reply of the init is
-	// handled only after it is done.
-	cgw := startCgroupWork(spec, id)
-	var filter *seccomp.Program
-	if spec.Linux.Seccomp != nil {
-		if filter, err = seccomp.Compile(spec.Linux.Seccomp); err != nil {
-			cgw.abort()
-			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("seccomp profile: %w", err)
+	// The full spec is decoded and checked, the cgroup made with its limits
+	// and the seccomp profile compiled on another goroutine while the init
+	// is spawned and boots. The init only has to be in its cgroup before its
+	// process is let go; moving a process between v1 cgroups waits for an
+	// RCU grace period (milliseconds on a busy host), so the move overlaps
+	// the init's mounts, and every reply of the init is handled only after
+	// it is done.
+	prepc := make(chan *prepared, 1)
+	go func() { prepc <- prepare(data, bundle, id) }()
+	var prep *prepared
+	waitPrep := func() *prepared {
+		if prep == nil {
+			prep = <-prepc
 		}
+		return prep
 	}
 	pid := 0
 	defer func() {
@@ -166,12 +165,14 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, 0, nil)
 		}
-		cgw.abort()
-		if cgw.cg != nil {
-			_ = cgw.cg.Destroy()
+		if p := waitPrep(); p.cgw != nil {
+			p.cgw.abort()
+			if p.cgw.cg != nil {
+				_ = p.cgw.cg.Destroy()
+			}
 		}
-		if !hasNamespace(spec, specs.MountNamespace) {
-			_ = unmountUnder(rootfs)
+		if hostMountNS && prep.rootfs != "" {
+			_ = unmountUnder(prep.rootfs)
 		}
 		_ = os.RemoveAll(dir)
 	}()
@@ -212,7 +213,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		extra = append(extra, f)
 	}
 	consoleFd := -1
-	if spec.Process.Terminal && opts.ConsoleSocket != "" {
+	if peek.Process.Terminal && opts.ConsoleSocket != "" {
 		c, err := net.Dial("unix", opts.ConsoleSocket)
 		if err != nil {
 			return nil, fmt.Errorf("connect to console socket %s: %w", opts.ConsoleSocket, err)
@@ -243,17 +244,22 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		Sys:   &syscall.SysProcAttr{Cloneflags: cloneFlags},
 	}
 	if cloneFlags&unix.CLONE_NEWUSER != 0 {
-		attr.Sys.UidMappings = idMap(spec.Linux.UIDMappings)
-		attr.Sys.GidMappings = idMap(spec.Linux.GIDMappings)
+		attr.Sys.UidMappings = idMap(peek.Linux.UIDMappings)
+		attr.Sys.GidMappings = idMap(peek.Linux.GIDMappings)
 		attr.Sys.GidMappingsEnableSetgroups = true
 		// Become root of the new namespace before exec; otherwise the init
 		// runs as the overflow uid and execve drops every capability.
 		attr.Sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
 	// On cgroup v2 the init is born inside its cgroup (clone3 with
-	// CLONE_INTO_CGROUP): no migration, no RCU grace period.
+	// CLONE_INTO_CGROUP): no migration, no RCU grace period. That needs the
+	// spec before the spawn.
 	bornInside := false
 	if isCgroup2Root("/sys/fs/cgroup") {
+		if p := waitPrep(); p.err != nil {
+			return nil, p.err
+		}
+		cgw := prep.cgw
 		if err := cgw.dirsReady(); err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}
@@ -267,11 +273,15 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if joinUserNS {
 		pid, err = spawnInUserNS(attr, exe, joins, cloneFlags)
 	} else {
-		pid, err = startProtected(attr, exe, joins, !hasNamespace(spec, specs.MountNamespace))
+		pid, err = startProtected(attr, exe, joins, hostMountNS)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
+	if p := waitPrep(); p.err != nil {
+		return nil, p.err
+	}
+	spec, rootfs, cgw, filter := prep.spec, prep.rootfs, prep.cgw, prep.filter
 	tr.mark("parent", "init spawned")
 	start, _, _ := procStart(pid)
 	rec := &record{
@@ -559,6 +569,47 @@ func setnsPath(path string, flag int) error {
 	}
 	defer unix.Close(fd)
 	return unix.Setns(fd, flag)
+}
+
+// prepared is the work done beside the spawn: the full spec, decoded and
+// checked, its rootfs resolved, the cgroup being made, the seccomp filter.
+type prepared struct {
+	spec   *specs.Spec
+	rootfs string
+	cgw    *cgroupWork
+	filter *seccomp.Program
+	err    error
+}
+
+func prepare(data []byte, bundle, id string) *prepared {
+	p := &prepared{}
+	p.spec, p.err = parseSpec(data, bundle)
+	if p.err != nil {
+		return p
+	}
+	spec := p.spec
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	if p.rootfs, p.err = filepath.EvalSymlinks(rootfs); p.err != nil {
+		p.err = fmt.Errorf("resolve rootfs: %w", p.err)
+		return p
+	}
+	// Relative bind sources are relative to the bundle. Resolve them here:
+	// the init may not be allowed to enter the bundle directory.
+	for i := range spec.Mounts {
+		if m := &spec.Mounts[i]; isBind(m) && !filepath.IsAbs(m.Source) {
+			m.Source = filepath.Join(bundle, m.Source)
+		}
+	}
+	p.cgw = startCgroupWork(spec, id)
+	if spec.Linux.Seccomp != nil {
+		if p.filter, p.err = seccomp.Compile(spec.Linux.Seccomp); p.err != nil {
+			p.err = fmt.Errorf("seccomp profile: %w", p.err)
+		}
+	}
+	return p
 }
 
 // cgroupWork creates a container's cgroup and writes its limits on another
