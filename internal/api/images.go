@@ -45,6 +45,14 @@ func nonNil(s []string) []string {
 // route takes the rest of the path and the suffix picks the action.
 func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
 	rest := r.PathValue("name")
+	if name, ok := strings.CutSuffix(rest, "/history"); ok && name != "" {
+		s.imageHistory(w, r, name)
+		return
+	}
+	if name, ok := strings.CutSuffix(rest, "/get"); ok && name != "" {
+		s.imageSave(w, r, []string{name})
+		return
+	}
 	name, ok := strings.CutSuffix(rest, "/json")
 	if !ok || name == "" {
 		writeError(w, http.StatusNotFound, "page not found")

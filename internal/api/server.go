@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/api/types/common"
 
@@ -45,6 +46,9 @@ type Server struct {
 	info   Info
 	log    *slog.Logger
 	mux    *http.ServeMux
+	// transport is shared by the registry clients of all requests, so
+	// that connections to a registry are reused.
+	transport http.RoundTripper
 }
 
 // New returns the API handler.
@@ -52,7 +56,9 @@ func New(eng *engine.Engine, images *image.Service, info Info, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{eng: eng, images: images, info: info, log: log, mux: http.NewServeMux()}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = 2 * time.Minute
+	s := &Server{eng: eng, images: images, info: info, log: log, mux: http.NewServeMux(), transport: t}
 	s.routes()
 	return s
 }
@@ -80,6 +86,12 @@ func (s *Server) routes() {
 
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("GET /images/{name...}", s.imageGet) // <name>/json: names hold slashes
+	m.HandleFunc("POST /images/create", s.imageCreate)
+	m.HandleFunc("POST /images/load", s.imageLoad)
+	m.HandleFunc("POST /images/prune", s.imagePrune)
+	m.HandleFunc("GET /images/get", s.imageSaveQuery)
+	m.HandleFunc("POST /images/{name...}", s.imagePost) // <name>/push, <name>/tag
+	m.HandleFunc("DELETE /images/{name...}", s.imageDelete)
 }
 
 // ServeHTTP strips the version prefix, refuses versions out of range and
@@ -185,6 +197,11 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 			msg = strings.TrimSuffix(msg, ": "+c.err.Error())
 			break
 		}
+	}
+	// The image store words its misses in lower case, docker's clients
+	// (and scripts) expect its capitalised message.
+	if rest, ok := strings.CutPrefix(msg, "no such image: "); ok {
+		msg = "No such image: " + rest
 	}
 	if status == http.StatusInternalServerError {
 		s.log.Error("api request failed", "err", err)

@@ -77,6 +77,8 @@ type Engine struct {
 	supMu sync.Mutex
 	sup   Supervisor
 
+	events *eventHub
+
 	mu    sync.Mutex
 	byID  map[string]*Container
 	names map[string]string // "/name" → id
@@ -94,7 +96,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		root: opts.Root, execRoot: opts.ExecRoot, images: opts.Images, log: opts.Logger, opts: opts,
-		byID: map[string]*Container{}, names: map[string]string{},
+		byID: map[string]*Container{}, names: map[string]string{}, events: newEventHub(),
 	}
 	for _, d := range []string{filepath.Join(e.root, "containers"), filepath.Join(e.execRoot, "bundles")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {

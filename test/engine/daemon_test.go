@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -147,7 +148,14 @@ func (d *daemon) http() *http.Client {
 // docker runs the docker CLI against the daemon.
 func (d *daemon) docker(args ...string) (stdout, stderr string, code int) {
 	d.t.Helper()
+	return d.dockerIn(nil, args...)
+}
+
+// dockerIn runs the docker CLI with stdin read from in.
+func (d *daemon) dockerIn(in io.Reader, args ...string) (stdout, stderr string, code int) {
+	d.t.Helper()
 	cmd := exec.Command(dockerCLI, args...)
+	cmd.Stdin = in
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"))
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

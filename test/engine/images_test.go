@@ -1,0 +1,164 @@
+package engine_test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// startRegistry runs `berth registry serve` on a free loopback port; a
+// registry on 127.0.0.0/8 is spoken to over plain HTTP, as docker does.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var logs bytes.Buffer
+	cmd := exec.Command(binary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("registry log:\n%s", tail(logs.String(), 3000))
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry did not listen on %s:\n%s", addr, logs.String())
+		}
+	}
+}
+
+// TestPushPull: the docker CLI tags an image for berth's registry, pushes
+// it, removes every local name (so its blobs go), pulls it back and runs it.
+func TestPushPull(t *testing.T) {
+	d := startDaemon(t)
+	reg := startRegistry(t)
+	ref := reg + "/x:1"
+	d.mustDocker("tag", testImage, ref)
+	if out := d.mustDocker("images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, ref) {
+		t.Fatalf("docker images after tag: %q", out)
+	}
+	out := d.mustDocker("push", ref)
+	if !strings.Contains(out, "The push refers to repository ["+reg+"/x]") || !strings.Contains(out, "Pushed") ||
+		!strings.Contains(out, "1: digest: sha256:") {
+		t.Fatalf("docker push output:\n%s", out)
+	}
+	// A second push finds the layers there.
+	if out := d.mustDocker("push", ref); !strings.Contains(out, "Layer already exists") {
+		t.Fatalf("second docker push:\n%s", out)
+	}
+	out = d.mustDocker("rmi", ref)
+	if out != "Untagged: "+ref+"\n" {
+		t.Fatalf("docker rmi of one of two names: %q", out)
+	}
+	out = d.mustDocker("rmi", testImage)
+	if !strings.HasPrefix(out, "Untagged: busybox:latest\n") || !strings.Contains(out, "Deleted: sha256:") {
+		t.Fatalf("docker rmi of the last name: %q", out)
+	}
+	if out := d.mustDocker("images", "-q"); out != "" {
+		t.Fatalf("docker images after rmi: %q", out)
+	}
+	out = d.mustDocker("pull", ref)
+	if !strings.Contains(out, "Pull complete") || !strings.Contains(out, "Digest: sha256:") ||
+		!strings.Contains(out, "Status: Downloaded newer image for "+ref) {
+		t.Fatalf("docker pull output:\n%s", out)
+	}
+	if out := d.mustDocker("pull", ref); !strings.Contains(out, "Status: Image is up to date for "+ref) {
+		t.Fatalf("second docker pull:\n%s", out)
+	}
+	if out := d.mustDocker("run", "--rm", ref, "echo", "pulled"); out != "pulled\n" {
+		t.Fatalf("run of the pulled image: %q", out)
+	}
+	if out := d.mustDocker("image", "inspect", "--format", "{{len .RepoDigests}}", ref); out != "1\n" {
+		t.Fatalf("repo digests after pull: %q", out)
+	}
+	// Errors: an unknown tag in the registry, an unknown local image.
+	if _, errOut, code := d.docker("pull", reg+"/x:nosuch"); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("pull of an unknown tag: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := d.docker("push", reg+"/nosuch:1"); code == 0 || !strings.Contains(errOut, "does not exist locally") {
+		t.Fatalf("push of an unknown image: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := d.docker("rmi", "nosuch:1"); code == 0 || !strings.Contains(errOut, "No such image") {
+		t.Fatalf("rmi of an unknown image: exit %d, %q", code, errOut)
+	}
+}
+
+// TestSaveLoadImport: docker save / rmi / load round trip, history,
+// import of a root filesystem tarball, prune.
+func TestSaveLoadImport(t *testing.T) {
+	d := startDaemon(t)
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "bb.tar")
+	d.mustDocker("save", "-o", tarball, testImage)
+	if st, err := os.Stat(tarball); err != nil || st.Size() < 1<<20 {
+		t.Fatalf("docker save wrote %v %v", st, err)
+	}
+	d.mustDocker("rmi", testImage)
+	out := d.mustDocker("load", "-i", tarball)
+	if !strings.Contains(out, "Loaded image: busybox:latest") {
+		t.Fatalf("docker load: %q", out)
+	}
+	if out := d.mustDocker("run", "--rm", testImage, "echo", "loaded"); out != "loaded\n" {
+		t.Fatalf("run of the loaded image: %q", out)
+	}
+	if out := d.mustDocker("history", "-q", testImage); len(strings.Fields(out)) == 0 {
+		t.Fatalf("docker history: %q", out)
+	}
+
+	rootfs := filepath.Join(dir, "rootfs")
+	testutil.BusyboxRootfs(t, rootfs)
+	var tb bytes.Buffer
+	tar := exec.Command("tar", "-C", rootfs, "-c", ".")
+	tar.Stdout = &tb
+	if err := tar.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := d.dockerIn(&tb, "import", "-", "imported:1")
+	if code != 0 || !strings.HasPrefix(out, "sha256:") {
+		t.Fatalf("docker import: exit %d, %q %q", code, out, errOut)
+	}
+	if out := d.mustDocker("run", "--rm", "imported:1", "/bin/echo", "imported"); out != "imported\n" {
+		t.Fatalf("run of the imported image: %q", out)
+	}
+	d.mustDocker("tag", "imported:1", "imported:2")
+	d.mustDocker("rmi", "imported:1")
+	d.mustDocker("create", "--name", "keep", testImage) // an image in use stays
+	out = d.mustDocker("image", "prune", "-a", "-f")
+	if !strings.Contains(out, "untagged: imported:2") || !strings.Contains(out, "deleted: sha256:") {
+		t.Fatalf("docker image prune -a: %q", out)
+	}
+	if out := d.mustDocker("images", "--format", "{{.Repository}}"); out != "busybox\n" {
+		t.Fatalf("images after prune: %q", out)
+	}
+	if _, errOut, code := d.docker("save", "nosuch:1"); code == 0 || !strings.Contains(errOut, "No such image") {
+		t.Fatalf("save of an unknown image: exit %d, %q", code, errOut)
+	}
+}
