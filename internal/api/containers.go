@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -139,10 +140,15 @@ func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// containerResize accepts and ignores sizes: the supervisor gives
-// containers pipes, not ptys, for now.
 func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.eng.Get(r.PathValue("id")); err != nil {
+	q := r.URL.Query()
+	h, err1 := strconv.Atoi(q.Get("h"))
+	wd, err2 := strconv.Atoi(q.Get("w"))
+	if err1 != nil || err2 != nil {
+		s.writeErr(w, badParam("invalid terminal size h=%q w=%q", q.Get("h"), q.Get("w")))
+		return
+	}
+	if err := s.eng.Resize(r.Context(), r.PathValue("id"), wd, h); err != nil {
 		s.writeErr(w, err)
 		return
 	}
@@ -504,10 +510,25 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// forwardStdin copies the client's stream into the container's stdin
+// through the supervisor; the client's end of input is passed on
+// (CloseWrite), which closes stdin of a StdinOnce container.
+func (s *Server) forwardStdin(ctx context.Context, id string, in *bufio.Reader) {
+	dst, err := s.eng.AttachStdin(ctx, id)
+	if err != nil {
+		s.log.Debug("attach stdin", "id", id, "err", err)
+		_, _ = io.Copy(io.Discard, in)
+		return
+	}
+	defer dst.Close()
+	_, _ = io.Copy(dst, in)
+	_ = dst.CloseWrite()
+}
+
 // containerAttach hijacks the connection and streams the container's
 // output until it exits. Output is taken from the json-file log as it is
 // written (the supervisor writes it before anything else sees it), so an
-// attach never competes with logging. Stdin is not forwarded yet.
+// attach never competes with logging. Stdin goes to the supervisor.
 func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	c, err := s.eng.Get(r.PathValue("id"))
 	if err != nil {
@@ -541,10 +562,17 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	if err := buf.Flush(); err != nil {
 		return
 	}
-	ctx := r.Context()
-	// The client's side carries stdin (ignored for now); its end or a
-	// broken connection must not cut the output short, a write error will.
-	go func() { _, _ = io.Copy(io.Discard, bufio.NewReader(conn)) }()
+	// A hijacked request's context is cancelled as soon as the client
+	// half-closes (the end of its stdin): the output must go on until the
+	// container exits or a write fails.
+	ctx := context.WithoutCancel(r.Context())
+	// The client's side carries stdin; its end or a broken connection
+	// must not cut the output short, a write error will.
+	if boolParam(r, "stdin") && c.Config.OpenStdin {
+		go s.forwardStdin(ctx, c.ID, buf.Reader)
+	} else {
+		go func() { _, _ = io.Copy(io.Discard, buf.Reader) }()
+	}
 	stdout, stderr := streams(conn, c.Config.Tty)
 	q := r.URL.Query()
 	o := engine.LogsOptions{Stdout: boolParam(r, "stdout"), Stderr: boolParam(r, "stderr"), Follow: boolParam(r, "stream"), Tail: 0}
@@ -552,7 +580,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		o.Tail = -1
 	}
 	_ = q
-	_ = s.eng.Logs(ctx, c.ID, o, func(le engine.LogEntry) error {
+	err = s.eng.Logs(ctx, c.ID, o, func(le engine.LogEntry) error {
 		out := stdout
 		if le.Stream == "stderr" {
 			out = stderr
@@ -560,6 +588,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		_, err := io.WriteString(out, le.Log)
 		return err
 	})
+	s.log.Debug("attach ended", "id", c.ID, "err", err)
 	if tc, ok := conn.(*net.UnixConn); ok {
 		_ = tc.CloseWrite()
 	}

@@ -25,6 +25,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -47,6 +48,8 @@ type Supervisor interface {
 	Delete(ctx context.Context, id string) error
 	List(ctx context.Context) ([]supervisor.Container, error)
 	Subscribe(ctx context.Context) (<-chan supervisor.Event, error)
+	Resize(ctx context.Context, id string, width, height int) error
+	AttachStdin(ctx context.Context, id string) (*net.UnixConn, error)
 }
 
 // Options configure an Engine.

@@ -62,7 +62,7 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 	_ = os.Remove(e.exitPath(id))
 	pid, err := sup.Create(ctx, id, supervisor.CreateRequest{
 		Bundle: e.bundlePath(id), LogPath: e.LogPath(id), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
-		ExitPath: e.exitPath(id),
+		ExitPath: e.exitPath(id), Tty: cfg.Tty, OpenStdin: cfg.OpenStdin, StdinOnce: cfg.StdinOnce,
 	})
 	if err != nil {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
@@ -182,9 +182,7 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 		ResolvConfPath: filepath.Join(dir, "resolv.conf"),
 		Tmpfs:          hc.Tmpfs,
 	}
-	// The supervisor holds pipes, not a pty, until it can receive console
-	// fds; a Tty container runs with pipes (see the package notes).
-	o.Tty = false
+	o.Tty = cfg.Tty
 	if hc.PidsLimit != nil {
 		o.PidsLimit = *hc.PidsLimit
 	}
@@ -406,6 +404,9 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (<-chan WaitRe
 	}
 	exited, removed := c.exited, c.removed
 	running := c.State.Status == StatusRunning
+	// docker run --rm waits for removal before it starts the container:
+	// the code to report is that of the run to come.
+	created := c.State.Status == StatusCreated
 	code := c.State.ExitCode
 	id := c.ID
 	e.mu.Unlock()
@@ -424,14 +425,19 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (<-chan WaitRe
 		return out, nil
 	}
 	go func() {
-		if running || condition == WaitNextExit {
+		if running || condition == WaitNextExit || (condition == WaitRemoved && created) {
+			var gone <-chan struct{} // a created container may be removed unrun
+			if condition == WaitRemoved {
+				gone = removed
+			}
 			select {
 			case <-exited:
+				code = exitCode()
+			case <-gone:
 			case <-ctx.Done():
 				out <- WaitResult{ExitCode: -1, Error: ctx.Err()}
 				return
 			}
-			code = exitCode()
 		}
 		if condition == WaitRemoved {
 			select {

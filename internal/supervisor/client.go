@@ -97,6 +97,38 @@ func (c *Client) List(ctx context.Context) ([]Container, error) {
 	return resp.Containers, err
 }
 
+// Resize sets the terminal size of a Tty container.
+func (c *Client) Resize(ctx context.Context, id string, width, height int) error {
+	_, err := c.call(ctx, Request{Method: MethodResize, ID: id, Width: width, Height: height})
+	return err
+}
+
+// AttachStdin returns a connection whose writes go to the container's
+// stdin; closing it (or CloseWrite) ends the stream, which closes stdin
+// of a StdinOnce container.
+func (c *Client) AttachStdin(ctx context.Context, id string) (*net.UnixConn, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.NewEncoder(conn).Encode(Request{Method: MethodAttach, ID: id}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("attach: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	// The decoder may read ahead: harmless, the supervisor sends nothing
+	// after the response on this connection.
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("attach: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	if err := resp.err(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn.(*net.UnixConn), nil
+}
+
 // Subscribe streams exit events until ctx ends or the connection breaks;
 // the channel is closed then. Events are sent only after the subscription
 // is confirmed, so a caller that lists after Subscribe returns misses none.

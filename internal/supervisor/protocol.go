@@ -23,6 +23,10 @@ const (
 	MethodList      = "list"
 	MethodSubscribe = "subscribe"
 	MethodPing      = "ping"
+	// MethodAttach turns the connection, after the response, into the
+	// container's stdin: what the daemon writes goes to the process.
+	MethodAttach = "attach"
+	MethodResize = "resize"
 )
 
 // Request is one call.
@@ -32,6 +36,9 @@ type Request struct {
 	Create *CreateRequest `json:"create,omitempty"`
 	Signal int            `json:"signal,omitempty"`
 	All    bool           `json:"all,omitempty"`
+	// Width and Height are a resize's terminal size.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // CreateRequest describes a container to create from a bundle.
@@ -44,6 +51,14 @@ type CreateRequest struct {
 	// ExitPath is where the exit status is written (atomically, as JSON
 	// ExitStatus) when the container's process ends.
 	ExitPath string `json:"exitPath"`
+	// Tty: the runtime allocates a pty (the bundle's process.terminal
+	// must agree); its output is logged as stdout, as docker does.
+	Tty bool `json:"tty,omitempty"`
+	// OpenStdin keeps a stdin pipe (or the pty) for attach; without it the
+	// process reads /dev/null. StdinOnce closes stdin when the first
+	// attached client's stream ends (docker run -i).
+	OpenStdin bool `json:"openStdin,omitempty"`
+	StdinOnce bool `json:"stdinOnce,omitempty"`
 }
 
 // Response answers a Request.

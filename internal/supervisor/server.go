@@ -76,7 +76,12 @@ type record struct {
 type ctr struct {
 	rec    record
 	jlog   *JSONLog
-	pipes  []*os.File // read ends, closed after draining
+	pipes  []*os.File // read ends (or the pty master), closed after draining
+	// stdin is where attach writes: a pipe's write end or the pty master;
+	// nil without OpenStdin. Guarded by Server.mu.
+	stdin     *os.File
+	master    *os.File // the pty master of a Tty container
+	stdinOnce bool
 	copies sync.WaitGroup
 	done   chan struct{} // closed when the exit is recorded
 }
@@ -155,6 +160,20 @@ func (s *Server) serve(ctx context.Context, conn net.Conn) {
 		s.subscribe(ctx, conn)
 		return
 	}
+	if req.Method == MethodAttach {
+		c, err := s.get(req.ID)
+		if err == nil && c.stdin == nil {
+			err = fmt.Errorf("container %s has no open stdin: %w", req.ID, errdefs.ErrFailedPrecondition)
+		}
+		if err != nil {
+			_ = json.NewEncoder(conn).Encode(errorResponse(err))
+			return
+		}
+		if json.NewEncoder(conn).Encode(Response{}) == nil {
+			s.attach(conn, c)
+		}
+		return
+	}
 	resp := s.handle(ctx, req)
 	_ = json.NewEncoder(conn).Encode(resp)
 }
@@ -178,6 +197,11 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 		err = s.delete(ctx, req.ID)
 	case MethodList:
 		resp.Containers = s.list()
+	case MethodResize:
+		var c *ctr
+		if c, err = s.get(req.ID); err == nil {
+			err = s.resize(c, req.Width, req.Height)
+		}
 	default:
 		err = fmt.Errorf("unknown method %q: %w", req.Method, errdefs.ErrNotImplemented)
 	}
@@ -254,6 +278,9 @@ func (s *Server) create(ctx context.Context, id string, req CreateRequest) (pid 
 			for _, p := range c.pipes {
 				p.Close()
 			}
+			if c.stdin != nil && c.stdin != c.master {
+				c.stdin.Close()
+			}
 			if c.jlog != nil {
 				c.jlog.Close()
 			}
@@ -267,28 +294,45 @@ func (s *Server) create(ctx context.Context, id string, req CreateRequest) (pid 
 		return 0, err
 	}
 	c.jlog = jlog
-	stdin, err := os.Open(os.DevNull)
+	c.stdinOnce = req.StdinOnce
+	var opts runtime.CreateOptions
+	if req.Tty {
+		opts, err = createTty()
+	} else {
+		opts, err = s.createPipes(c, req)
+	}
+	for _, f := range []*os.File{opts.Stdin, opts.Stdout, opts.Stderr} {
+		if f != nil {
+			defer f.Close() // the container's ends: only it holds them after create
+		}
+	}
 	if err != nil {
 		return 0, err
 	}
-	defer stdin.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return 0, fmt.Errorf("stdout pipe: %w", err)
+	opts.Bundle = req.Bundle
+	var console *consoleSocket
+	if req.Tty {
+		if console, err = listenConsole(id); err != nil {
+			return 0, err
+		}
+		defer console.close()
+		opts.ConsoleSocket = console.path
 	}
-	c.pipes = append(c.pipes, outR)
-	defer outW.Close()
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return 0, fmt.Errorf("stderr pipe: %w", err)
-	}
-	c.pipes = append(c.pipes, errR)
-	defer errW.Close()
 	// Not ctx: the request's context ends with the call, the init must not.
-	if err := s.rt.Create(context.WithoutCancel(ctx), id, runtime.CreateOptions{
-		Bundle: req.Bundle, Stdin: stdin, Stdout: outW, Stderr: errW,
-	}); err != nil {
+	if err := s.rt.Create(context.WithoutCancel(ctx), id, opts); err != nil {
 		return 0, err
+	}
+	if console != nil {
+		m, err := console.master()
+		if err != nil {
+			_ = s.rt.Delete(context.WithoutCancel(ctx), id, true)
+			return 0, err
+		}
+		c.master = m
+		c.pipes = append(c.pipes, m)
+		if req.OpenStdin {
+			c.stdin = m
+		}
 	}
 	st, err := s.rt.State(ctx, id)
 	if err != nil {
@@ -300,20 +344,66 @@ func (s *Server) create(ctx context.Context, id string, req CreateRequest) (pid 
 		_ = s.rt.Delete(context.WithoutCancel(ctx), id, true)
 		return 0, err
 	}
-	outW.Close() // only the container holds the write ends now
-	errW.Close()
-	for i, stream := range []string{"stdout", "stderr"} {
+	streams := []string{"stdout", "stderr"}
+	copyFn := copyLines
+	if c.master != nil {
+		streams, copyFn = []string{"stdout"}, copyChunks
+	}
+	for i, stream := range streams {
 		c.copies.Add(1)
 		go func(r *os.File) {
 			defer c.copies.Done()
 			buf := make([]byte, maxLine)
-			if err := copyLines(jlog, stream, r, buf); err != nil && !errors.Is(err, os.ErrClosed) {
+			if err := copyFn(jlog, stream, r, buf); err != nil && !errors.Is(err, os.ErrClosed) {
 				s.log.Warn("container output", "id", id, "stream", stream, "err", err)
 			}
 		}(c.pipes[i])
 	}
 	go s.watch(c)
 	return st.Pid, nil
+}
+
+// createPipes makes the stdio of a container without a terminal: stdout
+// and stderr pipes whose read ends c keeps, and stdin from /dev/null or,
+// with OpenStdin, a pipe whose write end c keeps for attach.
+func (s *Server) createPipes(c *ctr, req CreateRequest) (runtime.CreateOptions, error) {
+	var o runtime.CreateOptions
+	if req.OpenStdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return o, fmt.Errorf("stdin pipe: %w", err)
+		}
+		o.Stdin, c.stdin = r, w
+	} else {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return o, err
+		}
+		o.Stdin = f
+	}
+	for _, dst := range []**os.File{&o.Stdout, &o.Stderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return o, fmt.Errorf("output pipe: %w", err)
+		}
+		c.pipes = append(c.pipes, r)
+		*dst = w
+	}
+	return o, nil
+}
+
+// createTty gives the init /dev/null as stdio: the runtime replaces it
+// with the pty's slave, whose master comes back on the console socket.
+func createTty() (runtime.CreateOptions, error) {
+	var o runtime.CreateOptions
+	for _, dst := range []**os.File{&o.Stdin, &o.Stdout, &o.Stderr} {
+		f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return o, err
+		}
+		*dst = f
+	}
+	return o, nil
 }
 
 func (s *Server) get(id string) (*ctr, error) {
@@ -400,6 +490,12 @@ func (s *Server) watch(c *ctr) {
 	for _, p := range c.pipes {
 		p.Close()
 	}
+	s.mu.Lock()
+	if c.stdin != nil && c.stdin != c.master {
+		c.stdin.Close()
+	}
+	c.stdin = nil
+	s.mu.Unlock()
 	if c.jlog != nil {
 		c.jlog.Close()
 	}
