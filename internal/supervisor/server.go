@@ -74,16 +74,16 @@ type record struct {
 }
 
 type ctr struct {
-	rec    record
-	jlog   *JSONLog
-	pipes  []*os.File // read ends (or the pty master), closed after draining
+	rec   record
+	jlog  *JSONLog
+	pipes []*os.File // read ends (or the pty master), closed after draining
 	// stdin is where attach writes: a pipe's write end or the pty master;
 	// nil without OpenStdin. Guarded by Server.mu.
 	stdin     *os.File
 	master    *os.File // the pty master of a Tty container
 	stdinOnce bool
-	copies sync.WaitGroup
-	done   chan struct{} // closed when the exit is recorded
+	copies    sync.WaitGroup
+	done      chan struct{} // closed when the exit is recorded
 }
 
 // NewServer prepares a supervisor for execRoot.
