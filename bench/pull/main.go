@@ -1,13 +1,16 @@
-// Command pull measures a cold `berth pull` of a Debian-like image from a
-// loopback docker-registry, against downloading the same blobs alone and
-// gunzipping them on one core (the floor for any puller of gzip layers).
+// Command pull measures a cold pull of a Debian-like image from a loopback
+// docker-registry by berth, by a private dockerd (Debian docker.io, driven
+// with its CLI) and by podman, alternating in the same run, against
+// downloading the same blobs alone and gunzipping them on one core (the
+// floor for any puller of gzip layers).
 //
 // The image is synthetic, built once and kept in the cache directory (the
 // registry's storage): a layer of shared libraries from the host's
 // /usr/lib/x86_64-linux-gnu, one of /usr/share (many small files), one of
 // 24 MiB of random bytes and one of 2,000 small generated files, about
-// 110 MB gzip. Until the daemon exists this drives the packages directly;
-// see bench/pull/run.sh.
+// 120 MB gzip. Every tool's store lives below one directory in the cache,
+// so all pull onto the same filesystem. Until the daemon exists berth is
+// driven through the packages; see bench/pull/run.sh.
 package main
 
 import (
@@ -24,11 +27,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -46,9 +52,18 @@ func main() {
 	runs := flag.Int("runs", 3, "cold pulls to time (the median is reported)")
 	verbose := flag.Bool("v", false, "print the pull's progress events with timestamps")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the pulls to this file")
+	peers := flag.String("peers", "docker,podman", "other tools pulling the same image in the same runs (comma-separated; empty for berth alone)")
+	wipe := flag.String("wipe", string(wipeFresh), "how stores are emptied between runs: fresh (a new store per run, all deleted at the end) or delete (each tool removes the image its own way)")
+	keep := flag.Bool("keep", false, "keep the stores at the end (to delete later, away from a measurement)")
+	settle := flag.Duration("settle", 2*time.Second, "pause after each sync, before each timed pull")
 	flag.Parse()
+	mode := wipeMode(*wipe)
+	if mode != wipeFresh && mode != wipeDelete {
+		log.Fatalf("-wipe: want fresh or delete, got %q", *wipe)
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	ctx := context.Background()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if err := os.MkdirAll(*cache, 0o755); err != nil {
 		log.Fatal(err)
 	}
@@ -60,18 +75,18 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer reg.Stop()
+	atExit(reg.Stop)
 	ref := reg.Addr + "/" + repo + ":1"
 	if statErr != nil {
 		fmt.Println("building and pushing the image (once)...")
 		if err := build(ctx, filepath.Join(*cache, "build"), ref); err != nil {
-			log.Fatal(err)
+			die(err)
 		}
 	}
 
 	layers, total, err := layerURLs(reg.Addr)
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
 	fmt.Printf("image: %d layers, %.1f MB compressed\n", len(layers), float64(total)/1e6)
 
@@ -80,7 +95,7 @@ func main() {
 	for range *runs {
 		t0 := time.Now()
 		if err := download(layers); err != nil {
-			log.Fatal(err)
+			die(err)
 		}
 		dl = append(dl, time.Since(t0).Seconds())
 	}
@@ -89,7 +104,7 @@ func main() {
 	blobs := make([][]byte, len(layers))
 	for i, u := range layers {
 		if blobs[i], err = get(u); err != nil {
-			log.Fatal(err)
+			die(err)
 		}
 	}
 	var gz []float64
@@ -100,11 +115,11 @@ func main() {
 		for _, b := range blobs {
 			zr, err := gzip.NewReader(bytes.NewReader(b))
 			if err != nil {
-				log.Fatal(err)
+				die(err)
 			}
 			n, err := io.Copy(io.Discard, zr)
 			if err != nil {
-				log.Fatal(err)
+				die(err)
 			}
 			unpacked += n
 		}
@@ -112,48 +127,174 @@ func main() {
 	}
 	fmt.Printf("unpacked: %.1f MB\n", float64(unpacked)/1e6)
 
-	// Cold pulls, each into a new empty store. Stores are deleted only at
-	// the end: on this VM's ext4, creating files right after deleting many
-	// is slow for minutes.
+	// Cold pulls, alternating the tools in a rotating order so the
+	// machine's drift spreads over all of them; every store lives below
+	// runRoot, on the cache's filesystem.
 	runRoot, err := os.MkdirTemp(*cache, "runs-")
 	if err != nil {
-		log.Fatal(err)
+		die(err)
 	}
-	defer os.RemoveAll(runRoot)
+	atExit(func() {
+		if err := unmountUnder(runRoot); err != nil {
+			fmt.Fprintln(os.Stderr, "pull bench: cleanup:", err)
+		}
+		if *keep {
+			fmt.Printf("stores kept in %s (their mounts detached)\n", runRoot)
+			return
+		}
+		os.RemoveAll(runRoot)
+	})
+	bp := &berthPeer{dir: filepath.Join(runRoot, "berth"), ref: ref, mode: mode, verbose: *verbose}
+	atExit(bp.close)
+	pullers := []puller{bp}
+	for _, name := range strings.Split(*peers, ",") {
+		var p puller
+		var err error
+		switch name {
+		case "":
+			continue
+		case "docker":
+			p, err = newDockerPeer(ctx, filepath.Join(runRoot, "docker"), reg.Addr, ref, mode)
+		case "podman":
+			p, err = newPodmanPeer(filepath.Join(runRoot, "podman"), reg.Addr, ref, mode)
+		default:
+			err = fmt.Errorf("unknown peer %q", name)
+		}
+		if p != nil {
+			atExit(p.close)
+		}
+		if err != nil {
+			die(err)
+		}
+		pullers = append(pullers, p)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
-			log.Fatal(err)
+			die(err)
 		}
 		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+		atExit(pprof.StopCPUProfile)
 	}
-	var pulls []float64
-	for i := range *runs {
-		s, err := image.Open(ctx, filepath.Join(runRoot, fmt.Sprint(i)), image.Options{})
-		if err != nil {
-			log.Fatal(err)
-		}
-		t0 := time.Now()
-		var opts distribution.PullOptions
-		if *verbose {
-			opts.Progress = func(p distribution.Progress) {
-				if p.Status != distribution.StatusDownloading && (p.Status != distribution.StatusExtracting || p.Current == 0) {
-					fmt.Printf("%6.3f %s %s %s\n", time.Since(t0).Seconds(), p.ID, p.Status, p.Detail)
-				}
+	times := make([][]float64, len(pullers))
+	var berthCPU []float64 // user+system seconds of this process per berth pull
+	for run := range *runs {
+		for k := range pullers {
+			i := (k + run) % len(pullers)
+			p := pullers[i]
+			if err := p.reset(ctx, run); err != nil {
+				die(fmt.Errorf("%s: reset: %w", p.name(), err))
+			}
+			// No tool pays for another's writeback.
+			syscall.Sync()
+			time.Sleep(*settle)
+			cpu0 := cpuTime()
+			t0 := time.Now()
+			if err := p.pull(ctx); err != nil {
+				die(fmt.Errorf("%s: pull: %w", p.name(), err))
+			}
+			times[i] = append(times[i], time.Since(t0).Seconds())
+			if i == 0 {
+				berthCPU = append(berthCPU, cpuTime()-cpu0)
+			}
+			if *verbose {
+				fmt.Printf("run %d: %s %.2f s\n", run, p.name(), times[i][run])
 			}
 		}
-		if _, err := distribution.New(s, distribution.Options{}).Pull(ctx, ref, opts); err != nil {
-			log.Fatal(err)
-		}
-		pulls = append(pulls, time.Since(t0).Seconds())
-		s.Close()
 	}
-	d, g, p := median(dl), median(gz), median(pulls)
+	load, _ := os.ReadFile("/proc/loadavg")
+	d, g := median(dl), median(gz)
+	b := median(times[0])
+	fmt.Printf("stores: %s (%s between runs)\n", runRoot, mode)
 	fmt.Printf("download only:        %.2f s (median of %d: %v)\n", d, *runs, round(dl))
 	fmt.Printf("gunzip, one core:     %.2f s (%v)\n", g, round(gz))
-	fmt.Printf("berth pull, cold:     %.2f s (%v)\n", p, round(pulls))
-	fmt.Printf("pull / (download + gunzip) = %.2f\n", p/(d+g))
+	for i, p := range pullers {
+		fmt.Printf("%-7s pull, cold:   %.2f s (%v)\n", p.name(), median(times[i]), round(times[i]))
+	}
+	fmt.Printf("berth CPU per pull:   %.2f s user+system (%v)\n", median(berthCPU), round(berthCPU))
+	fmt.Printf("berth / (download + gunzip) = %.2f (target <= 1.5)\n", b/(d+g))
+	for i, p := range pullers[1:] {
+		fmt.Printf("%s / berth = %.2f (target >= 3)\n", p.name(), median(times[i+1])/b)
+	}
+	fmt.Printf("load average at the end: %s", load)
+	exit(0)
+}
+
+// cpuTime is the user+system CPU time this process has used, in seconds.
+func cpuTime() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// berthPeer pulls with the packages, in-process, until the daemon exists;
+// its store is opened before the clock starts, as a daemon's would be.
+type berthPeer struct {
+	dir, ref string
+	mode     wipeMode
+	verbose  bool
+	root     string
+	s        *image.Service
+}
+
+func (b *berthPeer) name() string { return "berth" }
+
+func (b *berthPeer) reset(ctx context.Context, run int) error {
+	b.close()
+	if b.mode == wipeDelete && b.root != "" {
+		if err := os.RemoveAll(b.root); err != nil {
+			return err
+		}
+	}
+	b.root = filepath.Join(b.dir, fmt.Sprint(run))
+	var err error
+	b.s, err = image.Open(ctx, b.root, image.Options{})
+	return err
+}
+
+func (b *berthPeer) pull(ctx context.Context) error {
+	t0 := time.Now()
+	var opts distribution.PullOptions
+	if b.verbose {
+		opts.Progress = func(p distribution.Progress) {
+			if p.Status != distribution.StatusDownloading && (p.Status != distribution.StatusExtracting || p.Current == 0) {
+				fmt.Printf("%6.3f %s %s %s\n", time.Since(t0).Seconds(), p.ID, p.Status, p.Detail)
+			}
+		}
+	}
+	_, err := distribution.New(b.s, distribution.Options{}).Pull(ctx, b.ref, opts)
+	return err
+}
+
+func (b *berthPeer) close() {
+	if b.s != nil {
+		b.s.Close()
+		b.s = nil
+	}
+}
+
+// Cleanup that must run however the program ends: peers stopped by PID,
+// their mounts detached, their directories removed.
+var (
+	cleanups    []func()
+	cleanupOnce sync.Once
+)
+
+func atExit(f func()) { cleanups = append(cleanups, f) }
+
+func exit(code int) {
+	cleanupOnce.Do(func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	})
+	os.Exit(code)
+}
+
+func die(err error) {
+	// Not log.Print: slog.SetDefault routes it to slog at Info, filtered out.
+	fmt.Fprintln(os.Stderr, "pull bench:", err)
+	exit(1)
 }
 
 // build makes the image in a scratch store and pushes it.

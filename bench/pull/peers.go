@@ -1,0 +1,388 @@
+package main
+
+// The peers: a private dockerd (Debian docker.io) driven with its own CLI,
+// and podman with private storage and configuration, both pulling from the
+// same loopback registry as berth. Nothing here touches the system's
+// docker or podman state: every path, socket and config is below one
+// private directory, and everything started is stopped by its PID.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// puller is one tool pulling the image cold, once per run.
+type puller interface {
+	name() string
+	// reset gives the next pull an empty store (outside the timing).
+	reset(ctx context.Context, run int) error
+	pull(ctx context.Context) error
+	close()
+}
+
+// wipeMode says how a store is emptied between runs.
+type wipeMode string
+
+const (
+	// wipeDelete removes the previous run's image the tool's own way
+	// (docker rmi + prune, podman rmi -a, RemoveAll of berth's root), as a
+	// user would. On this VM's unjournalled ext4 every pull after a delete
+	// pays the inode allocator's skipping of recently freed inodes.
+	wipeDelete wipeMode = "delete"
+	// wipeFresh gives each run a new empty store on the same filesystem
+	// (a restarted dockerd on a new --data-root, a new podman --root, a new
+	// berth root) and deletes them all at the end, so no pull runs right
+	// after a mass delete.
+	wipeFresh wipeMode = "fresh"
+)
+
+func runCmd(ctx context.Context, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// ---- docker ----
+
+// dockerPeer is a private dockerd: own data root, exec root, pidfile,
+// socket and config; no bridge, no iptables; the loopback registry as
+// mirror and insecure registry so no name ever resolves to docker.io.
+type dockerPeer struct {
+	dir, ref, registry string
+	mode               wipeMode
+	sock               string
+	cmd                *exec.Cmd
+	waitDone           chan struct{} // closed when cmd has been waited for
+	dataRoot           string
+	logf               *os.File
+}
+
+func newDockerPeer(ctx context.Context, dir, registry, ref string, mode wipeMode) (*dockerPeer, error) {
+	for _, bin := range []string{"/usr/sbin/dockerd", "/usr/bin/docker"} {
+		if _, err := os.Stat(bin); err != nil {
+			return nil, fmt.Errorf("needs %s (apt-get install docker.io; bench/pull/run.sh does it)", bin)
+		}
+	}
+	d := &dockerPeer{dir: dir, ref: ref, registry: registry, mode: mode,
+		// unix socket paths are short: keep it in /run, named after us.
+		sock: fmt.Sprintf("/run/berth-bench-pull-%d.sock", os.Getpid())}
+	cfg := fmt.Sprintf(`{
+  "bridge": "none",
+  "iptables": false,
+  "ip-forward": false,
+  "ip-masq": false,
+  "registry-mirrors": ["http://%[1]s"],
+  "insecure-registries": ["%[1]s"],
+  "storage-driver": "overlay2",
+  "exec-opts": ["native.cgroupdriver=cgroupfs"],
+  "log-level": "warn",
+  "max-concurrent-downloads": 3
+}
+`, registry)
+	if err := os.MkdirAll(filepath.Join(dir, "cli"), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.logf, err = os.Create(filepath.Join(dir, "dockerd.log")); err != nil {
+		return nil, err
+	}
+	return d, d.start(ctx, filepath.Join(dir, "data-0"))
+}
+
+func (d *dockerPeer) name() string { return "docker" }
+
+func (d *dockerPeer) start(ctx context.Context, dataRoot string) error {
+	d.dataRoot = dataRoot
+	d.cmd = exec.Command("/usr/sbin/dockerd",
+		"--config-file", filepath.Join(d.dir, "daemon.json"),
+		"--data-root", dataRoot,
+		"--exec-root", filepath.Join(d.dir, "exec"),
+		"--pidfile", filepath.Join(d.dir, "dockerd.pid"),
+		"-H", "unix://"+d.sock)
+	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
+	// Its own process group, so a Ctrl-C of the benchmark reaches us first
+	// and we stop it (and its containerd) in order.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		return fmt.Errorf("start dockerd: %w", err)
+	}
+	exited := make(chan struct{})
+	d.waitDone = exited
+	go func() { d.cmd.Wait(); close(exited) }()
+	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "unix", d.sock)
+	}}}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := client.Get("http://docker/_ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("dockerd exited at start; see %s", d.logf.Name())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dockerd did not answer on %s; see %s", d.sock, d.logf.Name())
+		}
+	}
+}
+
+func (d *dockerPeer) env() []string {
+	return []string{"DOCKER_HOST=unix://" + d.sock, "DOCKER_CONFIG=" + filepath.Join(d.dir, "cli")}
+}
+
+func (d *dockerPeer) reset(ctx context.Context, run int) error {
+	if run == 0 {
+		return nil // started empty
+	}
+	if d.mode == wipeFresh {
+		if err := d.stop(); err != nil {
+			return err
+		}
+		return d.start(ctx, filepath.Join(d.dir, fmt.Sprintf("data-%d", run)))
+	}
+	if err := runCmd(ctx, d.env(), "/usr/bin/docker", "rmi", "-f", d.ref); err != nil {
+		return err
+	}
+	if err := runCmd(ctx, d.env(), "/usr/bin/docker", "image", "prune", "-af"); err != nil {
+		return err
+	}
+	return noLayers(filepath.Join(d.dataRoot, "overlay2"))
+}
+
+func (d *dockerPeer) pull(ctx context.Context) error {
+	return runCmd(ctx, d.env(), "/usr/bin/docker", "pull", "-q", d.ref)
+}
+
+// stop ends dockerd by its PID (SIGTERM, then SIGKILL after 20 s); it
+// stops the containerd it started itself.
+func (d *dockerPeer) stop() error {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return nil
+	}
+	pid := d.cmd.Process.Pid
+	syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-d.waitDone:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-d.waitDone
+	}
+	d.cmd = nil
+	// dockerd's own containerd (started under exec-root) normally exits
+	// with it; kill any that did not, by PID.
+	killUnder(filepath.Join(d.dir, "exec"))
+	return nil
+}
+
+func (d *dockerPeer) close() {
+	d.stop()
+	os.Remove(d.sock)
+	if d.logf != nil {
+		d.logf.Close()
+	}
+}
+
+// ---- podman ----
+
+// podmanPeer runs podman with private containers.conf, storage.conf and
+// registries.conf (CONTAINERS_CONF and friends). Pulling runs no
+// container, so crun's cgroup trouble on this host does not matter.
+type podmanPeer struct {
+	dir, ref string
+	mode     wipeMode
+	root     string // current graphroot
+	runRoot  string
+	// runBase holds the runroots: podman wants them shorter than 50
+	// characters, so they live in /run (tmpfs, like podman's default).
+	runBase string
+}
+
+func newPodmanPeer(dir, registry, ref string, mode wipeMode) (*podmanPeer, error) {
+	if _, err := exec.LookPath("podman"); err != nil {
+		return nil, fmt.Errorf("needs podman (apt-get install podman; bench/pull/run.sh does it)")
+	}
+	p := &podmanPeer{dir: dir, ref: ref, mode: mode, runBase: fmt.Sprintf("/run/berth-bench-pull-%d", os.Getpid())}
+	files := map[string]string{
+		"containers.conf": fmt.Sprintf(`[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+tmp_dir = "%[1]s/tmp"
+[network]
+network_config_dir = "%[1]s/networks"
+`, dir),
+		"storage.conf": fmt.Sprintf(`[storage]
+driver = "overlay"
+graphroot = "%[1]s/graph-0"
+runroot = "%[2]s/run-0"
+`, dir, p.runBase),
+		"auth.json": "{}\n",
+		"registries.conf": fmt.Sprintf(`unqualified-search-registries = []
+[[registry]]
+location = "%s"
+insecure = true
+`, registry),
+	}
+	for _, sub := range []string{"tmp", "networks"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	p.root, p.runRoot = filepath.Join(dir, "graph-0"), filepath.Join(p.runBase, "run-0")
+	return p, nil
+}
+
+func (p *podmanPeer) name() string { return "podman" }
+
+func (p *podmanPeer) env() []string {
+	return []string{
+		"CONTAINERS_CONF=" + filepath.Join(p.dir, "containers.conf"),
+		"CONTAINERS_STORAGE_CONF=" + filepath.Join(p.dir, "storage.conf"),
+		"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(p.dir, "registries.conf"),
+		"REGISTRY_AUTH_FILE=" + filepath.Join(p.dir, "auth.json"),
+		"TMPDIR=" + filepath.Join(p.dir, "tmp"),
+	}
+}
+
+func (p *podmanPeer) podman(ctx context.Context, args ...string) error {
+	return runCmd(ctx, p.env(), "podman", append([]string{"--root", p.root, "--runroot", p.runRoot}, args...)...)
+}
+
+func (p *podmanPeer) reset(ctx context.Context, run int) error {
+	if run == 0 {
+		return nil
+	}
+	if p.mode == wipeFresh {
+		// The old graphroot keeps its private bind mount until the end.
+		p.root = filepath.Join(p.dir, fmt.Sprintf("graph-%d", run))
+		p.runRoot = filepath.Join(p.runBase, fmt.Sprintf("run-%d", run))
+		return nil
+	}
+	if err := p.podman(ctx, "rmi", "-a", "-f"); err != nil {
+		return err
+	}
+	return noLayers(filepath.Join(p.root, "overlay"))
+}
+
+// noLayers checks, rather than assumes, that an overlay driver's directory
+// holds no layer after the image was removed: a leftover layer would make
+// the next pull warm. "l" is the drivers' directory of short link names.
+func noLayers(dir string) error {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() != "l" {
+			return fmt.Errorf("%s still holds layer %s after the image was removed", dir, e.Name())
+		}
+	}
+	return nil
+}
+
+func (p *podmanPeer) pull(ctx context.Context) error {
+	return p.podman(ctx, "pull", "-q", p.ref)
+}
+
+func (p *podmanPeer) close() {
+	if err := unmountUnder(p.runBase); err != nil {
+		fmt.Fprintln(os.Stderr, "pull bench: cleanup:", err)
+	}
+	os.RemoveAll(p.runBase)
+}
+
+// ---- cleanup helpers ----
+
+// killUnder kills, by PID, processes whose command line names a path
+// below dir (only ours can: dir is private to this run).
+func killUnder(dir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), dir+"/") {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var mps []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			mps = append(mps, mp)
+		}
+	}
+	slices.SortFunc(mps, func(a, b string) int { return len(b) - len(a) })
+	var errs []error
+	for _, mp := range mps {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unescapeMount(s string) string {
+	// mountinfo escapes space, tab, newline and backslash as \ooo.
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &c); err == nil {
+				b.WriteByte(byte(c))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
