@@ -12,5 +12,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newRuntimeCommand())
 	root.AddCommand(newDaemonCommand(), newSuperviseCommand())
 	root.AddCommand(newRegistryCommand())
+	addCLICommands(root)
 	return root
 }

@@ -1,0 +1,201 @@
+// Package command holds berth's docker-compatible verbs. Each command is a
+// thin cobra layer: it fills an options struct from flags and calls the
+// Engine API through the moby client; parsing of docker's flag syntax lives
+// in runconfig, output in format.
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+
+	cliclient "github.com/berth-dev/berth/internal/cli/client"
+)
+
+// CLI is what every command shares: the streams, the environment, and the
+// API client, made on first use so `berth --help` never dials.
+type CLI struct {
+	In      io.Reader
+	Out     io.Writer
+	Err     io.Writer
+	Getenv  func(string) string
+	Version string
+	// Exit turns an exit status into the error the caller's main returns,
+	// so this package never calls os.Exit.
+	Exit func(code int) error
+
+	host string
+	api  *client.Client
+}
+
+// NewCLI returns a CLI on the process's streams and environment.
+func NewCLI(version string, exit func(int) error) *CLI {
+	return &CLI{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, Version: version, Exit: exit}
+}
+
+// Host is the daemon address in use.
+func (c *CLI) Host() string {
+	if c.host == "" {
+		c.host = cliclient.Host(c.Getenv)
+	}
+	return c.host
+}
+
+// Client returns the API client.
+func (c *CLI) Client() (*client.Client, error) {
+	if c.api == nil {
+		api, err := cliclient.New(c.Host())
+		if err != nil {
+			return nil, err
+		}
+		c.api = api
+	}
+	return c.api, nil
+}
+
+// StatusError ends a command with an exit status; an empty Message prints
+// nothing (the container's own exit code passing through).
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Message
+}
+
+func status(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return err
+	}
+	return &StatusError{Code: code, Message: err.Error()}
+}
+
+// report prints err as one line on stderr and returns the exit error.
+func (c *CLI) report(err error) error {
+	if err == nil {
+		return nil
+	}
+	code := 1
+	var se *StatusError
+	if errors.As(err, &se) {
+		code = se.Code
+		if se.Message == "" {
+			return c.Exit(code)
+		}
+		err = errors.New(se.Message)
+	}
+	msg := cliclient.Explain(err, c.Host()).Error()
+	fmt.Fprintln(c.Err, strings.TrimRight(msg, "\n"))
+	return c.Exit(code)
+}
+
+// explain applies the connection rewrite to an API error.
+func (c *CLI) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return err
+	}
+	return cliclient.Explain(err, c.Host())
+}
+
+// action adapts a command body to cobra, reporting its error our way.
+func (c *CLI) action(fn func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return c.report(fn(cmd.Context(), args))
+	}
+}
+
+// Commands returns berth's top-level CLI verbs, ready for a root command.
+func (c *CLI) Commands() []*cobra.Command {
+	image := &cobra.Command{Use: "image", Short: "Manage images", Args: c.noArgs()}
+	image.AddCommand(c.imagesCommand("ls"))
+	container := &cobra.Command{Use: "container", Short: "Manage containers", Args: c.noArgs()}
+	container.AddCommand(c.psCommand("ls"))
+	cmds := []*cobra.Command{
+		c.versionCommand(), c.infoCommand(),
+		c.psCommand("ps"), c.imagesCommand("images"), image, container,
+		c.runCommand(), c.createCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(),
+		c.killCommand(), c.rmCommand(), c.logsCommand(), c.inspectCommand(), c.waitCommand(),
+		c.renameCommand(), c.completionCommand(),
+	}
+	for _, cmd := range cmds {
+		c.setUsageErrors(cmd)
+	}
+	return cmds
+}
+
+// setUsageErrors gives a command and its children docker's usage errors:
+// one line naming the command and where to read its help, exit status 125
+// for flag errors (docker uses 125 for every command there).
+func (c *CLI) setUsageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return c.report(&StatusError{Code: 125, Message: fmt.Sprintf("%s. See '%s --help'.", err, cmd.CommandPath())})
+	})
+	for _, sub := range cmd.Commands() {
+		c.setUsageErrors(sub)
+	}
+}
+
+func (c *CLI) argsError(cmd *cobra.Command, what string) error {
+	return c.report(&StatusError{Code: 1, Message: fmt.Sprintf("%q %s. See '%s --help'.", cmd.CommandPath(), what, cmd.CommandPath())})
+}
+
+func (c *CLI) noArgs() cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return c.argsError(cmd, "accepts no arguments")
+		}
+		return nil
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return "1 argument"
+	}
+	return fmt.Sprintf("%d arguments", n)
+}
+
+func (c *CLI) minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return c.argsError(cmd, "requires at least "+plural(n))
+		}
+		return nil
+	}
+}
+
+func (c *CLI) exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return c.argsError(cmd, "requires exactly "+plural(n))
+		}
+		return nil
+	}
+}
+
+func (c *CLI) maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return c.argsError(cmd, "requires at most "+plural(n))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,127 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/format"
+)
+
+func (c *CLI) inspectCommand() *cobra.Command {
+	var tmpl, kind string
+	var size bool
+	cmd := &cobra.Command{
+		Use:               "inspect [OPTIONS] NAME|ID [NAME|ID...]",
+		Short:             "Return low-level information on berth objects",
+		Args:              c.minArgs(1),
+		ValidArgsFunction: c.completeContainers,
+	}
+	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format output using a custom template")
+	cmd.Flags().StringVar(&kind, "type", "", "Only inspect objects of the given type (container, image)")
+	cmd.Flags().BoolVarP(&size, "size", "s", false, "Display total file sizes if the type is container")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		if kind != "" && kind != "container" && kind != "image" {
+			return fmt.Errorf("%q is not a valid value for --type", kind)
+		}
+		if tmpl != "" && tmpl != format.JSONKey {
+			// docker exits 64 for a bad inspect template.
+			if _, err := format.Parse(tmpl); err != nil {
+				return status(64, err)
+			}
+		}
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		var raws []json.RawMessage
+		failed := false
+		for _, name := range args {
+			raw, err := c.inspectOne(ctx, api, name, kind, size)
+			if err != nil {
+				err = c.explain(err)
+				if !isAPIError(err) {
+					return err
+				}
+				fmt.Fprintln(c.Err, err)
+				failed = true
+				continue
+			}
+			raws = append(raws, raw)
+		}
+		if err := c.printInspect(raws, tmpl); err != nil {
+			return err
+		}
+		if failed {
+			return &StatusError{Code: 1}
+		}
+		return nil
+	})
+	return cmd
+}
+
+// inspectOne finds a container, or else an image, by name or ID.
+func (c *CLI) inspectOne(ctx context.Context, api *client.Client, name, kind string, size bool) (json.RawMessage, error) {
+	if kind != "image" {
+		res, err := api.ContainerInspect(ctx, name, client.ContainerInspectOptions{Size: size})
+		if err == nil {
+			return res.Raw, nil
+		}
+		if !cerrdefs.IsNotFound(err) || kind == "container" {
+			return nil, err
+		}
+	}
+	res, err := api.ImageInspect(ctx, name)
+	if err == nil {
+		var b bytes.Buffer
+		if err := json.NewEncoder(&b).Encode(res.InspectResponse); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	}
+	if cerrdefs.IsNotFound(err) && kind == "" {
+		return nil, fmt.Errorf("Error: No such object: %s", name)
+	}
+	return nil, err
+}
+
+// printInspect prints docker's indented JSON array, or the template applied
+// to each object decoded generically (numbers kept exact), one per line.
+func (c *CLI) printInspect(raws []json.RawMessage, tmpl string) error {
+	if tmpl == "" || tmpl == format.JSONKey {
+		var b bytes.Buffer
+		b.WriteString("[")
+		for i, r := range raws {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("\n    ")
+			if err := json.Indent(&b, bytes.TrimSpace(r), "    ", "    "); err != nil {
+				return err
+			}
+		}
+		if len(raws) > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("]\n")
+		_, err := b.WriteTo(c.Out)
+		return err
+	}
+	for _, r := range raws {
+		dec := json.NewDecoder(bytes.NewReader(r))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if err := format.Object(c.Out, tmpl, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+)
+
+// eachContainer applies fn to every named container, printing the error of
+// each that fails (and, if echo, the name of each that succeeds), and fails
+// if any failed: docker's way for stop, kill, rm, restart, start, wait.
+func (c *CLI) eachContainer(ctx context.Context, names []string, echo bool, fn func(ctx context.Context, api *client.Client, name string) error) error {
+	api, err := c.Client()
+	if err != nil {
+		return err
+	}
+	failed := false
+	for _, n := range names {
+		if err := fn(ctx, api, n); err != nil {
+			err = c.explain(err)
+			if !isAPIError(err) {
+				return err // no daemon: one line, not one per container
+			}
+			fmt.Fprintln(c.Err, err)
+			failed = true
+			continue
+		}
+		if echo {
+			fmt.Fprintln(c.Out, n)
+		}
+	}
+	if failed {
+		return &StatusError{Code: 1}
+	}
+	return nil
+}
+
+// containerCommand is the skeleton of a verb taking CONTAINER [CONTAINER...].
+func (c *CLI) containerCommand(use, short string, min int) *cobra.Command {
+	return &cobra.Command{
+		Use:               use,
+		Short:             short,
+		Args:              c.minArgs(min),
+		ValidArgsFunction: c.completeContainers,
+	}
+}
+
+// stopFlags are the flags stop and restart share.
+type stopFlags struct {
+	timeout int
+	signal  string
+	set     func() bool // whether --timeout was given
+}
+
+func (c *CLI) stoppingCommand(use, short string, fn func(ctx context.Context, api *client.Client, name string, timeout *int, signal string) error) *cobra.Command {
+	var o stopFlags
+	cmd := c.containerCommand(use, short, 1)
+	cmd.Flags().IntVarP(&o.timeout, "timeout", "t", 0, "Seconds to wait before killing the container")
+	cmd.Flags().StringVarP(&o.signal, "signal", "s", "", "Signal to send to the container")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		var timeout *int
+		if cmd.Flags().Changed("timeout") {
+			timeout = &o.timeout
+		}
+		return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+			return fn(ctx, api, n, timeout, o.signal)
+		})
+	})
+	return cmd
+}
+
+func (c *CLI) stopCommand() *cobra.Command {
+	return c.stoppingCommand("stop [OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers",
+		func(ctx context.Context, api *client.Client, n string, timeout *int, signal string) error {
+			_, err := api.ContainerStop(ctx, n, client.ContainerStopOptions{Timeout: timeout, Signal: signal})
+			return err
+		})
+}
+
+func (c *CLI) restartCommand() *cobra.Command {
+	return c.stoppingCommand("restart [OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers",
+		func(ctx context.Context, api *client.Client, n string, timeout *int, signal string) error {
+			_, err := api.ContainerRestart(ctx, n, client.ContainerRestartOptions{Timeout: timeout, Signal: signal})
+			return err
+		})
+}
+
+func (c *CLI) killCommand() *cobra.Command {
+	var signal string
+	cmd := c.containerCommand("kill [OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers", 1)
+	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerKill(ctx, n, client.ContainerKillOptions{Signal: signal})
+			return err
+		})
+	})
+	return cmd
+}
+
+func (c *CLI) rmCommand() *cobra.Command {
+	var opts client.ContainerRemoveOptions
+	cmd := c.containerCommand("rm [OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers", 1)
+	cmd.Flags().BoolVarP(&opts.Force, "force", "f", false, "Force the removal of a running container (uses SIGKILL)")
+	cmd.Flags().BoolVarP(&opts.RemoveVolumes, "volumes", "v", false, "Remove anonymous volumes associated with the container")
+	cmd.Flags().BoolVarP(&opts.RemoveLinks, "link", "l", false, "Remove the specified link")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+			_, err := api.ContainerRemove(ctx, n, opts)
+			return err
+		})
+	})
+	return cmd
+}
+
+func (c *CLI) startCommand() *cobra.Command {
+	var attach, interactive bool
+	cmd := c.containerCommand("start [OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers", 1)
+	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "Attach container's STDIN")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		if !attach && !interactive {
+			return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+				_, err := api.ContainerStart(ctx, n, client.ContainerStartOptions{})
+				return err
+			})
+		}
+		if len(args) > 1 {
+			return errors.New("you cannot start and attach multiple containers at once")
+		}
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		res, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
+		if err != nil {
+			return c.explain(err)
+		}
+		ctr := res.Container
+		return c.attachStartWait(ctx, api, ctr.ID, ctr.Config != nil && ctr.Config.Tty,
+			ctr.HostConfig != nil && ctr.HostConfig.AutoRemove, true)
+	})
+	return cmd
+}
+
+func (c *CLI) waitCommand() *cobra.Command {
+	cmd := c.containerCommand("wait CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes", 1)
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		return c.eachContainer(ctx, args, false, func(ctx context.Context, api *client.Client, n string) error {
+			w := api.ContainerWait(ctx, n, client.ContainerWaitOptions{})
+			select {
+			case res := <-w.Result:
+				fmt.Fprintln(c.Out, res.StatusCode)
+				return nil
+			case err := <-w.Error:
+				return err
+			}
+		})
+	})
+	return cmd
+}
+
+func (c *CLI) renameCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:               "rename CONTAINER NEW_NAME",
+		Short:             "Rename a container",
+		Args:              c.exactArgs(2),
+		ValidArgsFunction: c.completeContainers,
+	}
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		_, err = api.ContainerRename(ctx, args[0], client.ContainerRenameOptions{NewName: args[1]})
+		return c.explain(err)
+	})
+	return cmd
+}

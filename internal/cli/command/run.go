@@ -1,0 +1,235 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/berth-dev/berth/internal/cli/runconfig"
+)
+
+// docker's exit statuses for `run` failures that are not the container's.
+const (
+	exitDaemon   = 125 // the daemon or the CLI failed
+	exitNoInvoke = 126 // the command cannot be invoked
+	exitNotFound = 127 // the command was not found
+)
+
+// createFlags adds the flags `run` and `create` share.
+func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *int64, init *bool) {
+	f.SetInterspersed(false) // flags after IMAGE belong to the command
+	f.StringVar(&o.Name, "name", "", "Assign a name to the container")
+	f.StringArrayVarP(&o.Env, "env", "e", nil, "Set environment variables")
+	f.StringArrayVar(&o.EnvFiles, "env-file", nil, "Read in a file of environment variables")
+	f.StringArrayVarP(&o.Volumes, "volume", "v", nil, "Bind mount a volume")
+	f.StringVarP(&o.Workdir, "workdir", "w", "", "Working directory inside the container")
+	f.StringVarP(&o.User, "user", "u", "", "Username or UID (format: <name|uid>[:<group|gid>])")
+	f.StringVar(entry, "entrypoint", "", "Overwrite the default ENTRYPOINT of the image")
+	f.StringArrayVarP(&o.Labels, "label", "l", nil, "Set meta data on a container")
+	f.StringVarP(&o.Memory, "memory", "m", "", "Memory limit")
+	f.StringVar(&o.CPUs, "cpus", "", "Number of CPUs")
+	f.Int64Var(pids, "pids-limit", 0, "Tune container pids limit (set -1 for unlimited)")
+	f.StringArrayVar(&o.CapAdd, "cap-add", nil, "Add Linux capabilities")
+	f.StringArrayVar(&o.CapDrop, "cap-drop", nil, "Drop Linux capabilities")
+	f.BoolVar(&o.ReadOnly, "read-only", false, "Mount the container's root filesystem as read only")
+	f.StringArrayVar(&o.Tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
+	f.StringVar(&o.Restart, "restart", "no", "Restart policy to apply when a container exits")
+	f.BoolVar(init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
+	f.BoolVar(&o.Rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
+	f.StringVar(&o.Network, "network", "", "Connect a container to a network")
+	f.BoolVar(&o.Privileged, "privileged", false, "Give extended privileges to this container")
+	f.StringVarP(&o.Hostname, "hostname", "h", "", "Container host name")
+	f.StringVar(&o.StopSignal, "stop-signal", "", "Signal to stop the container")
+	f.BoolVarP(&o.Tty, "tty", "t", false, "Allocate a pseudo-TTY")
+	f.BoolVarP(&o.Stdin, "interactive", "i", false, "Keep STDIN open even if not attached")
+	f.Bool("help", false, "Print usage") // -h is --hostname, as in docker
+}
+
+// finishFlags copies flags whose "was it given" matters into the options.
+func finishFlags(f *pflag.FlagSet, o *runconfig.Options, entry string, pids int64, init bool) {
+	if f.Changed("entrypoint") {
+		o.SetEntrypoint(entry)
+	}
+	if f.Changed("pids-limit") {
+		o.SetPidsLimit(pids)
+	}
+	if f.Changed("init") {
+		o.SetInit(init)
+	}
+}
+
+// containerConfigCommand is `run` or `create`: docker's container flags,
+// then body with the options filled in.
+func (c *CLI) containerConfigCommand(use, short string, detach bool, body func(ctx context.Context, o runconfig.Options, args []string) error) *cobra.Command {
+	var (
+		o     runconfig.Options
+		entry string
+		pids  int64
+		init  bool
+	)
+	cmd := &cobra.Command{Use: use, Short: short, Args: c.minArgs(1)}
+	createFlags(cmd.Flags(), &o, &entry, &pids, &init)
+	if detach {
+		cmd.Flags().BoolVarP(&o.Detach, "detach", "d", false, "Run container in background and print container ID")
+	}
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		finishFlags(cmd.Flags(), &o, entry, pids, init)
+		return body(ctx, o, args)
+	})
+	return cmd
+}
+
+func (c *CLI) runCommand() *cobra.Command {
+	return c.containerConfigCommand("run [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image", true, c.run)
+}
+
+func (c *CLI) createCommand() *cobra.Command {
+	return c.containerConfigCommand("create [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container", false,
+		func(ctx context.Context, o runconfig.Options, args []string) error {
+			o.Detach = true
+			id, err := c.create(ctx, o, args)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.Out, id)
+			return nil
+		})
+}
+
+// create makes the container; its errors carry docker's status 125 and
+// the "berth: " prefix docker puts on run errors.
+func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string) (string, error) {
+	cfg, err := o.Build(args)
+	if err != nil {
+		return "", &StatusError{Code: exitDaemon, Message: "berth: " + err.Error() + ". See 'berth run --help'."}
+	}
+	api, err := c.Client()
+	if err != nil {
+		return "", status(exitDaemon, err)
+	}
+	res, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg.Config, HostConfig: cfg.HostConfig, Name: o.Name,
+	})
+	if err != nil {
+		err = c.explain(err)
+		if client.IsErrConnectionFailed(err) || !isAPIError(err) {
+			return "", status(exitDaemon, err)
+		}
+		if cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image") {
+			return "", &StatusError{Code: exitDaemon, Message: fmt.Sprintf(
+				"berth: image %s not found locally; pull it with `berth pull %s`", args[0], args[0])}
+		}
+		return "", &StatusError{Code: exitDaemon, Message: "berth: " + err.Error()}
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(c.Err, "WARNING:", w)
+	}
+	return res.ID, nil
+}
+
+// isAPIError is true for an error the daemon answered with, false for
+// failures before an answer (a rewritten connection error).
+func isAPIError(err error) bool {
+	return !strings.HasPrefix(err.Error(), "cannot connect to berth")
+}
+
+func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error {
+	id, err := c.create(ctx, o, args)
+	if err != nil {
+		return err
+	}
+	api, _ := c.Client()
+	if o.Detach {
+		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return startError(c.explain(err))
+		}
+		fmt.Fprintln(c.Out, id)
+		return nil
+	}
+	return c.attachStartWait(ctx, api, id, o.Tty, o.Rm, true)
+}
+
+// attachStartWait attaches to a container's output, starts it, forwards
+// SIGINT/SIGTERM to it, copies its output until it ends, and returns its
+// exit status.
+func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string, tty, removed, start bool) error {
+	att, err := api.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return status(exitDaemon, c.explain(err))
+	}
+	defer att.Close()
+	// Register the wait before starting so a fast exit is not missed.
+	cond := container.WaitConditionNextExit
+	if removed {
+		cond = container.WaitConditionRemoved
+	}
+	wait := api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond})
+	if start {
+		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return startError(c.explain(err))
+		}
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			_, _ = api.ContainerKill(context.WithoutCancel(ctx), id, client.ContainerKillOptions{Signal: fmt.Sprint(int(s.(syscall.Signal)))})
+		}
+	}()
+	copied := make(chan error, 1)
+	go func() {
+		var err error
+		if tty {
+			_, err = io.Copy(c.Out, att.Reader)
+		} else {
+			_, err = stdcopy.StdCopy(c.Out, c.Err, att.Reader)
+		}
+		copied <- err
+	}()
+	var code int64
+	select {
+	case res := <-wait.Result:
+		code = res.StatusCode
+		if res.Error != nil && res.Error.Message != "" {
+			return status(exitDaemon, errors.New(res.Error.Message))
+		}
+	case err := <-wait.Error:
+		return status(exitDaemon, c.explain(err))
+	}
+	<-copied
+	if code != 0 {
+		return &StatusError{Code: int(code)}
+	}
+	return nil
+}
+
+// startError maps a failed start to docker's statuses: 127 when the
+// command does not exist, 126 when it cannot be run, 125 otherwise.
+func startError(err error) error {
+	msg := err.Error()
+	low := strings.ToLower(msg)
+	code := exitDaemon
+	switch {
+	case strings.Contains(low, "executable file not found"), strings.Contains(low, "no such file or directory"):
+		code = exitNotFound
+	case strings.Contains(low, "permission denied"), strings.Contains(low, "not a directory") && strings.Contains(low, "exec"):
+		code = exitNoInvoke
+	}
+	if !isAPIError(err) {
+		return status(exitDaemon, err)
+	}
+	return &StatusError{Code: code, Message: "berth: " + msg}
+}

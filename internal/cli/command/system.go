@@ -1,0 +1,171 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"text/template"
+
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/format"
+)
+
+// versionInfo has the shape docker's `version --format` templates expect.
+type versionInfo struct {
+	Client clientVersion
+	Server *serverVersion
+}
+
+type clientVersion struct {
+	Platform          struct{ Name string }
+	Version           string
+	APIVersion        string `json:"ApiVersion"`
+	DefaultAPIVersion string `json:"DefaultAPIVersion,omitempty"`
+	GoVersion         string
+	GitCommit         string
+	BuildTime         string `json:"BuildTime,omitempty"`
+	Os                string
+	Arch              string
+	Context           string
+}
+
+type serverVersion struct {
+	Platform      struct{ Name string }
+	Components    []componentVersion
+	Version       string
+	APIVersion    string `json:"ApiVersion"`
+	MinAPIVersion string `json:"MinAPIVersion,omitempty"`
+	GitCommit     string
+	GoVersion     string
+	Os            string
+	Arch          string
+	KernelVersion string `json:",omitempty"`
+	BuildTime     string `json:",omitempty"`
+}
+
+type componentVersion struct {
+	Name    string
+	Version string
+	Details map[string]string `json:",omitempty"`
+}
+
+var versionTemplate = template.Must(template.New("version").Funcs(format.Funcs()).Parse(`Client:
+ Version:           {{.Client.Version}}
+ API version:       {{.Client.APIVersion}}{{if ne .Client.APIVersion .Client.DefaultAPIVersion}} (downgraded from {{.Client.DefaultAPIVersion}}){{end}}
+ Go version:        {{.Client.GoVersion}}
+ OS/Arch:           {{.Client.Os}}/{{.Client.Arch}}
+ Context:           {{.Client.Context}}
+{{- if .Server}}
+
+Server:{{if .Server.Platform.Name}} {{.Server.Platform.Name}}{{end}}
+{{- range .Server.Components}}
+ {{.Name}}:
+  Version:          {{.Version}}
+{{- range $k, $v := .Details}}
+  {{printf "%-17s" (printf "%s:" $k)}} {{$v}}
+{{- end}}
+{{- end}}
+{{- end}}
+`))
+
+func (c *CLI) versionCommand() *cobra.Command {
+	var tmpl string
+	cmd := &cobra.Command{
+		Use:   "version [OPTIONS]",
+		Short: "Show the berth version information",
+		Args:  c.noArgs(),
+	}
+	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format output using a custom template:\n'json': Print in JSON format\n'TEMPLATE': Print output using the given Go template")
+	cmd.RunE = c.action(func(ctx context.Context, _ []string) error {
+		var t *template.Template
+		if tmpl != "" && tmpl != format.JSONKey {
+			var err error
+			// docker exits 64 for a bad version template.
+			if t, err = format.Parse(tmpl); err != nil {
+				return status(64, err)
+			}
+		}
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		v := versionInfo{Client: clientVersion{
+			Version: c.Version, DefaultAPIVersion: client.MaxAPIVersion, GoVersion: runtime.Version(),
+			Os: runtime.GOOS, Arch: runtime.GOARCH, Context: "default",
+		}}
+		v.Client.Platform.Name = "berth"
+		sv, serr := api.ServerVersion(ctx, client.ServerVersionOptions{})
+		v.Client.APIVersion = api.ClientVersion()
+		if serr == nil {
+			s := &serverVersion{
+				Version: sv.Version, APIVersion: sv.APIVersion, MinAPIVersion: sv.MinAPIVersion,
+				Os: sv.Os, Arch: sv.Arch,
+			}
+			s.Platform.Name = sv.Platform.Name
+			for _, comp := range sv.Components {
+				s.Components = append(s.Components, componentVersion{Name: comp.Name, Version: comp.Version, Details: comp.Details})
+				if comp.Name == "Engine" {
+					s.GitCommit, s.GoVersion = comp.Details["GitCommit"], comp.Details["GoVersion"]
+					s.KernelVersion, s.BuildTime = comp.Details["KernelVersion"], comp.Details["BuildTime"]
+				}
+			}
+			v.Server = s
+		}
+		switch {
+		case tmpl == format.JSONKey:
+			err = format.Object(c.Out, "{{json .}}", v)
+		case t != nil:
+			err = format.Object(c.Out, tmpl, v)
+		default:
+			err = versionTemplate.Execute(c.Out, v)
+		}
+		if err != nil {
+			return err
+		}
+		return c.explain(serr)
+	})
+	return cmd
+}
+
+func (c *CLI) infoCommand() *cobra.Command {
+	var tmpl string
+	cmd := &cobra.Command{
+		Use:   "info [OPTIONS]",
+		Short: "Display system-wide information",
+		Args:  c.noArgs(),
+	}
+	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format output using a custom template")
+	cmd.RunE = c.action(func(ctx context.Context, _ []string) error {
+		if tmpl != "" && tmpl != format.JSONKey {
+			if _, err := format.Parse(tmpl); err != nil {
+				return err
+			}
+		}
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		res, err := api.Info(ctx, client.InfoOptions{})
+		if err != nil {
+			return c.explain(err)
+		}
+		i := res.Info
+		if tmpl != "" {
+			if tmpl == format.JSONKey {
+				tmpl = "{{json .}}"
+			}
+			return format.Object(c.Out, tmpl, i)
+		}
+		fmt.Fprintf(c.Out, "Client:\n Version:    %s\n Context:    default\n\n", c.Version)
+		fmt.Fprintf(c.Out, "Server:\n Containers: %d\n  Running: %d\n  Paused: %d\n  Stopped: %d\n Images: %d\n",
+			i.Containers, i.ContainersRunning, i.ContainersPaused, i.ContainersStopped, i.Images)
+		fmt.Fprintf(c.Out, " Server Version: %s\n Storage Driver: %s\n Logging Driver: %s\n Cgroup Driver: %s\n Cgroup Version: %s\n",
+			i.ServerVersion, i.Driver, i.LoggingDriver, i.CgroupDriver, i.CgroupVersion)
+		fmt.Fprintf(c.Out, " Kernel Version: %s\n Operating System: %s\n OSType: %s\n Architecture: %s\n CPUs: %d\n Total Memory: %s\n Name: %s\n ID: %s\n Docker Root Dir: %s\n",
+			i.KernelVersion, i.OperatingSystem, i.OSType, i.Architecture, i.NCPU, format.BinarySize(i.MemTotal), i.Name, i.ID, i.DockerRootDir)
+		return nil
+	})
+	return cmd
+}

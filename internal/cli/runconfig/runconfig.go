@@ -1,0 +1,259 @@
+// Package runconfig turns the flags of `berth run` and `berth create` into
+// the Engine API's container configuration. It is the one place that knows
+// docker's flag syntax (sizes, env files, restart policies), so the cobra
+// layer only collects strings.
+package runconfig
+
+import (
+	"bufio"
+	"fmt"
+	"math/big"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/docker/go-units"
+	"github.com/moby/moby/api/types/container"
+)
+
+// Options are the flags of `run`/`create`, as typed.
+type Options struct {
+	Name       string
+	Env        []string
+	EnvFiles   []string
+	Volumes    []string
+	Workdir    string
+	User       string
+	Entrypoint string
+	entrySet   bool
+	Labels     []string
+	Memory     string
+	CPUs       string
+	PidsLimit  int64
+	pidsSet    bool
+	CapAdd     []string
+	CapDrop    []string
+	ReadOnly   bool
+	Tmpfs      []string
+	Restart    string
+	Init       bool
+	initSet    bool
+	Rm         bool
+	Network    string
+	Privileged bool
+	Hostname   string
+	StopSignal string
+	Tty        bool
+	Stdin      bool
+	Detach     bool
+}
+
+// SetEntrypoint records an explicit --entrypoint, even an empty one (which
+// clears the image's entrypoint, as in docker).
+func (o *Options) SetEntrypoint(v string) { o.Entrypoint, o.entrySet = v, true }
+
+// SetPidsLimit records an explicit --pids-limit.
+func (o *Options) SetPidsLimit(v int64) { o.PidsLimit, o.pidsSet = v, true }
+
+// SetInit records an explicit --init or --init=false.
+func (o *Options) SetInit(v bool) { o.Init, o.initSet = v, true }
+
+// Config is what ContainerCreate needs.
+type Config struct {
+	Config     *container.Config
+	HostConfig *container.HostConfig
+}
+
+// Build validates the options and fills the API structures. args is
+// IMAGE [COMMAND] [ARG...].
+func (o *Options) Build(args []string) (Config, error) {
+	if len(args) == 0 {
+		return Config{}, fmt.Errorf("an image is required")
+	}
+	env, err := o.env()
+	if err != nil {
+		return Config{}, err
+	}
+	labels, err := keyValues(o.Labels)
+	if err != nil {
+		return Config{}, fmt.Errorf("invalid label: %w", err)
+	}
+	cfg := &container.Config{
+		Image:        args[0],
+		Cmd:          args[1:],
+		Env:          env,
+		WorkingDir:   o.Workdir,
+		User:         o.User,
+		Labels:       labels,
+		Hostname:     o.Hostname,
+		StopSignal:   o.StopSignal,
+		Tty:          o.Tty,
+		OpenStdin:    o.Stdin,
+		AttachStdin:  o.Stdin && !o.Detach,
+		AttachStdout: !o.Detach,
+		AttachStderr: !o.Detach,
+		StdinOnce:    o.Stdin && !o.Detach,
+	}
+	if len(cfg.Cmd) == 0 {
+		cfg.Cmd = nil
+	}
+	if o.entrySet {
+		// An empty --entrypoint resets the image's entrypoint.
+		cfg.Entrypoint = []string{""}
+		if o.Entrypoint != "" {
+			cfg.Entrypoint = []string{o.Entrypoint}
+		}
+	}
+	hc := &container.HostConfig{
+		Binds:          o.Volumes,
+		CapAdd:         o.CapAdd,
+		CapDrop:        o.CapDrop,
+		ReadonlyRootfs: o.ReadOnly,
+		AutoRemove:     o.Rm,
+		Privileged:     o.Privileged,
+		NetworkMode:    container.NetworkMode(o.Network),
+	}
+	if hc.NetworkMode == "" {
+		hc.NetworkMode = "default"
+	}
+	if o.Memory != "" {
+		if hc.Memory, err = units.RAMInBytes(o.Memory); err != nil {
+			return Config{}, fmt.Errorf("invalid argument %q for \"-m, --memory\" flag: %w", o.Memory, err)
+		}
+	}
+	if o.CPUs != "" {
+		if hc.NanoCPUs, err = nanoCPUs(o.CPUs); err != nil {
+			return Config{}, fmt.Errorf("invalid argument %q for \"--cpus\" flag: %w", o.CPUs, err)
+		}
+	}
+	if o.pidsSet {
+		v := o.PidsLimit
+		hc.PidsLimit = &v
+	}
+	if o.initSet {
+		v := o.Init
+		hc.Init = &v
+	}
+	if len(o.Tmpfs) > 0 {
+		hc.Tmpfs = map[string]string{}
+		for _, t := range o.Tmpfs {
+			path, opts, _ := strings.Cut(t, ":")
+			hc.Tmpfs[path] = opts
+		}
+	}
+	if hc.RestartPolicy, err = restartPolicy(o.Restart); err != nil {
+		return Config{}, err
+	}
+	if o.Rm && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
+		return Config{}, fmt.Errorf("conflicting options: cannot specify both --restart and --rm")
+	}
+	return Config{Config: cfg, HostConfig: hc}, nil
+}
+
+// env merges --env-file lines and -e values (later wins, as in docker); a
+// bare NAME takes its value from the caller's environment.
+func (o *Options) env() ([]string, error) {
+	var out []string
+	for _, f := range o.EnvFiles {
+		lines, err := readEnvFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lines...)
+	}
+	for _, e := range o.Env {
+		out = append(out, expand(e))
+	}
+	return out, nil
+}
+
+func expand(e string) string {
+	if strings.Contains(e, "=") {
+		return e
+	}
+	if v, ok := os.LookupEnv(e); ok {
+		return e + "=" + v
+	}
+	return e
+}
+
+func readEnvFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open env file: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimLeft(sc.Text(), " \t")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, _, _ := strings.Cut(line, "=")
+		if strings.ContainsAny(name, " \t") || name == "" {
+			return nil, fmt.Errorf("%s:%d: variable %q contains whitespaces", path, n, name)
+		}
+		out = append(out, expand(line))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read env file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+func keyValues(in []string) (map[string]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(in))
+	for _, kv := range in {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, fmt.Errorf("%q has no key", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// nanoCPUs parses "1.5" exactly (no float rounding), as docker does.
+func nanoCPUs(s string) (int64, error) {
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return 0, fmt.Errorf("failed to parse %v as a rational number", s)
+	}
+	n := r.Mul(r, big.NewRat(1e9, 1))
+	if !n.IsInt() {
+		return 0, fmt.Errorf("value is too precise")
+	}
+	if n.Sign() < 0 {
+		return 0, fmt.Errorf("value must be positive")
+	}
+	return n.Num().Int64(), nil
+}
+
+func restartPolicy(s string) (container.RestartPolicy, error) {
+	if s == "" {
+		return container.RestartPolicy{}, nil
+	}
+	name, count, hasCount := strings.Cut(s, ":")
+	p := container.RestartPolicy{Name: container.RestartPolicyMode(name)}
+	switch p.Name {
+	case container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+		if hasCount {
+			return p, fmt.Errorf("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+		}
+	case container.RestartPolicyOnFailure:
+		if hasCount {
+			n, err := strconv.Atoi(count)
+			if err != nil || n < 0 {
+				return p, fmt.Errorf("invalid restart policy: maximum retry count must be a positive integer")
+			}
+			p.MaximumRetryCount = n
+		}
+	default:
+		return p, fmt.Errorf("invalid restart policy format: unknown policy %q; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", name)
+	}
+	return p, nil
+}
