@@ -45,7 +45,13 @@ type Table struct {
 	name  string
 	table *nftables.Table
 	ch    map[string]*nftables.Chain
+	// bridges is the set of every network's bridge, for isolation between
+	// networks; bridgeOf maps a network to its element.
+	bridges  *nftables.Set
+	bridgeOf map[string]string
 }
+
+const setBridges = "bridges"
 
 // Open (re)creates the table: any previous table of that name is deleted
 // (stale rules of a crashed daemon) and the base chains are made. The daemon
@@ -54,7 +60,7 @@ func Open(name string) (*Table, error) {
 	if name == "" {
 		name = DefaultTable
 	}
-	t := &Table{name: name, table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: name}, ch: map[string]*nftables.Chain{}}
+	t := &Table{name: name, table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: name}, ch: map[string]*nftables.Chain{}, bridgeOf: map[string]string{}}
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -88,8 +94,14 @@ func Open(name string) (*Table, error) {
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: chainPorts},
 		}})
 	}
+	if err := c.AddSet(&nftables.Set{Table: t.table, Name: setBridges, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}, nil); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("nftables: create table %s: %w", name, err)
+	}
+	if t.bridges, err = c.GetSetByName(t.table, setBridges); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	return t, nil
 }
@@ -121,7 +133,8 @@ func ctrTag(id string) []byte   { return []byte("ctr:" + id) }
 //	postrouting: ip saddr SUBNET oifname != BR masquerade      (not internal)
 //	             oifname BR ip saddr 127.0.0.0/8 masquerade    (host's 127.0.0.1 → container)
 //	             oifname BR ip saddr SUBNET ct status dnat masquerade   (hairpin)
-//	forward:     iifname BR oifname != BR drop                  (internal)
+//	forward:     iifname BR oifname != BR oifname @bridges drop (no traffic between networks)
+//	             iifname BR oifname != BR drop                  (internal)
 //	             oifname BR iifname != BR drop                  (internal)
 func (t *Table) AddNetwork(n Network) error {
 	t.mu.Lock()
@@ -145,14 +158,32 @@ func (t *Table) AddNetwork(n Network) error {
 	}
 	rule(chainPostrouting, cat(ifname(expr.MetaKeyOIFNAME, n.Bridge, true), saddrIn(netip.MustParsePrefix("127.0.0.0/8")), []expr.Any{&expr.Masq{}})...)
 	rule(chainPostrouting, cat(ifname(expr.MetaKeyOIFNAME, n.Bridge, true), saddrIn(n.Subnet), ctStatusDNAT(), []expr.Any{&expr.Masq{}})...)
+	drop := &expr.Verdict{Kind: expr.VerdictDrop}
+	if old, ok := t.bridgeOf[n.Name]; ok && old != n.Bridge {
+		if err := c.SetDeleteElements(t.bridges, []nftables.SetElement{{Key: ifnameKey(old)}}); err != nil {
+			return err
+		}
+		delete(t.bridgeOf, n.Name)
+	}
+	if _, ok := t.bridgeOf[n.Name]; !ok {
+		if err := c.SetAddElements(t.bridges, []nftables.SetElement{{Key: ifnameKey(n.Bridge)}}); err != nil {
+			return err
+		}
+	}
+	rule(chainForward, cat(ifname(expr.MetaKeyIIFNAME, n.Bridge, true), ifname(expr.MetaKeyOIFNAME, n.Bridge, false),
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Lookup{SourceRegister: 1, SetName: t.bridges.Name, SetID: t.bridges.ID},
+			drop,
+		})...)
 	if n.Internal {
-		drop := &expr.Verdict{Kind: expr.VerdictDrop}
 		rule(chainForward, cat(ifname(expr.MetaKeyIIFNAME, n.Bridge, true), ifname(expr.MetaKeyOIFNAME, n.Bridge, false), []expr.Any{drop})...)
 		rule(chainForward, cat(ifname(expr.MetaKeyOIFNAME, n.Bridge, true), ifname(expr.MetaKeyIIFNAME, n.Bridge, false), []expr.Any{drop})...)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nat: network %s: %w", n.Name, err)
 	}
+	t.bridgeOf[n.Name] = n.Bridge
 	return nil
 }
 
@@ -167,7 +198,16 @@ func (t *Table) RemoveNetwork(name string) error {
 	if err := t.deleteTagged(c, netTag(name), chainPostrouting, chainForward); err != nil {
 		return err
 	}
-	return c.Flush()
+	if br, ok := t.bridgeOf[name]; ok {
+		if err := c.SetDeleteElements(t.bridges, []nftables.SetElement{{Key: ifnameKey(br)}}); err != nil {
+			return err
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	delete(t.bridgeOf, name)
+	return nil
 }
 
 // Publish adds the DNAT rules of a container's mappings (HostPort and
@@ -301,9 +341,14 @@ func maskBytes(bits int) []byte {
 	return m
 }
 
-func ifname(key expr.MetaKey, name string, eq bool) []expr.Any {
+func ifnameKey(name string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, strings.TrimSpace(name))
+	return b
+}
+
+func ifname(key expr.MetaKey, name string, eq bool) []expr.Any {
+	b := ifnameKey(name)
 	op := expr.CmpOpEq
 	if !eq {
 		op = expr.CmpOpNeq

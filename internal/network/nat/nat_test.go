@@ -117,6 +117,8 @@ func TestTableRules(t *testing.T) {
 		`iifname "bt-none-i" oifname != "bt-none-i" drop`,
 		`ip daddr 127.0.0.1 tcp dport 18081 dnat to 172.30.77.2:81`,
 		`fib daddr type local jump ports`,
+		`iifname "bt-none-a" oifname != "bt-none-a" oifname @bridges drop`,
+		`elements = { "bt-none-a",`, `"bt-none-i" }`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
@@ -132,7 +134,7 @@ func TestTableRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = listTable(t, name)
-	if strings.Contains(out, "dnat to") || strings.Contains(out, "bt-none-i") {
+	if strings.Contains(out, "dnat to") || strings.Contains(out, "bt-none-i") || !strings.Contains(out, `elements = { "bt-none-a" }`) {
 		t.Errorf("rules left:\n%s", out)
 	}
 	// Re-open drops stale rules.
