@@ -28,7 +28,7 @@ import (
 // (user network), 172.30.202.0/24 (internal). The host routes only
 // 192.0.2.0/24; newTestEnv checks these are free first.
 
-type hostState struct{ links, netns, ruleset, addrs, routes, forward string }
+type hostState struct{ links, netns, ruleset, addrs, routes, forward, nsfs string }
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -56,6 +56,7 @@ func snapshot(t *testing.T) hostState {
 		addrs:   run(t, "ip", "-4", "-o", "addr", "show"),
 		routes:  run(t, "ip", "route", "show", "table", "all"),
 		forward: run(t, "cat", "/proc/sys/net/ipv4/ip_forward"),
+		nsfs:    nsfsMounts(t),
 	}
 }
 
@@ -74,6 +75,22 @@ func ownRuleset(rs string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// nsfsMounts lists this test's namespace bind mounts (other packages' tests
+// may hold their own).
+func nsfsMounts(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, " nsfs ") && (strings.Contains(l, fmt.Sprintf("bt%d-", os.Getpid()%100000)) || strings.Contains(l, "netns-d")) {
+			out = append(out, strings.Fields(l)[4])
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 type env struct {
@@ -524,7 +541,16 @@ func TestNetworks(t *testing.T) {
 			t.Fatalf("restored endpoints: %+v", eps)
 		}
 		// No duplicate address for a newcomer.
-		nsD := newNetns(t, "d")
+		// This one as the engine makes them: a bind-mounted netns file.
+		nsD := fmt.Sprintf("%s/netns-d", t.TempDir())
+		if err := network.CreateNetns(nsD); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := network.DeleteNetns(nsD); err != nil {
+				t.Error(err)
+			}
+		})
 		epD, err := m2.Connect(ctx, "tnet", network.EndpointSpec{ContainerID: "dddd", Name: "delta", NetnsPath: nsD})
 		if err != nil {
 			t.Fatal(err)
