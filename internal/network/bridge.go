@@ -36,8 +36,8 @@ type BridgeConfig struct {
 }
 
 // EnsureBridge creates the bridge if missing (or adopts an existing one),
-// gives it the gateway address, brings it up and sets route_localnet on it so
-// that DNAT of 127.0.0.1 to a container works. It is idempotent: the daemon
+// gives it the gateway address, brings it up and sets route_localnet and
+// forwarding on it (see below). It is idempotent: the daemon
 // calls it for every network on start.
 func EnsureBridge(cfg BridgeConfig) error {
 	if err := validIfName(cfg.Name); err != nil {
@@ -80,8 +80,14 @@ func EnsureBridge(cfg BridgeConfig) error {
 			}
 		}
 	}
-	if err := writeSysctl("net/ipv4/conf/"+cfg.Name+"/route_localnet", "1"); err != nil {
-		return fmt.Errorf("bridge %s: %w", cfg.Name, err)
+	// route_localnet: DNAT of 127.0.0.1 to a container. forwarding on the
+	// bridge only: hairpin (container → host address:published port → other
+	// container) and routed replies work even while the host-wide
+	// ip_forward is off; outbound NAT to other hosts needs ip_forward=1.
+	for _, k := range []string{"route_localnet", "forwarding"} {
+		if err := writeSysctl("net/ipv4/conf/"+cfg.Name+"/"+k, "1"); err != nil {
+			return fmt.Errorf("bridge %s: %w", cfg.Name, err)
+		}
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bridge %s up: %w", cfg.Name, err)

@@ -225,6 +225,22 @@ func readTCP(nsPath, addr string) (string, error) {
 	return strings.TrimSpace(line), err
 }
 
+// readTCPQuick is readTCP with a short timeout, for connections that must fail.
+func readTCPQuick(nsPath, addr string) (string, error) {
+	var c net.Conn
+	err := dns.InNetns(nsPath, func() (err error) {
+		c, err = net.DialTimeout("tcp4", addr, 300*time.Millisecond)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return line, err
+}
+
 func readUDP(addr string) (string, error) {
 	c, err := net.Dial("udp4", addr)
 	if err != nil {
@@ -451,6 +467,13 @@ func TestNetworks(t *testing.T) {
 		if got, err := readUDP(fmt.Sprintf("127.0.0.1:%d", udpPort)); err != nil || got != "udp from beta" {
 			t.Fatalf("udp via 127.0.0.1: %q %v", got, err)
 		}
+		// Hairpin: a container reaches another through the host's address
+		// and through its gateway address.
+		for _, dst := range []string{host, un.Gateway.String()} {
+			if got, err := readTCP(nsA, fmt.Sprintf("%s:%d", dst, tcpPort)); err != nil || got != "hello from beta" {
+				t.Fatalf("hairpin via %s: %q %v", dst, got, err)
+			}
+		}
 		// The port is held: another process cannot take it.
 		if l, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", tcpPort)); err == nil {
 			l.Close()
@@ -468,6 +491,11 @@ func TestNetworks(t *testing.T) {
 		}
 		if ep.Gateway.IsValid() {
 			t.Fatalf("internal network gave a default route via %s", ep.Gateway)
+		}
+		// No traffic between networks (alpha routes via its gateway).
+		serveTCP(t, nsC, 8080, "hello from gamma")
+		if got, err := readTCPQuick(nsA, ep.Address.Addr().String()+":8080"); err == nil {
+			t.Fatalf("alpha reached gamma on another network: %q", got)
 		}
 		out := run(t, "ip", "netns", "exec", strings.TrimPrefix(nsC, "/run/netns/"), "ip", "route")
 		if strings.Contains(out, "default") {
