@@ -25,8 +25,8 @@ import (
 )
 
 // Subnets used here: 172.30.200.0/24 (default bridge), 172.30.201.0/24
-// (user network), 172.30.202.0/24 (internal). The host routes only
-// 192.0.2.0/24; newTestEnv checks these are free first.
+// (user network), 172.30.202.0/24 (internal), 172.30.250.0/30 (a fake
+// outside host behind a veth). newEnv skips if the host routes any of them.
 
 type hostState struct{ links, netns, ruleset, addrs, routes, forward, nsfs string }
 
@@ -93,6 +93,47 @@ func nsfsMounts(t *testing.T) string {
 	return strings.Join(out, " ")
 }
 
+// outside makes an "outside host" of the test's own: a netns behind a veth
+// from the host (172.30.250.0/30), forwarding enabled on that veth only,
+// serving on 172.30.250.2:9000 the source address it sees.
+func outside(t *testing.T) {
+	// An "outside" host of our own: a netns behind a veth from the host
+	// (172.30.250.0/30), forwarding enabled on that veth only.
+	nsO := newNetns(t, "o")
+	id := os.Getpid() % 100000
+	hostSide, peer := fmt.Sprintf("bto%dh", id), fmt.Sprintf("bto%dp", id)
+	run(t, "ip", "link", "add", hostSide, "type", "veth", "peer", "name", peer)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", hostSide).Run() })
+	nsName := strings.TrimPrefix(nsO, "/run/netns/")
+	run(t, "ip", "link", "set", peer, "netns", nsName)
+	run(t, "ip", "addr", "add", "172.30.250.1/30", "dev", hostSide)
+	run(t, "ip", "link", "set", hostSide, "up")
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+hostSide+"/forwarding", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "ip", "netns", "exec", nsName, "ip", "addr", "add", "172.30.250.2/30", "dev", peer)
+	run(t, "ip", "netns", "exec", nsName, "ip", "link", "set", peer, "up")
+	var ln net.Listener
+	if err := dns.InNetns(nsO, func() (err error) {
+		ln, err = net.Listen("tcp4", "172.30.250.2:9000")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+			io.WriteString(c, ap.Addr().String()+"\n")
+			c.Close()
+		}
+	}()
+}
+
 type env struct {
 	t      *testing.T
 	state  string
@@ -110,9 +151,15 @@ type env struct {
 // exactly as found.
 func newEnv(t *testing.T) *env {
 	testutil.RequireRoot(t)
-	for _, sn := range []string{"172.30.200.0/24", "172.30.201.0/24", "172.30.202.0/24"} {
-		if out := run(t, "ip", "route", "show", "match", sn); strings.Contains(out, "172.30.20") {
-			t.Skipf("host already routes %s: %s", sn, out)
+	routes, err := network.HostRoutes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range []string{"172.30.200.0/24", "172.30.201.0/24", "172.30.202.0/24", "172.30.250.0/30"} {
+		for _, r := range routes {
+			if r.Overlaps(netip.MustParsePrefix(sn)) {
+				t.Skipf("host already routes %s (%s): the test would clash", sn, r)
+			}
 		}
 	}
 	before := snapshot(t)
@@ -140,7 +187,6 @@ func newEnv(t *testing.T) *env {
 	e.ups = fakeUpstream(t)
 	e.cfg = network.Config{StateDir: e.state, NATTable: e.table, DefaultBridge: e.defBr,
 		DefaultSubnet: "172.30.200.0/24", DNSUpstreams: []string{e.ups}}
-	var err error
 	if e.m, err = network.Open(context.Background(), e.cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -480,6 +526,13 @@ func TestNetworks(t *testing.T) {
 			t.Fatal("published port not reserved")
 		}
 	})
+	outside(t)
+	t.Run("outbound NAT", func(t *testing.T) {
+		// The outside sees the host's address, not the container's.
+		if got, err := readTCP(nsA, "172.30.250.2:9000"); err != nil || got != "172.30.250.1" {
+			t.Fatalf("outbound from alpha seen as %q (%v), want 172.30.250.1", got, err)
+		}
+	})
 	t.Run("internal", func(t *testing.T) {
 		in, err := m.CreateNetwork(ctx, network.NetworkSpec{Name: "tint", Subnet: "172.30.202.0/24", BridgeName: e.intBr, Internal: true})
 		if err != nil {
@@ -491,6 +544,11 @@ func TestNetworks(t *testing.T) {
 		}
 		if ep.Gateway.IsValid() {
 			t.Fatalf("internal network gave a default route via %s", ep.Gateway)
+		}
+		// No way out of an internal network, even with a route.
+		run(t, "ip", "netns", "exec", strings.TrimPrefix(nsC, "/run/netns/"), "ip", "route", "add", "172.30.250.0/30", "via", in.Gateway.String())
+		if got, err := readTCPQuick(nsC, "172.30.250.2:9000"); err == nil {
+			t.Fatalf("internal container reached the outside, seen as %q", got)
 		}
 		// No traffic between networks (alpha routes via its gateway).
 		serveTCP(t, nsC, 8080, "hello from gamma")
