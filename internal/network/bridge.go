@@ -275,10 +275,21 @@ func Detach(ctx context.Context, network, containerID string) error {
 	return nil
 }
 
-// RemoveStaleVeths deletes every berth host-side veth (name starting with
-// VethPrefix) not in keep: leftovers of containers that went away while the
-// daemon was down. It returns the names it removed.
-func RemoveStaleVeths(keep map[string]bool) ([]string, error) {
+// RemoveStaleVeths deletes every berth host-side veth (name VethPrefix + 11
+// hex digits) enslaved to one of bridges and not in keep: leftovers of
+// containers that went away while the daemon was down. Veths on other
+// bridges (another daemon's, a test's) are never touched. It returns the
+// names it removed.
+func RemoveStaleVeths(bridges []string, keep map[string]bool) ([]string, error) {
+	masters := map[int]bool{}
+	for _, b := range bridges {
+		if l, err := netlink.LinkByName(b); err == nil {
+			masters[l.Attrs().Index] = true
+		}
+	}
+	if len(masters) == 0 {
+		return nil, nil
+	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, err
@@ -286,7 +297,7 @@ func RemoveStaleVeths(keep map[string]bool) ([]string, error) {
 	var removed []string
 	for _, l := range links {
 		n := l.Attrs().Name
-		if l.Type() != "veth" || !strings.HasPrefix(n, VethPrefix) || len(n) != len(VethPrefix)+11 || keep[n] {
+		if l.Type() != "veth" || !strings.HasPrefix(n, VethPrefix) || len(n) != len(VethPrefix)+11 || keep[n] || !masters[l.Attrs().MasterIndex] {
 			continue
 		}
 		if err := netlink.LinkDel(l); err != nil {

@@ -647,7 +647,7 @@ func (m *Manager) DisconnectAll(ctx context.Context, containerID string) error {
 // Restore is called once after Open with the containers still running
 // (container ID → netns path). Their endpoints get their port reservations,
 // DNAT rules and DNS back; endpoints of other containers are released;
-// host-side veths nobody owns are deleted.
+// host-side veths on berth's bridges that nobody owns are deleted.
 func (m *Manager) Restore(ctx context.Context, running map[string]string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -689,7 +689,13 @@ func (m *Manager) Restore(ctx context.Context, running map[string]string) error 
 			}
 		}
 	}
-	if _, err := RemoveStaleVeths(keep); err != nil {
+	var bridges []string
+	for _, n := range m.nets {
+		if n.Bridge != "" {
+			bridges = append(bridges, n.Bridge)
+		}
+	}
+	if _, err := RemoveStaleVeths(bridges, keep); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, m.save())

@@ -608,6 +608,11 @@ func TestNetworks(t *testing.T) {
 		// with a and b alive; c's leftover veth (simulated) must go.
 		stale := network.HostVethName(idC, un.ID)
 		run(t, "ip", "link", "add", stale, "type", "veth", "peer", "name", "btstale"+fmt.Sprint(os.Getpid()%1000))
+		run(t, "ip", "link", "set", stale, "master", e.userBr)
+		// Same shape of name but not on our bridges: must survive.
+		foreign := network.VethPrefix + "0123456789a"
+		run(t, "ip", "link", "add", foreign, "type", "veth", "peer", "name", "btforeign"+fmt.Sprint(os.Getpid()%1000))
+		t.Cleanup(func() { exec.Command("ip", "link", "del", foreign).Run() })
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -621,6 +626,9 @@ func TestNetworks(t *testing.T) {
 		}
 		if _, err := netlink.LinkByName(stale); err == nil {
 			t.Fatal("stale veth survived restore")
+		}
+		if _, err := netlink.LinkByName(foreign); err != nil {
+			t.Fatal("restore removed a veth that is not on berth's bridges")
 		}
 		eps := m2.Endpoints(idB)
 		if len(eps) != 1 || eps[0].Address != epB.Address || eps[0].Ports[0].HostPort != epB.Ports[0].HostPort {
