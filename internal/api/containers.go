@@ -23,13 +23,8 @@ import (
 
 func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 	var req container.CreateRequest
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&req); err != nil {
-		if errors.Is(err, io.EOF) {
-			s.writeErr(w, badParam("invalid JSON: empty body"))
-			return
-		}
-		s.writeErr(w, badParam("invalid JSON: %v", err))
+	if err := decodeBody(r, &req); err != nil {
+		s.writeErr(w, err)
 		return
 	}
 	res, err := s.eng.Create(r.Context(), r.URL.Query().Get("name"), req.Config, req.HostConfig)
@@ -141,14 +136,11 @@ func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	h, err1 := strconv.Atoi(q.Get("h"))
-	wd, err2 := strconv.Atoi(q.Get("w"))
-	if err1 != nil || err2 != nil {
-		s.writeErr(w, badParam("invalid terminal size h=%q w=%q", q.Get("h"), q.Get("w")))
-		return
+	wd, h, err := termSize(r)
+	if err == nil {
+		err = s.eng.Resize(r.Context(), r.PathValue("id"), wd, h)
 	}
-	if err := s.eng.Resize(r.Context(), r.PathValue("id"), wd, h); err != nil {
+	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
@@ -510,6 +502,35 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// hijack takes the connection over for a raw stream (attach, exec start)
+// and answers with docker's upgrade or plain 200, naming the stream type.
+func (s *Server) hijack(w http.ResponseWriter, r *http.Request, tty bool) (net.Conn, *bufio.ReadWriter, bool) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		s.writeErr(w, errors.New("connection cannot be hijacked"))
+		return nil, nil, false
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		s.log.Warn("hijack", "err", err)
+		return nil, nil, false
+	}
+	ctype := "application/vnd.docker.raw-stream"
+	if !tty && !versionLess(requestVersion(r), "1.42") {
+		ctype = "application/vnd.docker.multiplexed-stream"
+	}
+	if r.Header.Get("Upgrade") != "" {
+		fmt.Fprintf(buf, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", ctype)
+	} else {
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n\r\n", ctype)
+	}
+	if err := buf.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, false
+	}
+	return conn, buf, true
+}
+
 // forwardStdin copies the client's stream into the container's stdin
 // through the supervisor; the client's end of input is passed on
 // (CloseWrite), which closes stdin of a StdinOnce container.
@@ -539,29 +560,11 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, fmt.Errorf("You cannot attach to a stopped container, start it first: %w", errConflict))
 		return
 	}
-	hj, ok := w.(http.Hijacker)
+	conn, buf, ok := s.hijack(w, r, c.Config.Tty)
 	if !ok {
-		s.writeErr(w, errors.New("connection cannot be hijacked"))
-		return
-	}
-	conn, buf, err := hj.Hijack()
-	if err != nil {
-		s.log.Warn("hijack", "err", err)
 		return
 	}
 	defer conn.Close()
-	ctype := "application/vnd.docker.raw-stream"
-	if !c.Config.Tty && !versionLess(requestVersion(r), "1.42") {
-		ctype = "application/vnd.docker.multiplexed-stream"
-	}
-	if r.Header.Get("Upgrade") != "" {
-		fmt.Fprintf(buf, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n", ctype)
-	} else {
-		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n\r\n", ctype)
-	}
-	if err := buf.Flush(); err != nil {
-		return
-	}
 	// A hijacked request's context is cancelled as soon as the client
 	// half-closes (the end of its stdin): the output must go on until the
 	// container exits or a write fails.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -83,6 +84,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
 	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
+
+	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)
+	m.HandleFunc("POST /exec/{id}/start", s.execStart)
+	m.HandleFunc("GET /exec/{id}/json", s.execInspect)
+	m.HandleFunc("POST /exec/{id}/resize", s.execResize)
 
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("GET /images/{name...}", s.imageGet) // <name>/json: names hold slashes
@@ -219,4 +225,15 @@ func boolParam(r *http.Request, name string) bool {
 
 func badParam(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, errdefs.ErrInvalidArgument)...)
+}
+
+// decodeBody reads a JSON request body, with docker's wording for a bad one.
+func decodeBody(r *http.Request, v any) error {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return badParam("invalid JSON: empty body")
+		}
+		return badParam("invalid JSON: %v", err)
+	}
+	return nil
 }

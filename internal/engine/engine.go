@@ -24,6 +24,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -50,6 +51,8 @@ type Supervisor interface {
 	Subscribe(ctx context.Context) (<-chan supervisor.Event, error)
 	Resize(ctx context.Context, id string, width, height int) error
 	AttachStdin(ctx context.Context, id string) (*net.UnixConn, error)
+	Exec(ctx context.Context, id string, req supervisor.ExecRequest) (*net.UnixConn, io.Reader, error)
+	ResizeExec(ctx context.Context, id, execID string, width, height int) error
 }
 
 // Options configure an Engine.
@@ -81,6 +84,7 @@ type Engine struct {
 	sup   Supervisor
 
 	events *eventHub
+	execs  execTable
 
 	mu    sync.Mutex
 	byID  map[string]*Container
@@ -100,6 +104,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	e := &Engine{
 		root: opts.Root, execRoot: opts.ExecRoot, images: opts.Images, log: opts.Logger, opts: opts,
 		byID: map[string]*Container{}, names: map[string]string{}, events: newEventHub(),
+		execs: execTable{m: map[string]*Exec{}},
 	}
 	for _, d := range []string{filepath.Join(e.root, "containers"), filepath.Join(e.execRoot, "bundles")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {

@@ -48,3 +48,11 @@ func resolveUser(rootfs, spec string, groupAdd []string) (resolvedUser, error) {
 	}
 	return resolvedUser{user: u, home: eu.Home}, nil
 }
+
+// ResolveUser resolves a docker --user value ("name", "uid:gid",
+// "name:group") against the rootfs's passwd and group files, for execs;
+// it returns the user and its home directory.
+func ResolveUser(rootfs, spec string, groupAdd []string) (specs.User, string, error) {
+	u, err := resolveUser(rootfs, spec, groupAdd)
+	return u.user, u.home, err
+}

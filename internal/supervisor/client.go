@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -100,6 +101,45 @@ func (c *Client) List(ctx context.Context) ([]Container, error) {
 // Resize sets the terminal size of a Tty container.
 func (c *Client) Resize(ctx context.Context, id string, width, height int) error {
 	_, err := c.call(ctx, Request{Method: MethodResize, ID: id, Width: width, Height: height})
+	return err
+}
+
+// Exec starts a process in container id and returns the connection that
+// carries it: ReadFrame gives its output and, last, its exit status;
+// writes go to its stdin (CloseWrite ends it).
+func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (*net.UnixConn, io.Reader, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := json.NewEncoder(conn).Encode(Request{Method: MethodExec, ID: id, Exec: &req}); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("exec: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	dec := json.NewDecoder(conn)
+	var resp Response
+	if err := dec.Decode(&resp); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("exec: %v: %w", err, errdefs.ErrUnavailable)
+	}
+	if err := resp.err(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	// Frames follow the response's newline; the decoder may have read
+	// some of them.
+	frames := io.MultiReader(dec.Buffered(), conn)
+	var nl [1]byte
+	if _, err := io.ReadFull(frames, nl[:]); err != nil || nl[0] != '\n' {
+		conn.Close()
+		return nil, nil, fmt.Errorf("exec: bad stream after the response: %w", errdefs.ErrUnavailable)
+	}
+	return conn.(*net.UnixConn), frames, nil
+}
+
+// ResizeExec sets the terminal size of an exec.
+func (c *Client) ResizeExec(ctx context.Context, id, execID string, width, height int) error {
+	_, err := c.call(ctx, Request{Method: MethodResize, ID: id, ExecID: execID, Width: width, Height: height})
 	return err
 }
 

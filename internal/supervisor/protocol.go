@@ -27,6 +27,10 @@ const (
 	// container's stdin: what the daemon writes goes to the process.
 	MethodAttach = "attach"
 	MethodResize = "resize"
+	// MethodExec runs a process in a container; after the response the
+	// connection carries its output as frames (see WriteFrame) ending
+	// with an exit frame, and the daemon's writes are its stdin.
+	MethodExec = "exec"
 )
 
 // Request is one call.
@@ -36,6 +40,9 @@ type Request struct {
 	Create *CreateRequest `json:"create,omitempty"`
 	Signal int            `json:"signal,omitempty"`
 	All    bool           `json:"all,omitempty"`
+	Exec   *ExecRequest   `json:"exec,omitempty"`
+	// ExecID names the exec a resize is for; empty means the container.
+	ExecID string `json:"execId,omitempty"`
 	// Width and Height are a resize's terminal size.
 	Width  int `json:"width,omitempty"`
 	Height int `json:"height,omitempty"`
@@ -59,6 +66,16 @@ type CreateRequest struct {
 	// attached client's stream ends (docker run -i).
 	OpenStdin bool `json:"openStdin,omitempty"`
 	StdinOnce bool `json:"stdinOnce,omitempty"`
+}
+
+// ExecRequest describes a process to run in a running container.
+type ExecRequest struct {
+	ExecID string `json:"execId"`
+	// ProcessPath is a runtime-spec process JSON file (runc's --process):
+	// the daemon resolves user, env and cwd the way docker does.
+	ProcessPath string `json:"processPath"`
+	Tty         bool   `json:"tty,omitempty"`
+	OpenStdin   bool   `json:"openStdin,omitempty"`
 }
 
 // Response answers a Request.

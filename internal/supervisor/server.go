@@ -62,9 +62,10 @@ type Server struct {
 	rt       *runtime.Runtime
 	log      *slog.Logger
 
-	mu   sync.Mutex
-	ctrs map[string]*ctr
-	subs map[chan Event]struct{}
+	mu    sync.Mutex
+	ctrs  map[string]*ctr
+	execs map[string]*execProc // by exec ID, those with a terminal
+	subs  map[chan Event]struct{}
 }
 
 // record is what survives a supervisor restart, in <records>/<id>.json.
@@ -98,7 +99,7 @@ func NewServer(execRoot string, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(filepath.Join(execRoot, recordsDir), 0o700); err != nil {
 		return nil, fmt.Errorf("supervisor records: %w", err)
 	}
-	return &Server{execRoot: execRoot, rt: rt, log: log, ctrs: map[string]*ctr{}, subs: map[chan Event]struct{}{}}, nil
+	return &Server{execRoot: execRoot, rt: rt, log: log, ctrs: map[string]*ctr{}, execs: map[string]*execProc{}, subs: map[chan Event]struct{}{}}, nil
 }
 
 // RuntimeRoot is where the supervisor keeps runtime state for an exec-root.
@@ -160,6 +161,14 @@ func (s *Server) serve(ctx context.Context, conn net.Conn) {
 		s.subscribe(ctx, conn)
 		return
 	}
+	if req.Method == MethodExec {
+		if req.Exec == nil {
+			_ = json.NewEncoder(conn).Encode(errorResponse(fmt.Errorf("exec without parameters: %w", errdefs.ErrInvalidArgument)))
+			return
+		}
+		s.execStart(ctx, conn, req.ID, *req.Exec)
+		return
+	}
 	if req.Method == MethodAttach {
 		c, err := s.get(req.ID)
 		if err == nil && c.stdin == nil {
@@ -198,6 +207,10 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 	case MethodList:
 		resp.Containers = s.list()
 	case MethodResize:
+		if req.ExecID != "" {
+			err = s.resizeExec(req.ExecID, req.Width, req.Height)
+			break
+		}
 		var c *ctr
 		if c, err = s.get(req.ID); err == nil {
 			err = s.resize(c, req.Width, req.Height)

@@ -128,12 +128,16 @@ func (s *Server) resize(c *ctr, width, height int) error {
 	if c.master == nil {
 		return fmt.Errorf("container %s has no terminal: %w", c.rec.ID, errdefs.ErrFailedPrecondition)
 	}
+	return resizePty(c.master, width, height)
+}
+
+func resizePty(master *os.File, width, height int) error {
 	if width <= 0 || height <= 0 || width > 0xffff || height > 0xffff {
 		return fmt.Errorf("bad terminal size %dx%d: %w", width, height, errdefs.ErrInvalidArgument)
 	}
 	// Through SyscallConn: Fd() would turn the master blocking and pin a
 	// thread under the copy goroutine.
-	rc, err := c.master.SyscallConn()
+	rc, err := master.SyscallConn()
 	if err != nil {
 		return err
 	}
