@@ -27,6 +27,17 @@ func same(t *testing.T, d *daemon, args ...string) string {
 	return b.out
 }
 
+// sameErrors runs args through berth and docker and fails unless stdout,
+// stderr and the exit status all match: for errors worded by the daemon or
+// by both CLIs alike.
+func sameErrors(t *testing.T, d *daemon, args ...string) {
+	t.Helper()
+	b, k := d.berth(args...), d.docker(args...)
+	if b != k {
+		t.Errorf("%v differs:\nberth:  exit %d, stdout %q, stderr %q\ndocker: exit %d, stdout %q, stderr %q", args, b.code, b.out, b.err, k.code, k.out, k.err)
+	}
+}
+
 // columns is a table's header row and where each column starts.
 func columns(table string) (string, []int) {
 	header, _, _ := strings.Cut(table, "\n")
@@ -83,7 +94,9 @@ func TestCLI(t *testing.T) {
 			args []string
 			code int
 		}{
-			{[]string{"run", "--rm", "nosuchimage:1", "true"}, 125},
+			// A registry on a closed local port: docker's CLI asks the
+			// daemon to pull, and nothing may leave the machine.
+			{[]string{"run", "--rm", "127.0.0.1:1/nosuch:1", "true"}, 125},
 			{[]string{"run", "--rm", "--name", "three", testImage, "true"}, 125},
 		} {
 			b, k := d.berth(c.args...), d.docker(c.args...)
@@ -91,9 +104,10 @@ func TestCLI(t *testing.T) {
 				t.Errorf("%v: berth exit %d (%q), docker exit %d (%q), want %d", c.args, b.code, b.err, k.code, k.err, c.code)
 			}
 		}
-		if r := d.berth("run", "--rm", "nosuchimage:1", "true"); !strings.Contains(r.err, "pull it with `berth pull nosuchimage:1`") {
-			t.Errorf("missing image hint: %q", r.err)
+		if r := d.berth("run", "--rm", "127.0.0.1:1/nosuch:1", "true"); r.err != "berth: Unable to find image '127.0.0.1:1/nosuch:1' locally\n" {
+			t.Errorf("missing image: %q", r.err)
 		}
+		sameErrors(t, d, "create", "--name", "a/b", testImage)
 		id := strings.TrimSpace(d.must("run", "-d", "--name", "web", "-l", "app=web", testImage,
 			"sh", "-c", "trap 'exit 143' TERM; echo started; echo oops >&2; sleep 100 & wait"))
 		if len(id) != 64 {
@@ -189,7 +203,7 @@ func TestCLI(t *testing.T) {
 		same(t, d, "inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.Name}} {{.Config.Labels.app}} {{json .Config.Cmd}}", "web")
 		same(t, d, "inspect", "--format", "{{.State.ExitCode}}", "three", "web")
 		same(t, d, "inspect", "--type", "image", "-f", "{{.Os}} {{len .RootFS.Layers}}", testImage)
-		same(t, d, "inspect", "nosuch")
+		same(t, d, "inspect", "-f", "{{.Os}}", testImage)
 		var v []map[string]any
 		if err := json.Unmarshal([]byte(d.must("inspect", "web", "three")), &v); err != nil || len(v) != 2 {
 			t.Errorf("inspect json: %v, %d objects", err, len(v))
@@ -203,21 +217,38 @@ func TestCLI(t *testing.T) {
 			t.Errorf("start -a: %+v", r)
 		}
 		same(t, d, "wait", "later")
-		same(t, d, "start", "later")
+		// The engine still tears the last run down for a moment after the
+		// exit is reported (a start then fails to find sh in the rootfs):
+		// an engine race, noted in the handoff; retried here.
+		for i := 0; ; i++ {
+			r := d.berth("start", "later")
+			if r.code == 0 && r.out == "later\n" {
+				break
+			}
+			if i == 20 {
+				t.Fatalf("start later: %+v", r)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		same(t, d, "rename", "later", "renamed")
 		same(t, d, "stop", "-t", "1", "web")
 		same(t, d, "wait", "web")
 		same(t, d, "inspect", "-f", "{{.State.ExitCode}}", "web")
-		same(t, d, "restart", "-t", "1", "web")
+		// One client only: two restarts back to back race in the engine.
+		if out := d.must("restart", "-t", "1", "web"); out != "web\n" {
+			t.Errorf("restart: %q", out)
+		}
 		same(t, d, "ps", "--format", "{{.Names}} {{.State}}")
 		same(t, d, "kill", "-s", "KILL", "web")
 		same(t, d, "wait", "web")
-		same(t, d, "stop", "nosuch")
-		same(t, d, "kill", "nosuch")
-		same(t, d, "rm", "nosuch")
-		same(t, d, "rename", "nosuch", "x")
-		same(t, d, "wait", "nosuch")
-		same(t, d, "logs", "nosuch")
+		for _, verb := range []string{"stop", "kill", "rm", "wait", "logs", "start", "inspect"} {
+			sameErrors(t, d, verb, "nosuch")
+		}
+		sameErrors(t, d, "rename", "nosuch", "x")
+		sameErrors(t, d, "inspect", "-f", "{{.Foo}}", testImage)
+		if b, k := d.berth("ps", "-f", "foo"), d.docker("ps", "-f", "foo"); b.code != k.code || !strings.HasPrefix(k.err, strings.TrimSuffix(b.err, ". See 'berth ps --help'.\n")) {
+			t.Errorf("ps -f foo: berth %+v, docker %+v", b, k)
+		}
 		same(t, d, "rm", "renamed", "three")
 		d.must("run", "-d", "--name", "busy", testImage, "sleep", "100")
 		same(t, d, "rm", "busy")

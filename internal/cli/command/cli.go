@@ -32,6 +32,9 @@ type CLI struct {
 
 	host string
 	api  *client.Client
+	// canPull is set once a `pull` verb exists, so error hints never name
+	// a command the binary lacks.
+	canPull bool
 }
 
 // NewCLI returns a CLI on the process's streams and environment.
@@ -137,6 +140,7 @@ func (c *CLI) Commands() []*cobra.Command {
 	}
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)
+		c.canPull = c.canPull || cmd.Name() == "pull"
 	}
 	return cmds
 }

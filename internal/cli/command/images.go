@@ -64,7 +64,7 @@ func (c *CLI) images(ctx context.Context, o imagesOptions) error {
 	}
 	filters, err := parseFilters(o.filters)
 	if err != nil {
-		return err
+		return &StatusError{Code: 125, Message: err.Error() + ". See 'berth images --help'."}
 	}
 	api, err := c.Client()
 	if err != nil {

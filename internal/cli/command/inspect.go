@@ -120,6 +120,7 @@ func (c *CLI) printInspect(raws []json.RawMessage, tmpl string) error {
 			return err
 		}
 		if err := format.Object(c.Out, tmpl, v); err != nil {
+			fmt.Fprintln(c.Out) // docker ends the object's line even when its template fails
 			return err
 		}
 	}

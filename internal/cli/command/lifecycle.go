@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
@@ -12,12 +13,12 @@ import (
 // eachContainer applies fn to every named container, printing the error of
 // each that fails (and, if echo, the name of each that succeeds), and fails
 // if any failed: docker's way for stop, kill, rm, restart, start, wait.
-func (c *CLI) eachContainer(ctx context.Context, names []string, echo bool, fn func(ctx context.Context, api *client.Client, name string) error) error {
+func (c *CLI) eachContainer(ctx context.Context, names []string, echo bool, summary string, fn func(ctx context.Context, api *client.Client, name string) error) error {
 	api, err := c.Client()
 	if err != nil {
 		return err
 	}
-	failed := false
+	var failed []string
 	for _, n := range names {
 		if err := fn(ctx, api, n); err != nil {
 			err = c.explain(err)
@@ -25,17 +26,20 @@ func (c *CLI) eachContainer(ctx context.Context, names []string, echo bool, fn f
 				return err // no daemon: one line, not one per container
 			}
 			fmt.Fprintln(c.Err, err)
-			failed = true
+			failed = append(failed, n)
 			continue
 		}
 		if echo {
 			fmt.Fprintln(c.Out, n)
 		}
 	}
-	if failed {
-		return &StatusError{Code: 1}
+	if len(failed) == 0 {
+		return nil
 	}
-	return nil
+	if summary != "" {
+		return &StatusError{Code: 1, Message: "Error: " + summary + ": " + strings.Join(failed, ", ")}
+	}
+	return &StatusError{Code: 1}
 }
 
 // containerCommand is the skeleton of a verb taking CONTAINER [CONTAINER...].
@@ -65,7 +69,7 @@ func (c *CLI) stoppingCommand(use, short string, fn func(ctx context.Context, ap
 		if cmd.Flags().Changed("timeout") {
 			timeout = &o.timeout
 		}
-		return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+		return c.eachContainer(ctx, args, true, "", func(ctx context.Context, api *client.Client, n string) error {
 			return fn(ctx, api, n, timeout, o.signal)
 		})
 	})
@@ -93,7 +97,7 @@ func (c *CLI) killCommand() *cobra.Command {
 	cmd := c.containerCommand("kill [OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers", 1)
 	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+		return c.eachContainer(ctx, args, true, "", func(ctx context.Context, api *client.Client, n string) error {
 			_, err := api.ContainerKill(ctx, n, client.ContainerKillOptions{Signal: signal})
 			return err
 		})
@@ -108,7 +112,7 @@ func (c *CLI) rmCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&opts.RemoveVolumes, "volumes", "v", false, "Remove anonymous volumes associated with the container")
 	cmd.Flags().BoolVarP(&opts.RemoveLinks, "link", "l", false, "Remove the specified link")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+		return c.eachContainer(ctx, args, true, "", func(ctx context.Context, api *client.Client, n string) error {
 			_, err := api.ContainerRemove(ctx, n, opts)
 			return err
 		})
@@ -123,7 +127,7 @@ func (c *CLI) startCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "Attach container's STDIN")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
 		if !attach && !interactive {
-			return c.eachContainer(ctx, args, true, func(ctx context.Context, api *client.Client, n string) error {
+			return c.eachContainer(ctx, args, true, "failed to start containers", func(ctx context.Context, api *client.Client, n string) error {
 				_, err := api.ContainerStart(ctx, n, client.ContainerStartOptions{})
 				return err
 			})
@@ -149,7 +153,7 @@ func (c *CLI) startCommand() *cobra.Command {
 func (c *CLI) waitCommand() *cobra.Command {
 	cmd := c.containerCommand("wait CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes", 1)
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		return c.eachContainer(ctx, args, false, func(ctx context.Context, api *client.Client, n string) error {
+		return c.eachContainer(ctx, args, false, "", func(ctx context.Context, api *client.Client, n string) error {
 			w := api.ContainerWait(ctx, n, client.ContainerWaitOptions{})
 			select {
 			case res := <-w.Result:
@@ -175,8 +179,14 @@ func (c *CLI) renameCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		_, err = api.ContainerRename(ctx, args[0], client.ContainerRenameOptions{NewName: args[1]})
-		return c.explain(err)
+		if _, err = api.ContainerRename(ctx, args[0], client.ContainerRenameOptions{NewName: args[1]}); err != nil {
+			if err = c.explain(err); !isAPIError(err) {
+				return err
+			}
+			fmt.Fprintln(c.Err, err)
+			return &StatusError{Code: 1, Message: "Error: failed to rename container named " + args[0]}
+		}
+		return nil
 	})
 	return cmd
 }

@@ -65,7 +65,7 @@ func (c *CLI) ps(ctx context.Context, o psOptions) error {
 	}
 	filters, err := parseFilters(o.filters)
 	if err != nil {
-		return err
+		return &StatusError{Code: 125, Message: err.Error() + ". See 'berth ps --help'."}
 	}
 	opts := client.ContainerListOptions{All: o.all, Filters: filters, Limit: o.last,
 		Size: o.size || strings.Contains(o.format, ".Size") || o.format == format.JSONKey}
@@ -98,7 +98,7 @@ func parseFilters(in []string) (client.Filters, error) {
 	for _, kv := range in {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return nil, fmt.Errorf("bad format of filter (expected name=value)")
+			return nil, fmt.Errorf("invalid argument %q for \"-f, --filter\" flag: bad format of filter (expected name=value)", kv)
 		}
 		f.Add(strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v))
 	}

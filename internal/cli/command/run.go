@@ -99,7 +99,7 @@ func (c *CLI) createCommand() *cobra.Command {
 	return c.containerConfigCommand("create [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container", false,
 		func(ctx context.Context, o runconfig.Options, args []string) error {
 			o.Detach = true
-			id, err := c.create(ctx, o, args)
+			id, err := c.create(ctx, o, args, false)
 			if err != nil {
 				return err
 			}
@@ -108,9 +108,10 @@ func (c *CLI) createCommand() *cobra.Command {
 		})
 }
 
-// create makes the container; its errors carry docker's status 125 and
-// the "berth: " prefix docker puts on run errors.
-func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string) (string, error) {
+// create makes the container. For `run` its errors carry docker's status
+// 125 and the "berth: " prefix docker puts on run errors; `create` reports
+// a daemon's refusal plainly with status 1, as docker does.
+func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string, forRun bool) (string, error) {
 	cfg, err := o.Build(args)
 	if err != nil {
 		return "", &StatusError{Code: exitDaemon, Message: "berth: " + err.Error() + ". See 'berth run --help'."}
@@ -124,14 +125,20 @@ func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string) (s
 	})
 	if err != nil {
 		err = c.explain(err)
-		if client.IsErrConnectionFailed(err) || !isAPIError(err) {
+		if !isAPIError(err) {
 			return "", status(exitDaemon, err)
 		}
-		if cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image") {
-			return "", &StatusError{Code: exitDaemon, Message: fmt.Sprintf(
-				"berth: image %s not found locally; pull it with `berth pull %s`", args[0], args[0])}
+		msg := err.Error()
+		if cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(msg), "image") {
+			msg = fmt.Sprintf("Unable to find image '%s' locally", args[0])
+			if c.canPull {
+				msg += fmt.Sprintf("; pull it with `berth pull %s`", args[0])
+			}
 		}
-		return "", &StatusError{Code: exitDaemon, Message: "berth: " + err.Error()}
+		if !forRun {
+			return "", &StatusError{Code: 1, Message: msg}
+		}
+		return "", &StatusError{Code: exitDaemon, Message: "berth: " + msg}
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintln(c.Err, "WARNING:", w)
@@ -146,7 +153,7 @@ func isAPIError(err error) bool {
 }
 
 func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error {
-	id, err := c.create(ctx, o, args)
+	id, err := c.create(ctx, o, args, true)
 	if err != nil {
 		return err
 	}

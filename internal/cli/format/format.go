@@ -153,7 +153,8 @@ func (l *Lister) Flush() error {
 }
 
 // Object renders one value (inspect, version, info) with a user's
-// template, or as indented JSON when there is none.
+// template, or as indented JSON when there is none. A key missing from a
+// decoded object is an error, as in docker, rather than "<no value>".
 func Object(out io.Writer, format string, v any) error {
 	if format == "" || format == JSONKey {
 		b, err := json.MarshalIndent(v, "", "    ")
@@ -167,6 +168,7 @@ func Object(out io.Writer, format string, v any) error {
 	if err != nil {
 		return err
 	}
+	t.Option("missingkey=error")
 	var b bytes.Buffer
 	if err := t.Execute(&b, v); err != nil {
 		return fmt.Errorf("template parsing error: %w", err)
