@@ -46,6 +46,17 @@ type ApplyOptions struct {
 	// the layer implies (but does not list) their lower owner and mode.
 	Parents []string
 
+	// ParentsReady, when set, says the Parents may still be being written
+	// (a pull unpacking several layers at once): Apply calls it, once,
+	// before it first reads them and gives up if it fails. Until then it
+	// works without them: the directories the layer implies are created
+	// root-owned 0755 and take their lower owner, mode and times at the end
+	// (unless the layer lists them itself), and a hardlink to a file only a
+	// parent has waits for the parents. The result is the same as with
+	// ready parents; a layer that lists its directories (as docker's diffs
+	// do) never waits until its end.
+	ParentsReady func() error
+
 	// UIDMap and GIDMap remap ownership (user namespaces). Empty means
 	// identity; otherwise an id outside every range is an error.
 	UIDMap, GIDMap []IDMap
@@ -111,9 +122,16 @@ type applier struct {
 	parents []*dirRoot
 	buf     []byte
 
-	dirs    []dirTimes          // directory times, set at the end
-	written map[string]struct{} // paths this layer wrote; plain mode only
-	size    int64
+	dirs []dirTimes // directory times, set at the end
+	// implied are directories mkdirAll made while the parents were not
+	// ready; listed are the directories the layer's own entries set (these
+	// keep their attributes). Only used with ParentsReady.
+	implied      []string
+	listed       map[string]struct{}
+	parentsWait  bool                // ParentsReady has been called
+	parentsError error               // what it returned
+	written      map[string]struct{} // paths this layer wrote; plain mode only
+	size         int64
 
 	warnedXattr bool
 }
@@ -134,6 +152,9 @@ func newApplier(root string, opts ApplyOptions) (*applier, error) {
 	}
 	if !opts.OverlayWhiteouts {
 		a.written = make(map[string]struct{})
+	}
+	if opts.ParentsReady != nil {
+		a.listed = make(map[string]struct{})
 	}
 	for _, p := range opts.Parents {
 		pr, err := openDirRoot(p)
@@ -174,6 +195,9 @@ func (a *applier) apply(ctx context.Context, r io.Reader) (int64, error) {
 	// the whole stream.
 	if _, err := io.CopyBuffer(io.Discard, r, a.buf); err != nil {
 		return a.size, fmt.Errorf("archive: read layer trailer: %w", err)
+	}
+	if err := a.finishImplied(); err != nil {
+		return a.size, fmt.Errorf("archive: %w", err)
 	}
 	// Directory times last: creating children changed them. Reverse order
 	// is not needed (a directory's times do not change its parent's).
@@ -321,7 +345,17 @@ func (a *applier) mkdirAll(dir string) error {
 	if res == replacedWhiteout {
 		return setOpaque(pfd, base)
 	}
-	if st, ok := a.lowerStat(dir); ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+	if a.opts.ParentsReady != nil && !a.parentsWait {
+		a.implied = append(a.implied, dir)
+		return nil
+	}
+	return a.lowerAttrs(pfd, base, dir)
+}
+
+// lowerAttrs gives directory name (base in pfd), which this layer implies,
+// the owner, mode and times of the lower directory it shadows, if any.
+func (a *applier) lowerAttrs(pfd int, base, name string) error {
+	if st, ok := a.lowerStat(name); ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		if err := unix.Fchownat(pfd, base, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
 		}
@@ -329,8 +363,55 @@ func (a *applier) mkdirAll(dir string) error {
 			return err
 		}
 		// Set at the end, after the layer's entries below it changed them.
-		a.dirs = append(a.dirs, dirTimes{name: dir, ts: [2]unix.Timespec{st.Atim, st.Mtim}})
+		a.dirs = append(a.dirs, dirTimes{name: name, ts: [2]unix.Timespec{st.Atim, st.Mtim}})
 	}
+	return nil
+}
+
+// waitParents calls ParentsReady once; after it, the parents are complete.
+func (a *applier) waitParents() error {
+	if a.opts.ParentsReady == nil {
+		return nil
+	}
+	if !a.parentsWait {
+		a.parentsWait = true
+		a.parentsError = a.opts.ParentsReady()
+	}
+	if a.parentsError != nil {
+		return fmt.Errorf("parent layers: %w", a.parentsError)
+	}
+	return nil
+}
+
+// finishImplied waits for the parents, then does what mkdirAll deferred
+// for the implied directories still there that no later entry listed:
+// exactly what it would have done with the parents ready, since entries
+// only change a directory's attributes by listing it.
+func (a *applier) finishImplied() error {
+	if err := a.waitParents(); err != nil {
+		return err
+	}
+	for _, dir := range a.implied {
+		if _, ok := a.listed[dir]; ok {
+			continue
+		}
+		pdir, base := split(dir)
+		pfd, err := a.root.dirFD(pdir)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			continue // removed again by a later entry
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", dir, classify(err))
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		if err := a.lowerAttrs(pfd, base, dir); err != nil {
+			return fmt.Errorf("entry %q: %w", dir, classify(err))
+		}
+	}
+	a.implied = nil
 	return nil
 }
 
@@ -525,6 +606,9 @@ func (a *applier) dir(dir, base string, hdr *tar.Header, uid, gid int, mode uint
 		return err
 	}
 	a.dirs = append(a.dirs, dirTimes{name: join(dir, base), ts: times(hdr)})
+	if a.listed != nil {
+		a.listed[join(dir, base)] = struct{}{}
+	}
 	return nil
 }
 
@@ -629,6 +713,9 @@ func (a *applier) linkTarget(target string) (int, error) {
 		unix.Close(tfd)
 	}
 	if errors.Is(err, unix.ENOENT) && len(a.parents) > 0 {
+		if err := a.waitParents(); err != nil {
+			return -1, err
+		}
 		return a.copyUp(target)
 	}
 	return -1, err

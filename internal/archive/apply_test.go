@@ -403,3 +403,64 @@ func TestApplyWhiteoutThenRecreate(t *testing.T) {
 		t.Errorf("entry through a file: %v", err)
 	}
 }
+
+// TestApplyParentsNotReady applies an upper layer while its lower is still
+// being written (ParentsReady), and checks the result equals applying them
+// one after the other: implied directories take their lower attributes at
+// the end unless listed, and a hardlink to a lower file waits for it.
+func TestApplyParentsNotReady(t *testing.T) {
+	testutil.RequireRoot(t)
+	lowerTar := archivetest.Tar(t,
+		E{Name: "usr/", Mode: 0o711, UID: 3},
+		E{Name: "usr/bin/", Mode: 0o751, ModTime: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)},
+		E{Name: "usr/bin/tool", Body: "tool", Mode: 0o4750, GID: 9},
+		E{Name: "etc/", Mode: 0o700, UID: 5},
+		E{Name: "srv/", Mode: 0o705},
+	)
+	upperTar := archivetest.Tar(t,
+		E{Name: "usr/bin/new", Body: "new"},                       // implies usr/ and usr/bin/
+		E{Name: "etc/conf", Body: "c"},                            // implies etc/ ...
+		E{Name: "etc/", Mode: 0o755, UID: 6},                      // ... then lists it: its own attributes win
+		E{Name: "srv/x/y", Body: "y"},                             // implies srv/ (lower) and srv/x (no lower)
+		E{Name: "link", Type: tar.TypeLink, Link: "usr/bin/tool"}, // waits for the lower
+	)
+	seqLower, seqUpper := t.TempDir(), t.TempDir()
+	apply(t, seqLower, lowerTar, ApplyOptions{})
+	apply(t, seqUpper, upperTar, ApplyOptions{OverlayWhiteouts: true, Parents: []string{seqLower}})
+
+	lower, upper := t.TempDir(), t.TempDir()
+	ready := make(chan struct{})
+	waited := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Apply(context.Background(), upper, bytes.NewReader(upperTar), ApplyOptions{
+			OverlayWhiteouts: true, Parents: []string{lower}, NoSync: true,
+			ParentsReady: func() error { close(waited); <-ready; return nil },
+		})
+		errc <- err
+	}()
+	<-waited // the upper got as far as it can without the lower
+	apply(t, lower, lowerTar, ApplyOptions{})
+	close(ready)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// srv/x has neither a lower nor an entry: its mtime is when it was made.
+	noTime := func(p string, n *archivetest.Node) {
+		if p == "srv/x" {
+			n.Mtime = time.Time{}
+		}
+	}
+	if diff := archivetest.Compare(archivetest.Tree(t, seqUpper), archivetest.Tree(t, upper), noTime); len(diff) > 0 {
+		t.Errorf("upper applied before its lower differs:\n%s", strings.Join(diff, "\n"))
+	}
+
+	// A failing lower fails the upper.
+	_, err := Apply(context.Background(), t.TempDir(), bytes.NewReader(upperTar), ApplyOptions{
+		OverlayWhiteouts: true, Parents: []string{t.TempDir()}, NoSync: true,
+		ParentsReady: func() error { return errors.New("lower broke") },
+	})
+	if err == nil || !strings.Contains(err.Error(), "lower broke") {
+		t.Errorf("failed lower: %v", err)
+	}
+}

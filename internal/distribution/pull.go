@@ -309,13 +309,17 @@ func (c *Client) pullLayers(ctx context.Context, op *image.Op, rc *repoClient, l
 			}()
 		}
 	}()
+	// Layers unpack several at once (ApplyLayers), each streaming from its
+	// download when that starts after the layer's turn came.
+	var parent digest.Digest
+	if start > 0 {
+		parent = chain[start-1]
+	}
 	var err error
-	for i := start; i < len(layers) && err == nil; i++ {
-		var parent digest.Digest
-		if i > 0 {
-			parent = chain[i-1]
-		}
-		err = c.unpackLayer(ctx, op, jobs[i], parent, rep)
+	if start < len(layers) {
+		_, err = c.images.ApplyLayers(ctx, op, parent, diffIDs[start:], func(ctx context.Context, i int) (io.Reader, func(error) error, error) {
+			return c.openLayer(ctx, jobs[start+i], rep)
+		})
 	}
 	if err != nil {
 		cancel()
@@ -324,7 +328,11 @@ func (c *Client) pullLayers(ctx context.Context, op *image.Op, rc *repoClient, l
 	return err
 }
 
-func (c *Client) unpackLayer(ctx context.Context, op *image.Op, j *layerJob, parent digest.Digest, rep *reporter) error {
+// openLayer hands layer j to the unpacker: the download's stream when the
+// download starts after this, else the blob once it is in the content
+// store. done reports the layer complete, or the download's failure when
+// there was one (the cause of a broken stream).
+func (c *Client) openLayer(ctx context.Context, j *layerJob, rep *reporter) (io.Reader, func(error) error, error) {
 	close(j.ready)
 	var pr *io.PipeReader
 	select {
@@ -335,35 +343,40 @@ func (c *Client) unpackLayer(ctx context.Context, op *image.Op, j *layerJob, par
 		default:
 		}
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	var src io.Reader = pr
+	var ra content.ReaderAt
 	if pr == nil {
 		if j.err != nil {
-			return j.err
+			return nil, nil, j.err
 		}
-		ra, err := c.images.Content().ReaderAt(ctx, j.desc.Digest)
-		if err != nil {
-			return fmt.Errorf("layer %s: %w", j.desc.Digest, err)
+		var err error
+		if ra, err = c.images.Content().ReaderAt(ctx, j.desc.Digest); err != nil {
+			return nil, nil, fmt.Errorf("layer %s: %w", j.desc.Digest, err)
 		}
-		defer ra.Close()
 		src = content.NewReader(ra)
 	}
 	rep.emit(Progress{ID: j.id, Status: StatusExtracting, Total: j.desc.Size})
-	_, err := c.images.ApplyLayer(ctx, op, parent, j.diffID, &counter{r: src, rep: rep, id: j.id, status: StatusExtracting, total: j.desc.Size})
-	if pr != nil {
-		// Release a download still writing to a pipe nobody reads.
-		pr.CloseWithError(errStopped)
-		<-j.done
-		if j.err != nil {
-			err = j.err // the download's failure is the cause
+	done := func(err error) error {
+		if ra != nil {
+			ra.Close()
 		}
+		if pr != nil {
+			// Release a download still writing to a pipe nobody reads.
+			pr.CloseWithError(errStopped)
+			<-j.done
+			if j.err != nil {
+				err = j.err // the download's failure is the cause
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", j.desc.Digest, err)
+		}
+		rep.emit(Progress{ID: j.id, Status: StatusPullComplete})
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", j.desc.Digest, err)
-	}
-	rep.emit(Progress{ID: j.id, Status: StatusPullComplete})
-	return nil
+	return &counter{r: src, rep: rep, id: j.id, status: StatusExtracting, total: j.desc.Size}, done, nil
 }
 
 // download fetches one blob into the content store, resuming a partial

@@ -48,6 +48,9 @@ type Snapshotter interface {
 	View(ctx context.Context, key, parent string) ([]snapshot.Mount, error)
 	Mounts(ctx context.Context, key string) ([]snapshot.Mount, error)
 	Commit(ctx context.Context, name, key string) error
+	// CommitOnto is Commit giving a snapshot prepared without a parent
+	// its parent (ApplyLayers unpacks layers before their parents commit).
+	CommitOnto(ctx context.Context, name, key, parent string) error
 	Remove(ctx context.Context, key string) error
 	Stat(ctx context.Context, key string) (snapshot.Info, error)
 	Walk(ctx context.Context, fn func(context.Context, snapshot.Info) error) error

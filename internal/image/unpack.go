@@ -8,6 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -95,6 +99,237 @@ func (s *Service) ApplyLayer(ctx context.Context, op *Op, parent digest.Digest, 
 	return chainID, nil
 }
 
+// LayerStream opens layer i (of those given to ApplyLayers) for reading,
+// compressed or not; it may block until the bytes are there. done is
+// called once, when the unpacker is through with r, with its error (nil on
+// success), and returns the error to report for the layer: the place to
+// release a stream and to put a download's own failure first.
+type LayerStream func(ctx context.Context, i int) (r io.Reader, done func(error) error, err error)
+
+// ApplyLayers unpacks layers, given by their diff_ids bottom first, on top
+// of the committed chain parent ("" for none), and commits them in order
+// under their chainIDs, which it returns. It is ApplyLayer for a whole
+// chain, using the cores: several layers unpack at once (up to
+// GOMAXPROCS, at least 2), each into a snapshot of its own, so gunzip and
+// file creation of layer N+1 proceed while layer N is still being written.
+// A layer needs its lowers only for the attributes of directories it
+// implies and for hardlinks to their files; archive.Apply waits for them
+// then (ParentsReady), so the result is the same as one layer after the
+// other.
+//
+// Durability: layers are written without any sync, then one syncfs makes
+// them all durable, and only then are their snapshots committed, bottom
+// up. So a crash never leaves a committed layer whose files were lost (the
+// uncommitted ones are unpack-* snapshots, removed by GC), at the cost of
+// one syncfs per pull instead of one per layer. On failure the layers
+// below the first failed one are still committed, so a retry skips them;
+// the others are removed.
+func (s *Service) ApplyLayers(ctx context.Context, op *Op, parent digest.Digest, diffIDs []digest.Digest, open LayerStream) ([]digest.Digest, error) {
+	n := len(diffIDs)
+	chain := make([]digest.Digest, n)
+	keys := make([]string, n)
+	var protect []string
+	for i, d := range diffIDs {
+		below := parent
+		if i > 0 {
+			below = chain[i-1]
+		}
+		chain[i] = d
+		if below != "" {
+			chain[i] = digest.FromString(below.String() + " " + d.String())
+		}
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		keys[i] = unpackPrefix + hex.EncodeToString(b[:])
+		protect = append(protect, keys[i], chain[i].String())
+	}
+	if err := op.Add(ctx, nil, protect); err != nil {
+		return nil, err
+	}
+	committed := make([]bool, n)
+	prepared := 0
+	defer func() {
+		for i := range prepared {
+			if !committed[i] {
+				if err := s.snaps.Remove(context.WithoutCancel(ctx), keys[i]); err != nil {
+					s.log.WarnContext(ctx, "image: remove failed unpack", "key", keys[i], "err", err)
+				}
+			}
+		}
+	}()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, n)
+	ended := make([]chan struct{}, n) // closed when layer i's unpack ended
+	for i := range ended {
+		ended[i] = make(chan struct{})
+	}
+	below := func(i int) error { // waits for the layers below i
+		for j := range i {
+			select {
+			case <-ended[j]:
+				if errs[j] != nil {
+					return fmt.Errorf("layer %s: %w", diffIDs[j], errs[j])
+				}
+			case <-actx.Done():
+				return actx.Err()
+			}
+		}
+		return nil
+	}
+	// layers[i] is layer i's upper followed by every layer below it, top
+	// first. Only the bottom layer is prepared on its parent; the others
+	// get theirs when committed (CommitOnto).
+	layers := make([][]string, n)
+	sem := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	var wg sync.WaitGroup
+	var perr error
+	for i := range n {
+		// Slots go bottom first, so a layer waiting for its lowers never
+		// holds one they need. Each layer starts right after its Prepare,
+		// so the bottom one can stream from its download at once.
+		select {
+		case sem <- struct{}{}:
+		case <-actx.Done():
+		}
+		if perr == nil {
+			perr = actx.Err()
+		}
+		if perr == nil {
+			perr = s.prepareLayer(ctx, keys[i], i, parent, layers)
+			if perr == nil {
+				prepared++
+			}
+		}
+		if perr != nil {
+			errs[i] = perr
+			close(ended[i])
+			cancel()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			defer close(ended[i])
+			opts := archive.ApplyOptions{
+				OverlayWhiteouts: i > 0 || parent != "",
+				Parents:          layers[i][1:],
+				NoSync:           true, // one syncfs below, for all
+				Logger:           s.log,
+			}
+			if i > 0 {
+				opts.ParentsReady = func() error { return below(i) }
+			}
+			errs[i] = s.unpackInto(actx, layers[i][0], diffIDs[i], opts, func(ctx context.Context) (io.Reader, func(error) error, error) {
+				return open(ctx, i)
+			})
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+
+	ok := 0 // layers below the first failure
+	for ok < n && errs[ok] == nil {
+		ok++
+	}
+	var err error
+	if ok < n {
+		// The cause, not the cancellations it caused in the other layers.
+		err = errs[ok]
+		for _, e := range errs[ok:] {
+			if e != nil && !errors.Is(e, context.Canceled) {
+				err = e
+				break
+			}
+		}
+	}
+	cctx := context.WithoutCancel(ctx)
+	if ok > 0 {
+		if serr := syncFS(layers[0][0]); serr != nil {
+			return nil, fmt.Errorf("unpack: syncfs: %w", serr)
+		}
+	}
+	for i := range ok {
+		p := ""
+		if i > 0 {
+			p = chain[i-1].String()
+		}
+		cerr := s.snaps.CommitOnto(cctx, chain[i].String(), keys[i], p)
+		if errdefs.IsAlreadyExists(cerr) {
+			continue // unpacked meanwhile by another pull; ours goes
+		}
+		if cerr != nil {
+			return nil, fmt.Errorf("unpack layer %s: %w", diffIDs[i], cerr)
+		}
+		committed[i] = true
+	}
+	if err != nil {
+		return nil, err
+	}
+	return chain, nil
+}
+
+// prepareLayer makes layer i's snapshot, on parent for the bottom layer
+// and alone for the others, and records its directories in layers.
+func (s *Service) prepareLayer(ctx context.Context, key string, i int, parent digest.Digest, layers [][]string) error {
+	p := ""
+	if i == 0 {
+		p = parent.String()
+	}
+	mounts, err := s.snaps.Prepare(ctx, key, p)
+	if err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	upper, lowers, err := snapshot.LayerDirs(mounts)
+	if err != nil {
+		return fmt.Errorf("unpack: %w", err)
+	}
+	if i > 0 {
+		lowers = layers[i-1]
+	}
+	layers[i] = append([]string{upper}, lowers...)
+	return nil
+}
+
+// unpackInto applies one layer, opened by open, into upper, checking that
+// its uncompressed bytes hash to diffID.
+func (s *Service) unpackInto(ctx context.Context, upper string, diffID digest.Digest, opts archive.ApplyOptions,
+	open func(context.Context) (io.Reader, func(error) error, error)) error {
+	r, done, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	dr, err := archive.DecompressStream(r)
+	if err == nil {
+		h := sha256.New()
+		_, err = archive.Apply(ctx, upper, io.TeeReader(dr, h), opts)
+		dr.Close()
+		if got := digest.NewDigest(digest.SHA256, h); err == nil && got != diffID {
+			err = fmt.Errorf("uncompressed content hashes to %s but the config says %s: %w",
+				got, diffID, errdefs.ErrInvalidArgument)
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("unpack layer %s: %w", diffID, err)
+	}
+	return done(err)
+}
+
+// syncFS flushes the whole filesystem holding dir.
+func syncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
+
 // unpack makes sure every layer of r is unpacked, reading layers from the
 // content store; layers already unpacked are skipped.
 func (s *Service) unpack(ctx context.Context, op *Op, r Resolved) error {
@@ -111,25 +346,21 @@ func (s *Service) unpack(ctx context.Context, op *Op, r Resolved) error {
 			break
 		}
 	}
-	for i := start; i < len(chain); i++ {
-		var parent digest.Digest
-		if i > 0 {
-			parent = chain[i-1]
-		}
-		if err := s.applyBlob(ctx, op, parent, r.Layers[i], r.Image.RootFS.DiffIDs[i]); err != nil {
-			return err
-		}
+	if start == len(chain) {
+		return nil
 	}
-	return nil
-}
-
-func (s *Service) applyBlob(ctx context.Context, op *Op, parent digest.Digest, layer v1.Descriptor, diffID digest.Digest) error {
-	ra, err := s.content.ReaderAt(ctx, layer.Digest)
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", layer.Digest, err)
+	var parent digest.Digest
+	if start > 0 {
+		parent = chain[start-1]
 	}
-	defer ra.Close()
-	_, err = s.ApplyLayer(ctx, op, parent, diffID, content.NewReader(ra))
+	_, err := s.ApplyLayers(ctx, op, parent, r.Image.RootFS.DiffIDs[start:], func(ctx context.Context, i int) (io.Reader, func(error) error, error) {
+		layer := r.Layers[start+i]
+		ra, err := s.content.ReaderAt(ctx, layer.Digest)
+		if err != nil {
+			return nil, nil, fmt.Errorf("layer %s: %w", layer.Digest, err)
+		}
+		return content.NewReader(ra), func(err error) error { ra.Close(); return err }, nil
+	})
 	return err
 }
 

@@ -348,6 +348,15 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]Mount, error) {
 // name fails with ErrAlreadyExists: someone else unpacked the same layer,
 // and the caller should Remove key and use name.
 func (s *Snapshotter) Commit(ctx context.Context, name, key string) error {
+	return s.CommitOnto(ctx, name, key, "")
+}
+
+// CommitOnto is Commit that also gives key, an active snapshot prepared
+// without a parent, the committed parent parent ("" changes nothing). It
+// lets layers be unpacked at once, each into its own snapshot, and chained
+// in order as they are committed: the caller vouches that key's directory
+// holds an overlay upper meant for parent (whiteouts and all).
+func (s *Snapshotter) CommitOnto(ctx context.Context, name, key, parent string) error {
 	if name == "" {
 		return fmt.Errorf("snapshot: empty name: %w", errdefs.ErrInvalidArgument)
 	}
@@ -375,6 +384,15 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string) error {
 		}
 		if cur.ID != rec.ID || cur.Kind != KindActive {
 			return fmt.Errorf("snapshot %q changed during commit: %w", key, errdefs.ErrConflict)
+		}
+		if parent != "" {
+			if cur.Parent != "" {
+				return fmt.Errorf("snapshot %q already has parent %q: %w", key, cur.Parent, errdefs.ErrFailedPrecondition)
+			}
+			if _, err := chain(tx, parent); err != nil {
+				return err
+			}
+			cur.Parent = parent
 		}
 		if _, err := tx.Get(name); err == nil {
 			return fmt.Errorf("snapshot %q: %w", name, errdefs.ErrAlreadyExists)

@@ -326,3 +326,50 @@ func TestOpenLocked(t *testing.T) {
 		t.Errorf("second open: %v", err)
 	}
 }
+
+// TestCommitOnto unpacks two layers at once, each into a snapshot without
+// a parent, and chains the upper one as it is committed.
+func TestCommitOnto(t *testing.T) {
+	testutil.RequireRoot(t)
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	lo, err := s.Prepare(ctx, "lo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi, err := s.Prepare(ctx, "hi", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(upper(t, lo), "a"), "a")
+	writeFile(t, filepath.Join(upper(t, hi), "b"), "b")
+	if err := s.CommitOnto(ctx, "L2", "hi", "lo"); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("commit onto an active parent: %v", err)
+	}
+	if err := s.Commit(ctx, "L1", "lo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitOnto(ctx, "L2", "hi", "L1"); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Stat(ctx, "L2"); err != nil || info.Parent != "L1" || info.Kind != KindCommitted {
+		t.Fatalf("stat L2: %+v %v", info, err)
+	}
+	ms, err := s.View(ctx, "v", "L2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := mountAt(t, ms)
+	for _, f := range []string{"a", "b"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// A snapshot that has a parent keeps it.
+	if _, err := s.Prepare(ctx, "c", "L2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitOnto(ctx, "L3", "c", "L1"); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("re-parent: %v", err)
+	}
+}
