@@ -1,11 +1,15 @@
 package cli_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -255,6 +259,52 @@ func TestCLI(t *testing.T) {
 		if d.must("rm", "-f", "busy") != "busy\n" {
 			t.Error("rm -f busy")
 		}
+	})
+
+	t.Run("follow-signals", func(t *testing.T) {
+		d.must("run", "-d", "--name", "follow", testImage, "sh", "-c", "echo a; sleep 1; echo b >&2")
+		start := time.Now()
+		if r := d.berth("logs", "-f", "follow"); r.out != "a\n" || r.err != "b\n" || r.code != 0 {
+			t.Errorf("logs -f: %+v", r)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Errorf("logs -f took %v to end after the container exited", time.Since(start))
+		}
+		// An attached run passes SIGTERM on to the container, as docker's
+		// --sig-proxy does, and exits with the container's status.
+		cmd := exec.Command(berthBinary(t), "run", "--name", "sig", testImage, "sh", "-c", "trap 'exit 143' TERM; echo ready; sleep 100 & wait")
+		cmd.Env = append(os.Environ(), d.env()...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if line != "ready\n" {
+			t.Fatalf("attached run: %q", line)
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+				t.Errorf("run after SIGTERM: %v, want exit status 143", err)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("run did not end after SIGTERM")
+		}
+	})
+
+	t.Run("json", func(t *testing.T) {
+		same(t, d, "images", "--format", "json")
+		same(t, d, "ps", "-a", "--format", "json")
+		same(t, d, "ps", "-a", "--format", "{{json .Names}} {{json .Labels}}")
+		same(t, d, "inspect", "-f", "{{json .State.Status}} {{json .HostConfig.Memory}}", "follow")
 	})
 
 	t.Run("completion", func(t *testing.T) {

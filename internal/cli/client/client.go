@@ -4,10 +4,7 @@
 package client
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 
 	"github.com/moby/moby/client"
@@ -48,16 +45,8 @@ func Explain(err error, host string) error {
 	if err == nil {
 		return nil
 	}
-	if client.IsErrConnectionFailed(err) || isDialError(err) {
+	if client.IsErrConnectionFailed(err) {
 		return fmt.Errorf("cannot connect to berth at %s: is `berth daemon` running?", host)
 	}
 	return err
-}
-
-func isDialError(err error) bool {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return true
-	}
-	return errors.Is(err, os.ErrNotExist)
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
@@ -153,7 +154,7 @@ func (r *imageRow) Digest() string       { return r.digest }
 func (r *imageRow) CreatedSince() string { return format.Ago(r.now, r.img.Created) }
 func (r *imageRow) CreatedAt() string    { return time.Unix(r.img.Created, 0).String() }
 func (r *imageRow) Size() string         { return format.Size(r.img.Size) }
-func (r *imageRow) VirtualSize() string  { return format.Size(r.img.Size) }
+func (r *imageRow) VirtualSize() string  { return units.HumanSize(float64(r.img.Size)) } // docker: 4 digits here
 func (r *imageRow) Containers() string {
 	if r.img.Containers < 0 {
 		return "N/A"
