@@ -490,6 +490,21 @@ func TestNetworks(t *testing.T) {
 		if got, err := readTCP(nsA, aRecords(query(t, nsA, "beta", mdns.TypeA, "udp"))[0]+":8080"); err != nil || got != "hello from beta" {
 			t.Fatalf("a→beta: %q %v", got, err)
 		}
+		// Port 53 stays free for the container's own programs.
+		if err := dns.InNetns(nsB, func() error {
+			u, err := net.ListenPacket("udp4", "0.0.0.0:53")
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			l, err := net.Listen("tcp4", "0.0.0.0:53")
+			if err != nil {
+				return err
+			}
+			return l.Close()
+		}); err != nil {
+			t.Fatalf("container cannot bind port 53: %v", err)
+		}
 		// And with busybox's own resolver.
 		if _, err := os.Stat(testutil.BusyboxPath); err == nil {
 			out := run(t, "ip", "netns", "exec", strings.TrimPrefix(nsA, "/run/netns/"), testutil.BusyboxPath, "nslookup", "beta", dns.Address)

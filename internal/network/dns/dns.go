@@ -4,10 +4,12 @@
 // creates that container's UDP and TCP sockets inside its network namespace
 // (on a locked OS thread that setns'd into it and then back), and serves
 // them from ordinary goroutines of the daemon: a socket stays in the
-// namespace it was created in. No DNAT, no extra process, no thread parked
-// in the container's namespace; forwarding to the host's resolvers happens
-// from the daemon's own (host) namespace, so even a loopback resolver such
-// as 127.0.0.53 works.
+// namespace it was created in. No extra process, no thread parked in the
+// container's namespace; forwarding to the host's resolvers happens from the
+// daemon's own (host) namespace, so even a loopback resolver such as
+// 127.0.0.53 works. Like docker, the sockets use random ports and a DNAT
+// inside the container's namespace maps port 53 to them, so a DNS server in
+// the container can still bind 0.0.0.0:53.
 //
 // Names are scoped: a container resolves the names of the containers that
 // share at least one network with it (container name, aliases, service
@@ -29,6 +31,8 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"github.com/vishvananda/netns"
+
+	"github.com/berth-dev/berth/internal/network/nat"
 )
 
 // Address is where containers find the server.
@@ -285,6 +289,9 @@ func (s *Server) forward(asker string, w mdns.ResponseWriter, q *mdns.Msg) {
 
 // Start serves asker's queries at 127.0.0.11:53 (UDP and TCP) inside the
 // network namespace at netnsPath; lo must be up there (Attach does that).
+// The sockets listen on random ports of 127.0.0.11 and an nftables DNAT in
+// that namespace (nat.RedirectDNS) sends port 53 to them, so that port 53
+// stays free for the container's own programs.
 // Starting twice for one container is a no-op.
 func (s *Server) Start(asker, netnsPath string) error {
 	s.mu.Lock()
@@ -297,10 +304,10 @@ func (s *Server) Start(asker, netnsPath string) error {
 	var ln net.Listener
 	err := InNetns(netnsPath, func() error {
 		var err error
-		if pc, err = net.ListenPacket("udp4", Address+":53"); err != nil {
+		if pc, err = net.ListenPacket("udp4", Address+":0"); err != nil {
 			return err
 		}
-		if ln, err = net.Listen("tcp4", Address+":53"); err != nil {
+		if ln, err = net.Listen("tcp4", Address+":0"); err != nil {
 			pc.Close()
 			return err
 		}
@@ -308,6 +315,12 @@ func (s *Server) Start(asker, netnsPath string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("dns: listen in %s: %w", netnsPath, err)
+	}
+	up, tp := pc.LocalAddr().(*net.UDPAddr).Port, ln.Addr().(*net.TCPAddr).Port
+	if err := nat.RedirectDNS(netnsPath, netip.MustParseAddr(Address), uint16(up), uint16(tp)); err != nil {
+		pc.Close()
+		ln.Close()
+		return err
 	}
 	h := s.Handler(asker)
 	l := &listener{
