@@ -172,8 +172,9 @@ func (s *Server) inspect(c engine.Container) container.InspectResponse {
 		Path:    c.Path,
 		Args:    c.Args,
 		State: &container.State{
-			Status:     container.ContainerState(st.Status),
+			Status:     container.ContainerState(apiStatus(st)),
 			Running:    st.Status == engine.StatusRunning,
+			Paused:     st.Paused,
 			Restarting: false,
 			OOMKilled:  st.OOMKilled,
 			Dead:       st.Status == engine.StatusDead,
@@ -287,7 +288,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 		}
 		ok := matchAny(filters["id"], func(v string) bool { return strings.HasPrefix(c.ID, v) }) &&
 			matchAny(filters["name"], func(v string) bool { return strings.Contains(c.Name, strings.TrimPrefix(v, "/")) }) &&
-			matchAny(filters["status"], func(v string) bool { return v == c.State.Status }) &&
+			matchAny(filters["status"], func(v string) bool { return v == apiStatus(c.State) }) &&
 			labelsMatch(filters["label"], c.Config.Labels)
 		if !ok {
 			continue
@@ -326,7 +327,7 @@ func summary(c engine.Container) container.Summary {
 		Created: c.Created.Unix(),
 		Ports:   []container.PortSummary{},
 		Labels:  labels,
-		State:   container.ContainerState(c.State.Status),
+		State:   container.ContainerState(apiStatus(c.State)),
 		Status:  statusText(c.State),
 		Mounts:  mountPoints(c.HostConfig),
 		NetworkSettings: &container.NetworkSettingsSummary{
@@ -340,11 +341,23 @@ func summary(c engine.Container) container.Summary {
 	return sum
 }
 
+// apiStatus is the status docker shows: a frozen container is "paused"
+// though the engine keeps it running.
+func apiStatus(st engine.State) string {
+	if st.Paused && st.Status == engine.StatusRunning {
+		return "paused"
+	}
+	return st.Status
+}
+
 // statusText is docker's STATUS column: "Up 3 minutes", "Exited (0) 2
 // hours ago", "Created".
 func statusText(st engine.State) string {
 	switch st.Status {
 	case engine.StatusRunning:
+		if st.Paused {
+			return "Up " + humanDuration(time.Since(st.StartedAt)) + " (Paused)"
+		}
 		return "Up " + humanDuration(time.Since(st.StartedAt))
 	case engine.StatusExited:
 		if st.FinishedAt.IsZero() {

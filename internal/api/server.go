@@ -70,6 +70,7 @@ func (s *Server) routes() {
 	m.HandleFunc("HEAD /_ping", s.ping)
 	m.HandleFunc("GET /version", s.version)
 	m.HandleFunc("GET /info", s.systemInfo)
+	m.HandleFunc("GET /events", s.systemEvents)
 
 	m.HandleFunc("POST /containers/create", s.containerCreate)
 	m.HandleFunc("GET /containers/json", s.containerList)
@@ -85,6 +86,10 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
 
+	m.HandleFunc("GET /containers/{id}/stats", s.containerStats)
+	m.HandleFunc("GET /containers/{id}/top", s.containerTop)
+	m.HandleFunc("POST /containers/{id}/pause", s.containerPause)
+	m.HandleFunc("POST /containers/{id}/unpause", s.containerUnpause)
 	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)
 	m.HandleFunc("POST /exec/{id}/start", s.execStart)
 	m.HandleFunc("GET /exec/{id}/json", s.execInspect)

@@ -23,6 +23,7 @@ const (
 type State struct {
 	Status     string
 	Pid        int
+	Paused     bool `json:",omitempty"` // frozen; Status stays running, as in docker
 	ExitCode   int
 	Error      string `json:",omitempty"`
 	OOMKilled  bool

@@ -116,6 +116,7 @@ func (e *Engine) Create(ctx context.Context, name string, cfg *container.Config,
 	}
 	e.byID[id] = c
 	ok = true
+	e.emitContainer(c, "create", nil)
 	return CreateResult{ID: id, Warnings: []string{}}, nil
 }
 

@@ -37,6 +37,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/runtime/cgroup"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/supervisor"
 )
@@ -53,6 +54,10 @@ type Supervisor interface {
 	AttachStdin(ctx context.Context, id string) (*net.UnixConn, error)
 	Exec(ctx context.Context, id string, req supervisor.ExecRequest) (*net.UnixConn, io.Reader, error)
 	ResizeExec(ctx context.Context, id, execID string, width, height int) error
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	Pids(ctx context.Context, id string) ([]int, error)
+	Stats(ctx context.Context, id string) (*cgroup.Stats, error)
 }
 
 // Options configure an Engine.
@@ -318,11 +323,11 @@ func (e *Engine) Counts() (running, paused, stopped int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, c := range e.byID {
-		switch c.State.Status {
-		case StatusRunning:
-			running++
-		case "paused":
+		switch {
+		case c.State.Paused:
 			paused++
+		case c.State.Status == StatusRunning:
+			running++
 		default:
 			stopped++
 		}

@@ -94,6 +94,9 @@ func (e *Engine) Start(ctx context.Context, ref string) error {
 		}
 		return e.startFailed(id, err)
 	}
+	e.mu.Lock()
+	e.emitContainer(c, "start", nil)
+	e.mu.Unlock()
 	return nil
 }
 
@@ -227,6 +230,7 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 		c.State.Status = StatusExited
 	}
 	c.State.Pid = 0
+	c.State.Paused = false
 	c.State.ExitCode = st.ExitCode
 	c.State.OOMKilled = st.OOMKilled
 	c.State.FinishedAt = st.FinishedAt
@@ -234,6 +238,7 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 		e.log.Error("record exit", "id", id, "err", err)
 	}
 	close(c.exited)
+	e.emitContainer(c, "die", map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
 	autoRemove := c.HostConfig.AutoRemove
 	e.mu.Unlock()
 	if err := snapshot.UnmountAll(e.rootfsPath(id)); err != nil {
@@ -273,6 +278,13 @@ func (e *Engine) Stop(ctx context.Context, ref string, sigName string, timeout *
 		return fmt.Errorf("container %s is not running: %w", c.ID, ErrNotModified)
 	}
 	id, exited := c.ID, c.exited
+	defer func() {
+		if isClosed(exited) {
+			e.mu.Lock()
+			e.emitContainer(c, "stop", nil)
+			e.mu.Unlock()
+		}
+	}()
 	if sigName == "" {
 		sigName = c.Config.StopSignal
 	}
@@ -337,6 +349,7 @@ func (e *Engine) Kill(ctx context.Context, ref, sigName string) error {
 		return fmt.Errorf("cannot kill container: %s: container %s is not running: %w", ref, c.ID, errdefs.ErrConflict)
 	}
 	id, exited := c.ID, c.exited
+	e.emitContainer(c, "kill", map[string]string{"signal": strconv.Itoa(int(sig))})
 	e.mu.Unlock()
 	sup, err := e.supervisor(ctx)
 	if err != nil {
@@ -520,6 +533,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		delete(e.names, c.Name)
 	}
 	close(c.removed)
+	e.emitContainer(c, "destroy", nil)
 	e.mu.Unlock()
 	return nil
 }
@@ -551,5 +565,6 @@ func (e *Engine) Rename(ref, newName string) error {
 	}
 	delete(e.names, old)
 	e.names[name] = c.ID
+	e.emitContainer(c, "rename", map[string]string{"oldName": old})
 	return nil
 }

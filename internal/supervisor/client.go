@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/runtime/cgroup"
 )
 
 // Client talks to the supervisor of one exec-root.
@@ -96,6 +97,30 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 func (c *Client) List(ctx context.Context) ([]Container, error) {
 	resp, err := c.call(ctx, Request{Method: MethodList})
 	return resp.Containers, err
+}
+
+// Pause freezes the container's processes; Resume thaws them.
+func (c *Client) Pause(ctx context.Context, id string) error {
+	_, err := c.call(ctx, Request{Method: MethodPause, ID: id})
+	return err
+}
+
+// Resume thaws a paused container.
+func (c *Client) Resume(ctx context.Context, id string) error {
+	_, err := c.call(ctx, Request{Method: MethodResume, ID: id})
+	return err
+}
+
+// Pids lists the host pids of the container's processes.
+func (c *Client) Pids(ctx context.Context, id string) ([]int, error) {
+	resp, err := c.call(ctx, Request{Method: MethodPids, ID: id})
+	return resp.Pids, err
+}
+
+// Stats samples the container's cgroup.
+func (c *Client) Stats(ctx context.Context, id string) (*cgroup.Stats, error) {
+	resp, err := c.call(ctx, Request{Method: MethodStats, ID: id})
+	return resp.Stats, err
 }
 
 // Resize sets the terminal size of a Tty container.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/runtime/cgroup"
 )
 
 // The wire protocol is JSON lines over a unix socket: one Request, one
@@ -31,6 +32,11 @@ const (
 	// connection carries its output as frames (see WriteFrame) ending
 	// with an exit frame, and the daemon's writes are its stdin.
 	MethodExec = "exec"
+	// Cgroup-level calls on a running container.
+	MethodPause  = "pause"
+	MethodResume = "resume"
+	MethodPids   = "pids"
+	MethodStats  = "stats"
 )
 
 // Request is one call.
@@ -80,10 +86,12 @@ type ExecRequest struct {
 
 // Response answers a Request.
 type Response struct {
-	Error      string      `json:"error,omitempty"`
-	Class      string      `json:"class,omitempty"` // errdefs class name
-	Pid        int         `json:"pid,omitempty"`
-	Containers []Container `json:"containers,omitempty"`
+	Error      string        `json:"error,omitempty"`
+	Class      string        `json:"class,omitempty"` // errdefs class name
+	Pid        int           `json:"pid,omitempty"`
+	Containers []Container   `json:"containers,omitempty"`
+	Pids       []int         `json:"pids,omitempty"`
+	Stats      *cgroup.Stats `json:"stats,omitempty"`
 }
 
 // Container is what the supervisor knows of a container it supervises.

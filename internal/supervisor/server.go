@@ -206,6 +206,20 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 		err = s.delete(ctx, req.ID)
 	case MethodList:
 		resp.Containers = s.list()
+	case MethodPause, MethodResume, MethodPids, MethodStats:
+		if _, err = s.get(req.ID); err != nil {
+			break
+		}
+		switch req.Method {
+		case MethodPause:
+			err = s.rt.Pause(ctx, req.ID)
+		case MethodResume:
+			err = s.rt.Resume(ctx, req.ID)
+		case MethodPids:
+			resp.Pids, err = s.rt.Ps(ctx, req.ID)
+		case MethodStats:
+			resp.Stats, err = s.rt.Stats(ctx, req.ID)
+		}
 	case MethodResize:
 		if req.ExecID != "" {
 			err = s.resizeExec(req.ExecID, req.Width, req.Height)

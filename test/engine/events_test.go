@@ -1,0 +1,77 @@
+package engine_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEventsTopStatsPause: the lifecycle shows in docker events (with
+// filters and since/until), top lists the container's processes, stats
+// reads its cgroup, pause freezes it.
+func TestEventsTopStatsPause(t *testing.T) {
+	d := startDaemon(t)
+	since := fmt.Sprintf("%d", time.Now().Add(-time.Second).Unix())
+	d.mustDocker("run", "-d", "--name", "ev", "--label", "team=a", testImage, "sleep", "100")
+
+	out := d.mustDocker("top", "ev")
+	if !strings.Contains(out, "PID") || !strings.Contains(out, "sleep 100") {
+		t.Fatalf("docker top:\n%s", out)
+	}
+	out = d.mustDocker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", "ev")
+	if f := strings.Fields(out); len(f) < 3 || f[0] != "ev" || f[1] != "1" {
+		t.Fatalf("docker stats --no-stream: %q", out)
+	}
+	code, body := d.request("GET", "/containers/ev/stats?stream=0&one-shot=1", "")
+	var st struct {
+		Memory struct{ Usage uint64 } `json:"memory_stats"`
+		CPU    struct {
+			Usage struct {
+				Total uint64 `json:"total_usage"`
+			} `json:"cpu_usage"`
+		} `json:"cpu_stats"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Memory.Usage == 0 || st.CPU.Usage.Total == 0 {
+		t.Fatalf("stats one-shot: %d %s", code, body)
+	}
+
+	d.mustDocker("pause", "ev")
+	if out := d.mustDocker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ev"); out != "paused true\n" {
+		t.Fatalf("inspect after pause: %q", out)
+	}
+	if out := d.mustDocker("ps", "--format", "{{.Status}}"); !strings.Contains(out, "(Paused)") {
+		t.Fatalf("ps after pause: %q", out)
+	}
+	if _, errOut, code := d.docker("pause", "ev"); code == 0 || !strings.Contains(errOut, "already paused") {
+		t.Fatalf("second pause: %d %q", code, errOut)
+	}
+	d.mustDocker("unpause", "ev")
+	if out := d.mustDocker("exec", "ev", "echo", "thawed"); out != "thawed\n" {
+		t.Fatalf("exec after unpause: %q", out)
+	}
+	d.mustDocker("kill", "ev")
+	d.mustDocker("rm", "ev")
+	until := fmt.Sprintf("%d", time.Now().Add(time.Second).Unix())
+
+	out = d.mustDocker("events", "--since", since, "--until", until, "--filter", "container=ev", "--format", "{{.Type}} {{.Action}}")
+	var actions []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.Contains(l, "exec_") {
+			actions = append(actions, l)
+		}
+	}
+	want := "container create,container start,container pause,container unpause,container kill,container die,container destroy"
+	if strings.Join(actions, ",") != want {
+		t.Fatalf("docker events:\n%s\nwant %s", out, want)
+	}
+	out = d.mustDocker("events", "--since", since, "--until", until, "--filter", "event=die", "--filter", "label=team=a",
+		"--format", "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+	if out != "ev 137\n" {
+		t.Fatalf("docker events --filter event=die: %q", out)
+	}
+	if _, errOut, code := d.docker("events", "--filter", "nosuch=1", "--until", until); code == 0 || !strings.Contains(errOut, "invalid filter") {
+		t.Fatalf("events with a bad filter: %d %q", code, errOut)
+	}
+}
