@@ -67,6 +67,8 @@ type Server struct {
 
 type listener struct {
 	udp, tcp *mdns.Server
+	pc       net.PacketConn
+	ln       net.Listener
 }
 
 // New returns a Server with no records and no listeners.
@@ -326,6 +328,8 @@ func (s *Server) Start(asker, netnsPath string) error {
 	l := &listener{
 		udp: &mdns.Server{PacketConn: pc, Handler: h},
 		tcp: &mdns.Server{Listener: ln, Handler: h},
+		pc:  pc,
+		ln:  ln,
 	}
 	s.mu.Lock()
 	if _, ok := s.listeners[asker]; ok { // lost a race: keep the first
@@ -352,6 +356,10 @@ func (s *Server) Stop(asker string) {
 	}
 	l.udp.Shutdown()
 	l.tcp.Shutdown()
+	// Shutdown fails if the server has not started yet: close the sockets
+	// regardless, they hold the container's netns alive.
+	l.pc.Close()
+	l.ln.Close()
 }
 
 // Close stops every listener.
