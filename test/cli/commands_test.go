@@ -79,6 +79,8 @@ func TestCLI(t *testing.T) {
 		same(t, d, "images", "--format", "table {{.Repository}}\t{{.ID}}")
 		same(t, d, "images", "busybox")
 		same(t, d, "images", "nosuch")
+		same(t, d, "images", "--digests")
+		same(t, d, "images", "-a")
 	})
 
 	t.Run("run", func(t *testing.T) {
@@ -102,6 +104,11 @@ func TestCLI(t *testing.T) {
 			// daemon to pull, and nothing may leave the machine.
 			{[]string{"run", "--rm", "127.0.0.1:1/nosuch:1", "true"}, 125},
 			{[]string{"run", "--rm", "--name", "three", testImage, "true"}, 125},
+			{[]string{"run", testImage, "/etc/passwd"}, 126},
+			{[]string{"run", testImage, "/etc"}, 126},
+			{[]string{"run", testImage, "nosuchcmd"}, 127},
+			{[]string{"run", "-d", testImage, "nosuchcmd"}, 127},
+			{[]string{"run", "-u", "nosuchuser", testImage, "true"}, 125},
 		} {
 			b, k := d.berth(c.args...), d.docker(c.args...)
 			if b.code != c.code || b.code != k.code {

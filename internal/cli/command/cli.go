@@ -120,7 +120,13 @@ func (c *CLI) explain(err error) error {
 
 // action adapts a command body to cobra, reporting its error our way.
 func (c *CLI) action(fn func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
+	return func(cmd *cobra.Command, args []string) (err error) {
+		// A bug must still end in one line, not a Go stack trace.
+		defer func() {
+			if p := recover(); p != nil {
+				err = c.report(fmt.Errorf("berth: internal error in %q: %v", cmd.CommandPath(), p))
+			}
+		}()
 		return c.report(fn(cmd.Context(), args))
 	}
 }
@@ -149,6 +155,7 @@ func (c *CLI) Commands() []*cobra.Command {
 // one line naming the command and where to read its help, exit status 125
 // for flag errors (docker uses 125 for every command there).
 func (c *CLI) setUsageErrors(cmd *cobra.Command) {
+	cmd.DisableFlagsInUseLine = true // Use already says [OPTIONS], as docker's does
 	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return c.report(&StatusError{Code: 125, Message: fmt.Sprintf("%s. See '%s --help'.", err, cmd.CommandPath())})
 	})

@@ -159,10 +159,12 @@ func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error
 	}
 	api, _ := c.Client()
 	if o.Detach {
+		// docker prints the ID before starting: a container whose start
+		// failed still exists, and scripts may want to remove it.
+		fmt.Fprintln(c.Out, id)
 		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 			return startError(c.explain(err))
 		}
-		fmt.Fprintln(c.Out, id)
 		return nil
 	}
 	return c.attachStartWait(ctx, api, id, o.Tty, o.Rm, true)
@@ -232,7 +234,7 @@ func startError(err error) error {
 	switch {
 	case strings.Contains(low, "executable file not found"), strings.Contains(low, "no such file or directory"):
 		code = exitNotFound
-	case strings.Contains(low, "permission denied"), strings.Contains(low, "not a directory") && strings.Contains(low, "exec"):
+	case strings.Contains(low, "permission denied"), strings.Contains(low, "is a directory"):
 		code = exitNoInvoke
 	}
 	if !isAPIError(err) {
