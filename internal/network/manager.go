@@ -737,3 +737,66 @@ func (m *Manager) Teardown(ctx context.Context) error {
 	errs = append(errs, m.nat.Destroy())
 	return errors.Join(errs...)
 }
+
+// HostGateway is the address "host-gateway" stands for in --add-host: the
+// default bridge's gateway, as docker's.
+func (m *Manager) HostGateway() netip.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := m.byName(BridgeNetwork); n != nil {
+		return n.Gateway
+	}
+	return netip.Addr{}
+}
+
+// FilesOptions are a container's name-resolution settings.
+type FilesOptions struct {
+	Hostname   string
+	Domainname string
+	ExtraHosts []string // --add-host NAME:IP (IP may be host-gateway)
+	DNS        []string // --dns
+	DNSSearch  []string // --dns-search
+	DNSOptions []string // --dns-option
+}
+
+// Files returns the /etc/hosts, /etc/hostname and /etc/resolv.conf of a
+// container after its Connects: its addresses on every network go into
+// /etc/hosts, and resolv.conf points at 127.0.0.11 if it is on a
+// user-defined network (the host's resolvers otherwise). Bad --add-host or
+// --dns values are ErrInvalidArgument. (For --network host/none/container:
+// the engine copies the host's files or the other container's instead.)
+func (m *Manager) Files(containerID string, o FilesOptions) (hosts, hostname, resolv []byte, err error) {
+	var extra []HostEntry
+	for _, s := range o.ExtraHosts {
+		e, err := ParseExtraHost(s)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if e.IP == "host-gateway" {
+			gw := m.HostGateway()
+			if !gw.IsValid() {
+				return nil, nil, nil, fmt.Errorf("no host-gateway address: %w", errdefs.ErrFailedPrecondition)
+			}
+			e.IP = gw.String()
+		}
+		extra = append(extra, e)
+	}
+	m.mu.Lock()
+	eps := m.endpointsLocked(containerID)
+	embedded := false
+	var ips []netip.Addr
+	for _, ep := range eps {
+		ips = append(ips, ep.Address.Addr())
+		if n, ok := m.nets[ep.Network]; ok && !n.Predefined {
+			embedded = true
+		}
+	}
+	m.mu.Unlock()
+	host, _ := os.ReadFile(m.cfg.HostResolvConf)
+	resolv, _, err = ResolvConf(ResolvOptions{Host: host, Embedded: embedded, DNS: o.DNS, Search: o.DNSSearch, Options: o.DNSOptions})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hosts = HostsFile(HostsOptions{Hostname: o.Hostname, Domainname: o.Domainname, IPs: ips, ExtraHosts: extra})
+	return hosts, HostnameFile(o.Hostname), resolv, nil
+}

@@ -452,6 +452,21 @@ func TestNetworks(t *testing.T) {
 		t.Fatalf("routes in netns:\n%s", out)
 	}
 
+	t.Run("files", func(t *testing.T) {
+		hosts, hostname, resolv, err := m.Files(idA, network.FilesOptions{Hostname: "aaaaaaaaaaaa", ExtraHosts: []string{"gw:host-gateway", "db:192.0.2.77"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := string(hosts); !strings.Contains(h, ipA+"\taaaaaaaaaaaa\n") || !strings.Contains(h, "172.30.200.1\tgw\n") || !strings.Contains(h, "192.0.2.77\tdb\n") {
+			t.Fatalf("hosts:\n%s", h)
+		}
+		if string(hostname) != "aaaaaaaaaaaa\n" || !strings.Contains(string(resolv), "nameserver 127.0.0.11\n") {
+			t.Fatalf("hostname %q resolv:\n%s", hostname, resolv)
+		}
+		if _, _, _, err := m.Files(idA, network.FilesOptions{ExtraHosts: []string{"bad"}}); !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("bad add-host: %v", err)
+		}
+	})
 	t.Run("by IP", func(t *testing.T) {
 		if got, err := readTCP(nsA, ipB+":8080"); err != nil || got != "hello from beta" {
 			t.Fatalf("a→b: %q %v", got, err)
