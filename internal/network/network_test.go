@@ -51,7 +51,7 @@ func snapshot(t *testing.T) hostState {
 	sort.Strings(links)
 	return hostState{
 		links:   strings.Join(links, " "),
-		netns:   run(t, "ip", "netns", "list"),
+		netns:   ownNetns(run(t, "ip", "netns", "list")),
 		ruleset: ownRuleset(run(t, "nft", "list", "ruleset")),
 		addrs:   run(t, "ip", "-4", "-o", "addr", "show"),
 		routes:  run(t, "ip", "route", "show", "table", "all"),
@@ -71,6 +71,18 @@ func ownRuleset(rs string) string {
 			skip = (strings.Contains(l, " berth_t") || strings.Contains(l, " berth_n")) && !strings.Contains(l, mine)
 		}
 		if !skip {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// ownNetns drops the namespaces of the dns package's test (packages run in
+// parallel) from `ip netns list`.
+func ownNetns(list string) string {
+	var out []string
+	for _, l := range strings.Split(list, "\n") {
+		if !strings.HasPrefix(l, "btdns") {
 			out = append(out, l)
 		}
 	}
