@@ -73,6 +73,7 @@ func TestCLI(t *testing.T) {
 		}
 		same(t, d, "images")
 		same(t, d, "image", "ls")
+		same(t, d, "image", "list", "-q")
 		same(t, d, "images", "-q")
 		same(t, d, "images", "--no-trunc", "-q")
 		same(t, d, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}} {{.CreatedSince}}")
@@ -168,6 +169,8 @@ func TestCLI(t *testing.T) {
 		same(t, d, "ps")
 		same(t, d, "ps", "-a")
 		same(t, d, "container", "ls", "-a")
+		same(t, d, "container", "list", "-a", "-q")
+		same(t, d, "container", "ps", "-q")
 		same(t, d, "ps", "-q")
 		same(t, d, "ps", "-aq", "--no-trunc")
 		same(t, d, "ps", "-a", "-s")
@@ -215,6 +218,10 @@ func TestCLI(t *testing.T) {
 		same(t, d, "inspect", "--format", "{{.State.ExitCode}}", "three", "web")
 		same(t, d, "inspect", "--type", "image", "-f", "{{.Os}} {{len .RootFS.Layers}}", testImage)
 		same(t, d, "inspect", "-f", "{{.Os}}", testImage)
+		same(t, d, "image", "inspect", "-f", "{{.Os}} {{.Config.Cmd}}", testImage)
+		same(t, d, "container", "inspect", "-f", "{{.Name}}", "web")
+		sameErrors(t, d, "container", "inspect", testImage)
+		sameErrors(t, d, "image", "inspect", "web")
 		var v []map[string]any
 		if err := json.Unmarshal([]byte(d.must("inspect", "web", "three")), &v); err != nil || len(v) != 2 {
 			t.Errorf("inspect json: %v, %d objects", err, len(v))
@@ -319,6 +326,9 @@ func TestCLI(t *testing.T) {
 			if out := d.must("completion", sh); len(out) < 1000 {
 				t.Errorf("completion %s: %d bytes", sh, len(out))
 			}
+		}
+		if out := d.must("__complete", "run", ""); !strings.HasPrefix(out, testImage+"\n") {
+			t.Errorf("image completion for run: %q", out)
 		}
 		out := d.must("__complete", "logs", "w")
 		if !strings.HasPrefix(out, "web\n") {

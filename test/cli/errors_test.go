@@ -64,6 +64,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run"}, 1, `"berth run" requires at least 1 argument`},
 		{[]string{"start"}, 1, `"berth start" requires at least 1 argument`},
 		{[]string{"logs"}, 1, `"berth logs" requires exactly 1 argument`},
+		{[]string{"container", "foo"}, 1, "unknown command: berth container foo"},
 		{[]string{"rename", "a"}, 1, `"berth rename" requires exactly 2 arguments`},
 		{[]string{"ps", "--format", "{{.Foo"}, 1, "template parsing error: template: :1: unclosed action"},
 		{[]string{"inspect", "-f", "{{.Foo", "x"}, 64, "template parsing error"},

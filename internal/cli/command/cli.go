@@ -133,22 +133,49 @@ func (c *CLI) action(fn func(ctx context.Context, args []string) error) func(*co
 
 // Commands returns berth's top-level CLI verbs, ready for a root command.
 func (c *CLI) Commands() []*cobra.Command {
-	image := &cobra.Command{Use: "image", Short: "Manage images", Args: c.noArgs()}
-	image.AddCommand(c.imagesCommand("ls"))
-	container := &cobra.Command{Use: "container", Short: "Manage containers", Args: c.noArgs()}
-	container.AddCommand(c.psCommand("ls"))
-	cmds := []*cobra.Command{
-		c.versionCommand(), c.infoCommand(),
-		c.psCommand("ps"), c.imagesCommand("images"), image, container,
-		c.runCommand(), c.createCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(),
-		c.killCommand(), c.rmCommand(), c.logsCommand(), c.inspectCommand(), c.waitCommand(),
-		c.renameCommand(), c.completionCommand(),
-	}
+	// docker's management groups repeat the verbs: `berth container run`
+	// is `berth run`, `berth image ls` is `berth images`.
+	image := c.groupCommand("image", "Manage images")
+	imageLs := c.imagesCommand("ls")
+	imageLs.Aliases = []string{"list"}
+	image.AddCommand(imageLs, c.inspectCommandFor("image"))
+	container := c.groupCommand("container", "Manage containers")
+	containerLs := c.psCommand("ls")
+	containerLs.Aliases = []string{"list", "ps"}
+	container.AddCommand(append(c.containerVerbs(), containerLs, c.inspectCommandFor("container"))...)
+	cmds := append([]*cobra.Command{
+		c.versionCommand(), c.infoCommand(), c.psCommand("ps"), c.imagesCommand("images"),
+		c.inspectCommandFor(""), image, container, c.completionCommand(),
+	}, c.containerVerbs()...)
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)
 		c.canPull = c.canPull || cmd.Name() == "pull"
 	}
 	return cmds
+}
+
+// groupCommand is a management command (`berth image`): help without
+// arguments, docker's "unknown command" for a verb it lacks.
+func (c *CLI) groupCommand(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return c.report(&StatusError{Code: 1, Message: fmt.Sprintf("unknown command: %s %s. See '%s --help'.",
+				cmd.CommandPath(), args[0], cmd.CommandPath())})
+		},
+	}
+}
+
+// containerVerbs are the container commands shared by the top level and
+// `berth container`.
+func (c *CLI) containerVerbs() []*cobra.Command {
+	return []*cobra.Command{
+		c.runCommand(), c.createCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(),
+		c.killCommand(), c.rmCommand(), c.logsCommand(), c.waitCommand(), c.renameCommand(),
+	}
 }
 
 // setUsageErrors gives a command and its children docker's usage errors:

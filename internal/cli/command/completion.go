@@ -57,3 +57,35 @@ func (c *CLI) completeContainers(cmd *cobra.Command, _ []string, prefix string) 
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
+
+// completeImages offers image names ("repo:tag") for commands taking an image.
+func (c *CLI) completeImages(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	api, err := c.Client()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := api.ImageList(ctx, client.ImageListOptions{})
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []cobra.Completion
+	for _, img := range res.Items {
+		for _, rt := range img.RepoTags {
+			if strings.HasPrefix(rt, prefix) {
+				out = append(out, rt)
+			}
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeImageFirst completes an image as the first argument of run and
+// create; what follows is the container's command line.
+func (c *CLI) completeImageFirst(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveDefault
+	}
+	return c.completeImages(cmd, args, prefix)
+}

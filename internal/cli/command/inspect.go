@@ -13,8 +13,10 @@ import (
 	"github.com/berth-dev/berth/internal/cli/format"
 )
 
-func (c *CLI) inspectCommand() *cobra.Command {
-	var tmpl, kind string
+// inspectCommandFor is `inspect` for one kind of object ("container",
+// "image"), or for either when kind is "" (the top-level verb, with --type).
+func (c *CLI) inspectCommandFor(kind string) *cobra.Command {
+	var tmpl string
 	var size bool
 	cmd := &cobra.Command{
 		Use:               "inspect [OPTIONS] NAME|ID [NAME|ID...]",
@@ -23,8 +25,18 @@ func (c *CLI) inspectCommand() *cobra.Command {
 		ValidArgsFunction: c.completeContainers,
 	}
 	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format output using a custom template")
-	cmd.Flags().StringVar(&kind, "type", "", "Only inspect objects of the given type (container, image)")
-	cmd.Flags().BoolVarP(&size, "size", "s", false, "Display total file sizes if the type is container")
+	switch kind {
+	case "":
+		cmd.Flags().StringVar(&kind, "type", "", "Only inspect objects of the given type (container, image)")
+	case "image":
+		cmd.Short, cmd.Use = "Display detailed information on one or more images", "inspect [OPTIONS] IMAGE [IMAGE...]"
+		cmd.ValidArgsFunction = c.completeImages
+	case "container":
+		cmd.Short, cmd.Use = "Display detailed information on one or more containers", "inspect [OPTIONS] CONTAINER [CONTAINER...]"
+	}
+	if kind != "image" {
+		cmd.Flags().BoolVarP(&size, "size", "s", false, "Display total file sizes if the type is container")
+	}
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
 		if kind != "" && kind != "container" && kind != "image" {
 			return fmt.Errorf("%q is not a valid value for --type", kind)

@@ -79,7 +79,7 @@ func (c *CLI) containerConfigCommand(use, short string, detach bool, body func(c
 		pids  int64
 		init  bool
 	)
-	cmd := &cobra.Command{Use: use, Short: short, Args: c.minArgs(1)}
+	cmd := &cobra.Command{Use: use, Short: short, Args: c.minArgs(1), ValidArgsFunction: c.completeImageFirst}
 	createFlags(cmd.Flags(), &o, &entry, &pids, &init)
 	if detach {
 		cmd.Flags().BoolVarP(&o.Detach, "detach", "d", false, "Run container in background and print container ID")
