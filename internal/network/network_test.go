@@ -25,7 +25,8 @@ import (
 )
 
 // Subnets used here: 172.30.200.0/24 (default bridge), 172.30.201.0/24
-// (user network), 172.30.202.0/24 (internal), 172.30.250.0/30 (a fake
+// (user network), 172.30.202.0/24 (internal), 172.30.203.0/24 (another
+// user network), 172.30.250.0/30 (a fake
 // outside host behind a veth). newEnv skips if the host routes any of them.
 
 type hostState struct{ links, netns, ruleset, addrs, routes, forward, nsfs string }
@@ -147,15 +148,16 @@ func outside(t *testing.T) {
 }
 
 type env struct {
-	t      *testing.T
-	state  string
-	table  string
-	defBr  string
-	userBr string
-	intBr  string
-	cfg    network.Config
-	m      *network.Manager
-	ups    string // fake upstream resolver, 127.0.0.1:port
+	t       *testing.T
+	state   string
+	table   string
+	defBr   string
+	userBr  string
+	intBr   string
+	otherBr string
+	cfg     network.Config
+	m       *network.Manager
+	ups     string // fake upstream resolver, 127.0.0.1:port
 }
 
 // newEnv opens a Manager with private names (bridges, table, state dir) and
@@ -167,7 +169,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sn := range []string{"172.30.200.0/24", "172.30.201.0/24", "172.30.202.0/24", "172.30.250.0/30"} {
+	for _, sn := range []string{"172.30.200.0/24", "172.30.201.0/24", "172.30.202.0/24", "172.30.203.0/24", "172.30.250.0/30"} {
 		for _, r := range routes {
 			if r.Overlaps(netip.MustParsePrefix(sn)) {
 				t.Skipf("host already routes %s (%s): the test would clash", sn, r)
@@ -183,7 +185,7 @@ func newEnv(t *testing.T) *env {
 	})
 	id := os.Getpid() % 100000
 	e := &env{t: t, state: t.TempDir(), table: fmt.Sprintf("berth_t%d", id),
-		defBr: fmt.Sprintf("btd%d", id), userBr: fmt.Sprintf("btu%d", id), intBr: fmt.Sprintf("bti%d", id)}
+		defBr: fmt.Sprintf("btd%d", id), userBr: fmt.Sprintf("btu%d", id), intBr: fmt.Sprintf("bti%d", id), otherBr: fmt.Sprintf("bte%d", id)}
 	t.Cleanup(func() {
 		if e.m != nil {
 			if err := e.m.Teardown(context.Background()); err != nil {
@@ -191,7 +193,7 @@ func newEnv(t *testing.T) *env {
 			}
 		}
 		// Belt and braces: whatever a failed test left.
-		for _, br := range []string{e.defBr, e.userBr, e.intBr} {
+		for _, br := range []string{e.defBr, e.userBr, e.intBr, e.otherBr} {
 			network.DeleteBridge(br)
 		}
 		exec.Command("nft", "delete", "table", "ip", e.table).Run()
@@ -569,6 +571,30 @@ func TestNetworks(t *testing.T) {
 		}
 	})
 	outside(t)
+	t.Run("other network", func(t *testing.T) {
+		// A container of another (non-internal) network: beta's published
+		// port through the host's address works, beta's own address does not.
+		_, err := m.CreateNetwork(ctx, network.NetworkSpec{Name: "tother", Subnet: "172.30.203.0/24", BridgeName: e.otherBr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nsE := newNetns(t, "e")
+		if _, err := m.Connect(ctx, "tother", network.EndpointSpec{ContainerID: "eeee", Name: "epsilon", NetnsPath: nsE}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := readTCP(nsE, fmt.Sprintf("%s:%d", hostAddress(t), epB.Ports[0].HostPort)); err != nil || got != "hello from beta" {
+			t.Fatalf("published port from another network: %q %v", got, err)
+		}
+		if got, err := readTCPQuick(nsE, ipB+":8080"); err == nil {
+			t.Fatalf("reached beta directly from another network: %q", got)
+		}
+		if err := m.DisconnectAll(ctx, "eeee"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.RemoveNetwork(ctx, "tother"); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("outbound NAT", func(t *testing.T) {
 		// The outside sees the host's address, not the container's.
 		if got, err := readTCP(nsA, "172.30.250.2:9000"); err != nil || got != "172.30.250.1" {

@@ -133,7 +133,8 @@ func ctrTag(id string) []byte   { return []byte("ctr:" + id) }
 //	postrouting: ip saddr SUBNET oifname != BR masquerade      (not internal)
 //	             oifname BR ip saddr 127.0.0.0/8 masquerade    (host's 127.0.0.1 → container)
 //	             oifname BR ip saddr SUBNET ct status dnat masquerade   (hairpin)
-//	forward:     iifname BR oifname != BR oifname @bridges drop (no traffic between networks)
+//	forward:     iifname BR oifname != BR oifname @bridges ct status != dnat drop
+//	                                     (no traffic between networks but to published ports)
 //	             iifname BR oifname != BR drop                  (internal)
 //	             oifname BR iifname != BR drop                  (internal)
 func (t *Table) AddNetwork(n Network) error {
@@ -157,7 +158,7 @@ func (t *Table) AddNetwork(n Network) error {
 		rule(chainPostrouting, cat(saddrIn(n.Subnet), ifname(expr.MetaKeyOIFNAME, n.Bridge, false), []expr.Any{&expr.Masq{}})...)
 	}
 	rule(chainPostrouting, cat(ifname(expr.MetaKeyOIFNAME, n.Bridge, true), saddrIn(netip.MustParsePrefix("127.0.0.0/8")), []expr.Any{&expr.Masq{}})...)
-	rule(chainPostrouting, cat(ifname(expr.MetaKeyOIFNAME, n.Bridge, true), saddrIn(n.Subnet), ctStatusDNAT(), []expr.Any{&expr.Masq{}})...)
+	rule(chainPostrouting, cat(ifname(expr.MetaKeyOIFNAME, n.Bridge, true), saddrIn(n.Subnet), ctStatusDNAT(true), []expr.Any{&expr.Masq{}})...)
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
 	if old, ok := t.bridgeOf[n.Name]; ok && old != n.Bridge {
 		if err := c.SetDeleteElements(t.bridges, []nftables.SetElement{{Key: ifnameKey(old)}}); err != nil {
@@ -170,12 +171,13 @@ func (t *Table) AddNetwork(n Network) error {
 			return err
 		}
 	}
+	// Published ports stay reachable from other networks (through a host
+	// address): DNAT'd connections are not dropped.
 	rule(chainForward, cat(ifname(expr.MetaKeyIIFNAME, n.Bridge, true), ifname(expr.MetaKeyOIFNAME, n.Bridge, false),
 		[]expr.Any{
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Lookup{SourceRegister: 1, SetName: t.bridges.Name, SetID: t.bridges.ID},
-			drop,
-		})...)
+		}, ctStatusDNAT(false), []expr.Any{drop})...)
 	if n.Internal {
 		rule(chainForward, cat(ifname(expr.MetaKeyIIFNAME, n.Bridge, true), ifname(expr.MetaKeyOIFNAME, n.Bridge, false), []expr.Any{drop})...)
 		rule(chainForward, cat(ifname(expr.MetaKeyOIFNAME, n.Bridge, true), ifname(expr.MetaKeyIIFNAME, n.Bridge, false), []expr.Any{drop})...)
@@ -359,11 +361,17 @@ func ifname(key expr.MetaKey, name string, eq bool) []expr.Any {
 	}
 }
 
-func ctStatusDNAT() []expr.Any {
+// ctStatusDNAT matches connections that were (dnat) or were not (!dnat)
+// destination-NATed.
+func ctStatusDNAT(dnat bool) []expr.Any {
+	op := expr.CmpOpNeq
+	if !dnat {
+		op = expr.CmpOpEq
+	}
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(0x20 /* IPS_DST_NAT */), Xor: []byte{0, 0, 0, 0}},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte{0, 0, 0, 0}},
 	}
 }

@@ -117,7 +117,7 @@ func TestTableRules(t *testing.T) {
 		`iifname "bt-none-i" oifname != "bt-none-i" drop`,
 		`ip daddr 127.0.0.1 tcp dport 18081 dnat to 172.30.77.2:81`,
 		`fib daddr type local jump ports`,
-		`iifname "bt-none-a" oifname != "bt-none-a" oifname @bridges drop`,
+		`iifname "bt-none-a" oifname != "bt-none-a" oifname @bridges ct status ! dnat drop`,
 		`elements = { "bt-none-a",`, `"bt-none-i" }`,
 	} {
 		if !strings.Contains(out, want) {
