@@ -175,7 +175,7 @@ func (s *Server) inspect(c engine.Container) container.InspectResponse {
 			Status:     container.ContainerState(apiStatus(st)),
 			Running:    st.Status == engine.StatusRunning,
 			Paused:     st.Paused,
-			Restarting: false,
+			Restarting: st.Restarting,
 			OOMKilled:  st.OOMKilled,
 			Dead:       st.Status == engine.StatusDead,
 			Pid:        st.Pid,
@@ -347,6 +347,9 @@ func apiStatus(st engine.State) string {
 	if st.Paused && st.Status == engine.StatusRunning {
 		return "paused"
 	}
+	if st.Restarting && st.Status == engine.StatusExited {
+		return "restarting"
+	}
 	return st.Status
 }
 
@@ -360,6 +363,9 @@ func statusText(st engine.State) string {
 		}
 		return "Up " + humanDuration(time.Since(st.StartedAt))
 	case engine.StatusExited:
+		if st.Restarting {
+			return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))
+		}
 		if st.FinishedAt.IsZero() {
 			return fmt.Sprintf("Exited (%d)", st.ExitCode)
 		}

@@ -21,9 +21,11 @@ const (
 
 // State is a container's lifecycle state.
 type State struct {
-	Status     string
-	Pid        int
-	Paused     bool `json:",omitempty"` // frozen; Status stays running, as in docker
+	Status string
+	Pid    int
+	Paused bool `json:",omitempty"` // frozen; Status stays running, as in docker
+	// Restarting: exited, its restart policy's back-off running.
+	Restarting bool `json:",omitempty"`
 	ExitCode   int
 	Error      string `json:",omitempty"`
 	OOMKilled  bool
@@ -50,10 +52,15 @@ type Container struct {
 	HostConfig   *container.HostConfig
 	State        State
 	RestartCount int
+	// ManuallyStopped: the user stopped or killed it; restart policies
+	// other than "always" at daemon start leave it stopped.
+	ManuallyStopped bool `json:",omitempty"`
 
 	// Not persisted.
-	exited  chan struct{} // closed at the next exit; replaced on start
-	removed chan struct{} // closed when the container is gone
+	restartTimer *time.Timer   // a pending restart
+	restartDelay time.Duration // the back-off's current step
+	exited       chan struct{} // closed at the next exit; replaced on start
+	removed      chan struct{} // closed when the container is gone
 }
 
 // snapshot returns a copy safe to hand out while the engine changes the

@@ -145,6 +145,7 @@ func (e *Engine) Run(ctx context.Context, ready chan<- struct{}) {
 		if ready != nil {
 			close(ready)
 			ready = nil
+			go e.restartOnBoot(ctx)
 		}
 		for ev := range events {
 			e.handleExit(ev.ID, ev.Exit)

@@ -25,13 +25,22 @@ import (
 // running container, stopping a stopped one): docker answers 304.
 var ErrNotModified = errors.New("not modified")
 
-// Start runs a created or exited container.
+// Start runs a created or exited container: the user's start, which
+// resets the restart count and cancels a pending restart.
 func (e *Engine) Start(ctx context.Context, ref string) error {
+	return e.start(ctx, ref, true)
+}
+
+func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	e.mu.Lock()
 	c, err := e.lookup(ref)
 	if err != nil {
 		e.mu.Unlock()
 		return err
+	}
+	if manual {
+		cancelRestart(c)
+		c.RestartCount, c.ManuallyStopped = 0, false
 	}
 	switch c.State.Status {
 	case StatusRunning:
@@ -240,11 +249,19 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 	close(c.exited)
 	e.emitContainer(c, "die", map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
 	autoRemove := c.HostConfig.AutoRemove
+	restart := c.State.Status == StatusExited && shouldRestart(c, st.ExitCode, false)
 	e.mu.Unlock()
 	if err := snapshot.UnmountAll(e.rootfsPath(id)); err != nil {
 		e.log.Warn("unmount rootfs", "id", id, "err", err)
 	}
 	_ = os.RemoveAll(e.bundlePath(id))
+	if restart {
+		e.mu.Lock()
+		if c.State.Status == StatusExited { // not removed or started meanwhile
+			e.scheduleRestart(c)
+		}
+		e.mu.Unlock()
+	}
 	if autoRemove {
 		go func() {
 			if err := e.Remove(context.Background(), id, RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
@@ -274,9 +291,18 @@ func (e *Engine) Stop(ctx context.Context, ref string, sigName string, timeout *
 		return err
 	}
 	if c.State.Status != StatusRunning {
+		stopped := c.State.Restarting
+		cancelRestart(c) // stopping a restarting container ends its restarts
+		c.ManuallyStopped = true
+		_ = e.save(c)
 		e.mu.Unlock()
+		if stopped {
+			return nil
+		}
 		return fmt.Errorf("container %s is not running: %w", c.ID, ErrNotModified)
 	}
+	c.ManuallyStopped = true
+	_ = e.save(c)
 	id, exited := c.ID, c.exited
 	defer func() {
 		if isClosed(exited) {
@@ -349,6 +375,10 @@ func (e *Engine) Kill(ctx context.Context, ref, sigName string) error {
 		return fmt.Errorf("cannot kill container: %s: container %s is not running: %w", ref, c.ID, errdefs.ErrConflict)
 	}
 	id, exited := c.ID, c.exited
+	if sig == unix.SIGKILL {
+		c.ManuallyStopped = true
+		_ = e.save(c)
+	}
 	e.emitContainer(c, "kill", map[string]string{"signal": strconv.Itoa(int(sig))})
 	e.mu.Unlock()
 	sup, err := e.supervisor(ctx)
@@ -489,6 +519,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		e.mu.Unlock()
 		return fmt.Errorf("removal of container %s is already in progress: %w", c.ID, errdefs.ErrConflict)
 	}
+	cancelRestart(c)
 	prev := c.State.Status
 	c.State.Status = StatusRemoving
 	id, exited := c.ID, c.exited

@@ -1,0 +1,68 @@
+package engine_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRestartPolicies: a crashing container comes back with growing
+// back-off (on-failure:N stops after N restarts, always goes on until
+// stopped), a stopped one stays stopped, and a daemon that starts again
+// brings back an "always" container that died while it was down.
+func TestRestartPolicies(t *testing.T) {
+	d := startDaemon(t)
+	d.mustDocker("run", "-d", "--name", "fail3", "--restart", "on-failure:3", testImage, "sh", "-c", "echo run; exit 3")
+	d.mustDocker("run", "-d", "--name", "ok", "--restart", "on-failure", testImage, "true")
+	d.mustDocker("run", "-d", "--name", "crash", "--restart", "always", testImage, "sh", "-c", "echo up; sleep 0.2; exit 1")
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "fail3")
+		return o == "3 exited\n"
+	}, "on-failure:3 to give up after 3 restarts")
+	if o := d.mustDocker("logs", "fail3"); o != "run\nrun\nrun\nrun\n" {
+		t.Fatalf("logs of fail3: %q", o)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if o := d.mustDocker("inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}}", "fail3"); o != "3 3\n" {
+		t.Fatalf("fail3 restarted beyond its limit: %q", o)
+	}
+	if o := d.mustDocker("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "ok"); o != "0 exited\n" {
+		t.Fatalf("on-failure restarted a clean exit: %q", o)
+	}
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("inspect", "-f", "{{.RestartCount}}", "crash")
+		n, _ := strconv.Atoi(strings.TrimSpace(o))
+		return n >= 3
+	}, "always to bring the crashing container back")
+	events := d.mustDocker("events", "--since", "0", "--until", strconv.FormatInt(time.Now().Unix()+1, 10),
+		"--filter", "container=crash", "--filter", "event=start", "--format", "{{.Action}}")
+	if strings.Count(events, "start") < 4 {
+		t.Fatalf("start events of crash: %q", events)
+	}
+	d.mustDocker("stop", "-t", "1", "crash")
+	time.Sleep(500 * time.Millisecond)
+	o := d.mustDocker("inspect", "-f", "{{.State.Status}} {{.State.Restarting}}", "crash")
+	if o != "exited false\n" {
+		t.Fatalf("crash after docker stop: %q", o)
+	}
+
+	// always + a daemon restart: the container died while no daemon ran.
+	d.mustDocker("run", "-d", "--name", "svc", "--restart", "always", testImage, "sh", "-c", "sleep 0.5; exit 2")
+	d.kill()
+	time.Sleep(time.Second)
+	d.start()
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("inspect", "-f", "{{.RestartCount}}", "svc")
+		n, _ := strconv.Atoi(strings.TrimSpace(o))
+		return n >= 1
+	}, "the daemon to restart svc after its own restart")
+	// The manually stopped "always" container is started again by the
+	// daemon's start too, as docker does.
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("inspect", "-f", "{{.State.StartedAt}}", "crash")
+		st, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(o))
+		return err == nil && time.Since(st) < 5*time.Second
+	}, "the stopped always container to start with the daemon")
+	d.mustDocker("rm", "-f", "crash", "svc")
+}
