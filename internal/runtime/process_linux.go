@@ -119,6 +119,10 @@ func isExecutable(p string) error {
 // close-on-exec, so no host file (a cgroup dir, the state dir, the berth
 // binary) can leak into the container.
 func closeExtraFDs(keep int) error {
+	// One close_range(2) (Linux 5.11) marks them all; list them otherwise.
+	if err := unix.CloseRange(uint(keep+1), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return nil
+	}
 	dir, err := os.Open("/proc/self/fd")
 	if err != nil {
 		return fmt.Errorf("list fds: %w", err)
