@@ -71,6 +71,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /version", s.version)
 	m.HandleFunc("GET /info", s.systemInfo)
 	m.HandleFunc("GET /events", s.systemEvents)
+	m.HandleFunc("POST /auth", s.systemAuth)
 
 	m.HandleFunc("POST /containers/create", s.containerCreate)
 	m.HandleFunc("GET /containers/json", s.containerList)

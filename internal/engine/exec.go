@@ -253,3 +253,15 @@ func setEnv(env []string, kv string) []string {
 	})
 	return append(out, kv)
 }
+
+// dropExecs forgets the execs of a container that is removed or starts
+// again, as docker does; their processes ended with the previous run.
+func (e *Engine) dropExecs(containerID string) {
+	e.execs.mu.Lock()
+	defer e.execs.mu.Unlock()
+	for id, x := range e.execs.m {
+		if x.ContainerID == containerID && !x.Running {
+			delete(e.execs.m, id)
+		}
+	}
+}

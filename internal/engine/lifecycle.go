@@ -60,6 +60,7 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	if err != nil {
 		return err
 	}
+	e.dropExecs(id)
 	if err := e.prepareStart(ctx, id, cfg, hc); err != nil {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
 		return e.startFailed(id, err)
@@ -566,6 +567,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	close(c.removed)
 	e.emitContainer(c, "destroy", nil)
 	e.mu.Unlock()
+	e.dropExecs(id)
 	return nil
 }
 

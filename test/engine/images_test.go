@@ -11,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // startRegistry runs `berth registry serve` on a free loopback port; a
 // registry on 127.0.0.0/8 is spoken to over plain HTTP, as docker does.
-func startRegistry(t *testing.T) string {
+func startRegistry(t *testing.T, flags ...string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,7 +27,7 @@ func startRegistry(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	var logs bytes.Buffer
-	cmd := exec.Command(binary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled")
+	cmd := exec.Command(binary(t), append([]string{"registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled"}, flags...)...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,5 +162,42 @@ func TestSaveLoadImport(t *testing.T) {
 	}
 	if _, errOut, code := d.docker("save", "nosuch:1"); code == 0 || !strings.Contains(errOut, "No such image") {
 		t.Fatalf("save of an unknown image: exit %d, %q", code, errOut)
+	}
+}
+
+// TestLoginPush: a registry with basic auth; docker login checks the
+// credentials through the daemon (/auth), push and pull carry them
+// (X-Registry-Auth), and without them the registry refuses.
+func TestLoginPush(t *testing.T) {
+	d := startDaemon(t)
+	h, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(pw, []byte("alice:"+string(h)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := startRegistry(t, "--htpasswd", pw)
+	ref := reg + "/private/bb:1"
+	d.mustDocker("tag", testImage, ref)
+	if _, errOut, code := d.docker("push", ref); code == 0 || !strings.Contains(strings.ToLower(errOut), "auth") {
+		t.Fatalf("push without credentials: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := d.dockerIn(strings.NewReader("wrong"), "login", "-u", "alice", "--password-stdin", reg); code == 0 ||
+		!strings.Contains(errOut, "incorrect username or password") {
+		t.Fatalf("login with a wrong password: exit %d, %q", code, errOut)
+	}
+	out, errOut, code := d.dockerIn(strings.NewReader("secret"), "login", "-u", "alice", "--password-stdin", reg)
+	if code != 0 || !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("docker login: exit %d, %q %q", code, out, errOut)
+	}
+	if out := d.mustDocker("push", ref); !strings.Contains(out, "1: digest: sha256:") {
+		t.Fatalf("push with credentials:\n%s", out)
+	}
+	d.mustDocker("rmi", ref)
+	if out := d.mustDocker("pull", ref); !strings.Contains(out, "Status: Image is up to date for "+ref) &&
+		!strings.Contains(out, "Status: Downloaded newer image for "+ref) {
+		t.Fatalf("pull with credentials:\n%s", out)
 	}
 }

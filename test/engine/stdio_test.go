@@ -29,15 +29,22 @@ func TestStdin(t *testing.T) {
 	}
 }
 
-// TestTty runs an interactive shell through a real pty: docker run -it
-// with the CLI's terminal on a pty's slave, keystrokes on its master.
-func TestTty(t *testing.T) {
-	d := startDaemon(t)
+// ptySession runs the docker CLI with its terminal on a pty's slave and
+// returns the master's screen and a writer of keystrokes.
+type ptySession struct {
+	t      *testing.T
+	master console.Console
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	screen bytes.Buffer
+}
+
+func (d *daemon) ptyDocker(t *testing.T, args ...string) *ptySession {
 	master, slavePath, err := console.NewPty()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer master.Close()
+	t.Cleanup(func() { master.Close() })
 	if err := master.Resize(console.WinSize{Height: 40, Width: 100}); err != nil {
 		t.Fatal(err)
 	}
@@ -45,43 +52,80 @@ func TestTty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(dockerCLI, "run", "-it", "--rm", "--name", "tty", testImage, "sh")
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"), "TERM=xterm")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	if err := cmd.Start(); err != nil {
+	defer slave.Close()
+	p := &ptySession{t: t, master: master}
+	p.cmd = exec.Command(dockerCLI, args...)
+	p.cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"), "TERM=xterm")
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = slave, slave, slave
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	slave.Close()
-	var mu sync.Mutex
-	var screen bytes.Buffer
 	go func() {
 		buf := make([]byte, 4096)
 		for {
 			n, err := master.Read(buf)
-			mu.Lock()
-			screen.Write(buf[:n])
-			mu.Unlock()
+			p.mu.Lock()
+			p.screen.Write(buf[:n])
+			p.mu.Unlock()
 			if err != nil {
 				return
 			}
 		}
 	}()
-	seen := func(s string) bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(screen.String(), s) }
-	waitFor(t, func() bool { return seen("# ") }, "the shell's prompt")
-	// The container's terminal has the size of the CLI's.
-	_, _ = io.WriteString(master, "stty size; tty; echo $((6*7))x\r")
-	waitFor(t, func() bool { return seen("42x") && seen("40 100") && seen("/dev/") }, "the command's output on the pty")
-	_, _ = io.WriteString(master, "exit 7\r")
+	return p
+}
+
+func (p *ptySession) seen(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Contains(p.screen.String(), s)
+}
+
+func (p *ptySession) send(keys string) { _, _ = io.WriteString(p.master, keys) }
+
+// wait returns the CLI's exit code.
+func (p *ptySession) wait() int {
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- p.cmd.Wait() }()
 	select {
 	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
-			t.Fatalf("docker run -it exit: %v", err)
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
 		}
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		return 0
 	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		mu.Lock()
-		t.Fatalf("docker run -it did not end; screen:\n%q", screen.String())
+		_ = p.cmd.Process.Kill()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.t.Fatalf("docker did not end; screen:\n%q", p.screen.String())
+		return -1
+	}
+}
+
+// TestTty runs interactive shells through a real pty: docker run -it and
+// docker exec -it with the CLI's terminal on a pty's slave, keystrokes on
+// its master; the container's terminal has the CLI's size.
+func TestTty(t *testing.T) {
+	d := startDaemon(t)
+	p := d.ptyDocker(t, "run", "-it", "--name", "tty", testImage, "sh")
+	waitFor(t, func() bool { return p.seen("# ") }, "the shell's prompt")
+	p.send("stty size; tty; echo $((6*7))x\r")
+	waitFor(t, func() bool { return p.seen("42x") && p.seen("40 100") && p.seen("/dev/") }, "the command's output on the pty")
+
+	x := d.ptyDocker(t, "exec", "-it", "tty", "sh")
+	waitFor(t, func() bool { return x.seen("# ") }, "the exec shell's prompt")
+	x.send("stty size; echo $((7*7))y\r")
+	waitFor(t, func() bool { return x.seen("49y") && x.seen("40 100") }, "the exec's output on the pty")
+	x.send("exit 4\r")
+	if code := x.wait(); code != 4 {
+		t.Fatalf("docker exec -it exit: %d", code)
+	}
+
+	p.send("exit 7\r")
+	if code := p.wait(); code != 7 {
+		t.Fatalf("docker run -it exit: %d", code)
 	}
 }
