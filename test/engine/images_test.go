@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,6 +98,19 @@ func TestPushPull(t *testing.T) {
 	}
 	if out := d.mustDocker("run", "--rm", ref, "echo", "pulled"); out != "pulled\n" {
 		t.Fatalf("run of the pulled image: %q", out)
+	}
+	// docker run of a missing image pulls it (the CLI's 404 → pull → create).
+	d.mustDocker("rmi", ref)
+	out, errOut, code := d.docker("run", "--rm", ref, "echo", "auto")
+	if code != 0 || out != "auto\n" || !strings.Contains(errOut, "Unable to find image") {
+		t.Fatalf("docker run of a missing image: exit %d, %q %q", code, out, errOut)
+	}
+	events := d.mustDocker("events", "--since", "0", "--until", strconv.FormatInt(time.Now().Unix()+1, 10),
+		"--filter", "type=image", "--format", "{{.Action}}")
+	for _, a := range []string{"tag", "push", "untag", "delete", "pull"} {
+		if !strings.Contains(events, a+"\n") {
+			t.Fatalf("image events lack %s:\n%s", a, events)
+		}
 	}
 	if out := d.mustDocker("image", "inspect", "--format", "{{len .RepoDigests}}", ref); out != "1\n" {
 		t.Fatalf("repo digests after pull: %q", out)
