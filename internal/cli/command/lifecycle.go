@@ -122,9 +122,11 @@ func (c *CLI) rmCommand() *cobra.Command {
 
 func (c *CLI) startCommand() *cobra.Command {
 	var attach, interactive bool
+	var detachKeys string
 	cmd := c.containerCommand("start [OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers", 1)
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "Attach STDOUT/STDERR and forward signals")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "Attach container's STDIN")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
 		if !attach && !interactive {
 			return c.eachContainer(ctx, args, true, "failed to start containers", func(ctx context.Context, api *client.Client, n string) error {
@@ -144,8 +146,12 @@ func (c *CLI) startCommand() *cobra.Command {
 			return c.explain(err)
 		}
 		ctr := res.Container
-		return c.attachStartWait(ctx, api, ctr.ID, ctr.Config != nil && ctr.Config.Tty,
-			ctr.HostConfig != nil && ctr.HostConfig.AutoRemove, true)
+		return c.attachStartWait(ctx, api, ctr.ID, attachOptions{
+			tty:        ctr.Config != nil && ctr.Config.Tty,
+			stdin:      interactive && ctr.Config != nil && ctr.Config.OpenStdin,
+			removed:    ctr.HostConfig != nil && ctr.HostConfig.AutoRemove,
+			detachKeys: detachKeys,
+		})
 	})
 	return cmd
 }

@@ -54,6 +54,7 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.StringVar(&o.StopSignal, "stop-signal", "", "Signal to stop the container")
 	f.BoolVarP(&o.Tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	f.BoolVarP(&o.Stdin, "interactive", "i", false, "Keep STDIN open even if not attached")
+	f.StringVar(&o.DetachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	f.Bool("help", false, "Print usage") // -h is --hostname, as in docker
 }
 
@@ -153,6 +154,9 @@ func isAPIError(err error) bool {
 }
 
 func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error {
+	if o.Tty && o.Stdin && !o.Detach && !isTerminal(c.In) {
+		return &StatusError{Code: 1, Message: "the input device is not a TTY"}
+	}
 	id, err := c.create(ctx, o, args, true)
 	if err != nil {
 		return err
@@ -167,41 +171,59 @@ func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error
 		}
 		return nil
 	}
-	return c.attachStartWait(ctx, api, id, o.Tty, o.Rm, true)
+	return c.attachStartWait(ctx, api, id, attachOptions{tty: o.Tty, stdin: o.Stdin, removed: o.Rm, detachKeys: o.DetachKeys})
 }
 
-// attachStartWait attaches to a container's output, starts it, forwards
-// SIGINT/SIGTERM to it, copies its output until it ends, and returns its
-// exit status.
-func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string, tty, removed, start bool) error {
-	att, err := api.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
+// attachOptions say how a CLI attaches to a container it starts.
+type attachOptions struct {
+	tty, stdin, removed bool
+	detachKeys          string
+}
+
+// attachStartWait attaches to a container's streams, starts it, copies
+// until it ends (or the detach keys are typed), and returns its exit
+// status. Without a terminal, SIGINT/SIGTERM are passed on to the container
+// as docker's --sig-proxy does; with one, the keys reach it as bytes.
+func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string, o attachOptions) error {
+	keys, err := parseDetachKeys(o.detachKeys)
+	if err != nil {
+		return status(exitDaemon, err)
+	}
+	att, err := api.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdin: o.stdin, Stdout: true, Stderr: true})
 	if err != nil {
 		return status(exitDaemon, c.explain(err))
 	}
 	defer att.Close()
 	// Register the wait before starting so a fast exit is not missed.
 	cond := container.WaitConditionNextExit
-	if removed {
+	if o.removed {
 		cond = container.WaitConditionRemoved
 	}
 	wait := api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond})
-	if start {
-		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-			return startError(c.explain(err))
-		}
+	if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return startError(c.explain(err))
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-	go func() {
-		for s := range sigs {
-			_, _ = api.ContainerKill(context.WithoutCancel(ctx), id, client.ContainerKillOptions{Signal: fmt.Sprint(int(s.(syscall.Signal)))})
-		}
-	}()
+	if o.tty {
+		defer c.terminal(ctx, api, id)()
+	} else {
+		defer c.proxySignals(ctx, api, id)()
+	}
+	detached := make(chan struct{})
+	if o.stdin {
+		go func() {
+			in := &detachReader{in: c.In, keys: keys, detached: detached}
+			_, _ = io.Copy(att.Conn, in)
+			select {
+			case <-detached:
+			default:
+				_ = att.CloseWrite() // EOF on stdin reaches the container
+			}
+		}()
+	}
 	copied := make(chan error, 1)
 	go func() {
 		var err error
-		if tty {
+		if o.tty {
 			_, err = io.Copy(c.Out, att.Reader)
 		} else {
 			_, err = stdcopy.StdCopy(c.Out, c.Err, att.Reader)
@@ -210,6 +232,8 @@ func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string
 	}()
 	var code int64
 	select {
+	case <-detached:
+		return nil // the container keeps running, as after docker's detach
 	case res := <-wait.Result:
 		code = res.StatusCode
 		if res.Error != nil && res.Error.Message != "" {
@@ -223,6 +247,18 @@ func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string
 		return &StatusError{Code: int(code)}
 	}
 	return nil
+}
+
+// proxySignals passes the CLI's termination signals on to the container.
+func (c *CLI) proxySignals(ctx context.Context, api *client.Client, id string) (stop func()) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	go func() {
+		for s := range sigs {
+			_, _ = api.ContainerKill(context.WithoutCancel(ctx), id, client.ContainerKillOptions{Signal: fmt.Sprint(int(s.(syscall.Signal)))})
+		}
+	}()
+	return func() { signal.Stop(sigs); close(sigs) }
 }
 
 // startError maps a failed start to docker's statuses: 127 when the

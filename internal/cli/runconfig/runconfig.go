@@ -46,6 +46,7 @@ type Options struct {
 	Tty        bool
 	Stdin      bool
 	Detach     bool
+	DetachKeys string // read by the CLI, not sent
 }
 
 // SetEntrypoint records an explicit --entrypoint, even an empty one (which

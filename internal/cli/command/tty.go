@@ -1,0 +1,138 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/console"
+	"github.com/moby/moby/client"
+)
+
+// defaultDetachKeys are docker's: ctrl-p then ctrl-q.
+const defaultDetachKeys = "ctrl-p,ctrl-q"
+
+// parseDetachKeys reads docker's --detach-keys syntax: a comma-separated
+// list of single characters or ctrl-<char>.
+func parseDetachKeys(s string) ([]byte, error) {
+	if s == "" {
+		s = defaultDetachKeys
+	}
+	var out []byte
+	for _, k := range strings.Split(s, ",") {
+		switch {
+		case len(k) == 1:
+			out = append(out, k[0])
+		case strings.HasPrefix(k, "ctrl-") && len(k) == 6:
+			ch := k[5]
+			switch {
+			case ch >= 'a' && ch <= 'z':
+				out = append(out, ch-'a'+1)
+			case ch == '@' || (ch >= '[' && ch <= '_'):
+				out = append(out, ch-'@')
+			default:
+				return nil, fmt.Errorf("invalid detach keys (%s) provided", s)
+			}
+		default:
+			return nil, fmt.Errorf("invalid detach keys (%s) provided", s)
+		}
+	}
+	return out, nil
+}
+
+// detachReader passes stdin through until the detach sequence is typed;
+// then it closes detached and ends. Bytes that only began the sequence are
+// passed on once it is broken.
+type detachReader struct {
+	in       io.Reader
+	keys     []byte
+	matched  int
+	detached chan struct{}
+	pending  []byte
+	done     bool
+	err      error
+}
+
+func (r *detachReader) Read(p []byte) (int, error) {
+	for len(r.pending) == 0 {
+		if r.done {
+			return 0, io.EOF
+		}
+		if r.err != nil {
+			return 0, r.err
+		}
+		buf := make([]byte, len(p))
+		n, err := r.in.Read(buf)
+		r.err = err
+		for _, b := range buf[:n] {
+			if b == r.keys[r.matched] {
+				if r.matched++; r.matched == len(r.keys) {
+					r.done = true
+					close(r.detached)
+					break
+				}
+				continue
+			}
+			if r.matched > 0 {
+				r.pending = append(r.pending, r.keys[:r.matched]...)
+				r.matched = 0
+			}
+			if b == r.keys[0] {
+				r.matched = 1
+				continue
+			}
+			r.pending = append(r.pending, b)
+		}
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+// terminal puts the CLI's terminal in raw mode for a -t container and keeps
+// the container's size in step with it. restore undoes both.
+func (c *CLI) terminal(ctx context.Context, api *client.Client, id string) (restore func()) {
+	in, ok := c.In.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	con, err := console.ConsoleFromFile(in)
+	if err != nil {
+		return func() {} // stdin is not a terminal: nothing to set up
+	}
+	if err := con.SetRaw(); err != nil {
+		return func() {}
+	}
+	resize := func() {
+		if ws, err := con.Size(); err == nil && ws.Height > 0 {
+			_, _ = api.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: uint(ws.Height), Width: uint(ws.Width)})
+		}
+	}
+	resize()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		for range winch {
+			resize()
+		}
+	}()
+	return func() {
+		signal.Stop(winch)
+		close(winch)
+		_ = con.Reset()
+	}
+}
+
+// isTerminal is true when r is a terminal.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := console.ConsoleFromFile(f)
+	return err == nil
+}

@@ -1,0 +1,141 @@
+package cli_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/console"
+)
+
+// TestInteractive: run -i feeds stdin to the container; run -it drives a
+// shell through a real pty (typing, the terminal's size, resizing, the
+// shell's exit status), and the detach keys leave the container running.
+func TestInteractive(t *testing.T) {
+	d := startDaemon(t)
+	cmd := exec.Command(berthBinary(t), "run", "-i", "--rm", testImage, "sh", "-c", "read x; echo got $x")
+	cmd.Env = append(os.Environ(), d.env()...)
+	cmd.Stdin = strings.NewReader("hello\n")
+	if out, err := cmd.Output(); err != nil || string(out) != "got hello\n" {
+		t.Errorf("run -i: %q, %v", out, err)
+	}
+	// -it with a stdin that is not a terminal: docker's refusal.
+	if r := run(t, d.env(), berthBinary(t), "run", "-it", "--rm", testImage, "true"); r.code != 1 || r.err != "the input device is not a TTY\n" {
+		t.Errorf("run -it without a terminal: %+v", r)
+	}
+
+	p := startPty(t, d, "run", "-it", "--name", "tty", testImage, "sh")
+	p.waitFor("# ")
+	p.type_("stty size; echo $((6*7))x\r")
+	p.waitFor("42x")
+	p.waitFor("40 100")
+	if err := p.master.Resize(console.WinSize{Height: 30, Width: 90}); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGWINCH) // what a terminal emulator sends on resize
+	p.type_("sleep 0.2; stty size\r")
+	p.waitFor("30 90")
+	p.type_("exit 7\r")
+	if code := p.wait(); code != 7 {
+		t.Errorf("run -it: exit %d, want 7", code)
+	}
+
+	p = startPty(t, d, "run", "-it", "--name", "detach", testImage, "sh")
+	p.waitFor("# ")
+	p.type_("\x10\x11")
+	if code := p.wait(); code != 0 {
+		t.Errorf("detach: exit %d", code)
+	}
+	if out := d.must("inspect", "-f", "{{.State.Running}}", "detach"); out != "true\n" {
+		t.Errorf("after detaching the container should run: %q", out)
+	}
+}
+
+type ptyRun struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	master console.Console
+	mu     sync.Mutex
+	screen bytes.Buffer
+}
+
+// startPty runs berth with its terminal on a new pty's slave, 40x100.
+func startPty(t *testing.T, d *daemon, args ...string) *ptyRun {
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close() })
+	if err := master.Resize(console.WinSize{Height: 40, Width: 100}); err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(slavePath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	p := &ptyRun{t: t, master: master, cmd: exec.Command(berthBinary(t), args...)}
+	p.cmd.Env = append(os.Environ(), append(d.env(), "TERM=xterm")...)
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = slave, slave, slave
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			p.mu.Lock()
+			p.screen.Write(buf[:n])
+			p.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *ptyRun) type_(s string) { _, _ = io.WriteString(p.master, s) }
+
+func (p *ptyRun) waitFor(s string) {
+	p.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		p.mu.Lock()
+		ok := strings.Contains(p.screen.String(), s)
+		p.mu.Unlock()
+		if ok {
+			return
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.t.Fatalf("%q never appeared; screen:\n%q", s, p.screen.String())
+}
+
+func (p *ptyRun) wait() int {
+	p.t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		return 0
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.t.Fatalf("berth did not end; screen:\n%q", p.screen.String())
+		return -1
+	}
+}
