@@ -176,6 +176,7 @@ func (s *Server) inspect(c engine.Container) container.InspectResponse {
 			Running:    st.Status == engine.StatusRunning,
 			Paused:     st.Paused,
 			Restarting: st.Restarting,
+			Health:     st.Health,
 			OOMKilled:  st.OOMKilled,
 			Dead:       st.Status == engine.StatusDead,
 			Pid:        st.Pid,
@@ -358,10 +359,17 @@ func apiStatus(st engine.State) string {
 func statusText(st engine.State) string {
 	switch st.Status {
 	case engine.StatusRunning:
+		up := "Up " + humanDuration(time.Since(st.StartedAt))
 		if st.Paused {
-			return "Up " + humanDuration(time.Since(st.StartedAt)) + " (Paused)"
+			return up + " (Paused)"
 		}
-		return "Up " + humanDuration(time.Since(st.StartedAt))
+		if h := st.Health; h != nil {
+			if h.Status == container.Starting {
+				return up + " (health: starting)"
+			}
+			return up + " (" + string(h.Status) + ")"
+		}
+		return up
 	case engine.StatusExited:
 		if st.Restarting {
 			return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))

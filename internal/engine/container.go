@@ -24,6 +24,9 @@ type State struct {
 	Status string
 	Pid    int
 	Paused bool `json:",omitempty"` // frozen; Status stays running, as in docker
+	// Health is the last health check results; nil without a check.
+	// Replaced, never modified in place (snapshots share the pointer).
+	Health *container.Health `json:",omitempty"`
 	// Restarting: exited, its restart policy's back-off running.
 	Restarting bool `json:",omitempty"`
 	ExitCode   int

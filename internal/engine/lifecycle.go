@@ -106,11 +106,17 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	}
 	e.mu.Lock()
 	e.emitContainer(c, "start", nil)
+	c.State.Health = nil
+	if args := probeArgs(c.Config.Healthcheck); args != nil && c.State.Status == StatusRunning {
+		c.State.Health = &container.Health{Status: container.Starting}
+		_ = e.save(c)
+		go e.monitorHealth(id, *c.Config.Healthcheck, args, c.State.StartedAt, c.exited)
+	}
 	e.mu.Unlock()
 	return nil
 }
 
-func isClosed(ch chan struct{}) bool {
+func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
 		return true

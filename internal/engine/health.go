@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+)
+
+// Docker's health check defaults and limits.
+const (
+	defaultProbeInterval = 30 * time.Second
+	defaultProbeTimeout  = 30 * time.Second
+	defaultProbeRetries  = 3
+	maxHealthLog         = 5
+	maxProbeOutput       = 4096
+)
+
+// probeArgs turns a HEALTHCHECK test into a command; nil means none.
+func probeArgs(hc *container.HealthConfig) []string {
+	if hc == nil || len(hc.Test) == 0 {
+		return nil
+	}
+	switch hc.Test[0] {
+	case "CMD":
+		if len(hc.Test) > 1 {
+			return hc.Test[1:]
+		}
+	case "CMD-SHELL":
+		if len(hc.Test) > 1 {
+			return []string{"/bin/sh", "-c", hc.Test[1]}
+		}
+	}
+	return nil // "NONE" or malformed
+}
+
+// monitorHealth probes container id until it exits (exited closes), the
+// way docker does: every Interval (StartInterval during StartPeriod) a
+// probe runs as an exec; Retries failures in a row past the start period
+// make it unhealthy, one success healthy. Status changes are events.
+func (e *Engine) monitorHealth(id string, hc container.HealthConfig, args []string, startedAt time.Time, exited <-chan struct{}) {
+	interval, timeout, retries := hc.Interval, hc.Timeout, hc.Retries
+	if interval <= 0 {
+		interval = defaultProbeInterval
+	}
+	if timeout <= 0 {
+		timeout = defaultProbeTimeout
+	}
+	if retries <= 0 {
+		retries = defaultProbeRetries
+	}
+	for {
+		wait := interval
+		inStart := time.Since(startedAt) < hc.StartPeriod
+		if inStart && hc.StartInterval > 0 {
+			wait = hc.StartInterval
+		}
+		select {
+		case <-exited:
+			return
+		case <-time.After(wait):
+		}
+		res := e.probe(id, args, timeout)
+		if !e.recordProbe(id, res, retries, time.Since(startedAt) < hc.StartPeriod, exited) {
+			return
+		}
+	}
+}
+
+// limitedBuffer keeps the first maxProbeOutput bytes of a probe's output.
+type limitedBuffer struct{ bytes.Buffer }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := maxProbeOutput - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (e *Engine) probe(id string, args []string, timeout time.Duration) *container.HealthcheckResult {
+	res := &container.HealthcheckResult{Start: time.Now()}
+	ctx := context.Background()
+	execID, err := e.ExecCreate(ctx, id, container.ExecCreateRequest{Cmd: args, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		res.End, res.ExitCode, res.Output = time.Now(), -1, err.Error()
+		return res
+	}
+	var out limitedBuffer
+	done := make(chan error, 1)
+	go func() { done <- e.ExecStart(ctx, execID, ExecStartOptions{Stdout: &out, Stderr: &out}) }()
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		res.End, res.ExitCode = time.Now(), -1
+		res.Output = fmt.Sprintf("Health check exceeded timeout (%v)", timeout)
+		return res
+	}
+	res.End = time.Now()
+	if err != nil {
+		res.ExitCode, res.Output = -1, err.Error()
+		return res
+	}
+	x, err := e.ExecInspect(execID)
+	if err != nil || x.ExitCode == nil {
+		res.ExitCode = -1
+	} else {
+		res.ExitCode = *x.ExitCode
+	}
+	res.Output = out.String()
+	e.execs.mu.Lock()
+	delete(e.execs.m, execID) // probes are not kept, as in docker
+	e.execs.mu.Unlock()
+	return res
+}
+
+// recordProbe updates the container's health; false when it no longer
+// runs. Health is replaced, never changed in place: snapshots share it.
+func (e *Engine) recordProbe(id string, res *container.HealthcheckResult, retries int, inStart bool, exited <-chan struct{}) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.byID[id]
+	if !ok || isClosed(exited) || c.State.Status != StatusRunning {
+		return false
+	}
+	h := container.Health{Status: container.Starting}
+	if old := c.State.Health; old != nil {
+		h = *old
+	}
+	h.Log = append(append([]*container.HealthcheckResult(nil), h.Log...), res)
+	if len(h.Log) > maxHealthLog {
+		h.Log = h.Log[len(h.Log)-maxHealthLog:]
+	}
+	prev := h.Status
+	switch {
+	case res.ExitCode == 0:
+		h.Status, h.FailingStreak = container.Healthy, 0
+	case inStart:
+		// failures in the start period do not count
+	default:
+		h.FailingStreak++
+		if h.FailingStreak >= retries {
+			h.Status = container.Unhealthy
+		}
+	}
+	c.State.Health = &h
+	_ = e.save(c)
+	if h.Status != prev {
+		e.emitContainer(c, "health_status: "+string(h.Status), nil)
+	}
+	return true
+}
