@@ -57,6 +57,45 @@ func TestInteractive(t *testing.T) {
 	}
 }
 
+// TestExec: exec's output, exit status, options and errors as docker's;
+// exec -i and -it through a pty.
+func TestExec(t *testing.T) {
+	d := startDaemon(t)
+	d.must("run", "-d", "--name", "ex", testImage, "sleep", "100")
+	same(t, d, "exec", "ex", "echo", "hi")
+	same(t, d, "exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 5")
+	same(t, d, "exec", "-e", "A=1", "-w", "/tmp", "-u", "65534", "ex", "sh", "-c", "echo $A $(pwd) $(id -u)")
+	for _, args := range [][]string{{"exec", "ex", "nosuch"}, {"exec", "ex", "/etc"}, {"exec", "nosuch", "true"}} {
+		b, k := d.berth(args...), d.docker(args...)
+		if b.code != k.code || b.out != k.out {
+			t.Errorf("%v: berth exit %d %q, docker exit %d %q", args, b.code, b.err, k.code, k.err)
+		}
+	}
+	sameErrors(t, d, "exec", "nosuch", "true")
+	d.must("exec", "-d", "ex", "touch", "/tmp/detached")
+	for i := 0; d.berth("exec", "ex", "test", "-f", "/tmp/detached").code != 0; i++ {
+		if i == 50 {
+			t.Fatal("exec -d did not run")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd := exec.Command(berthBinary(t), "exec", "-i", "ex", "sh", "-c", "read x; echo got $x")
+	cmd.Env = append(os.Environ(), d.env()...)
+	cmd.Stdin = strings.NewReader("hello\n")
+	if out, err := cmd.Output(); err != nil || string(out) != "got hello\n" {
+		t.Errorf("exec -i: %q, %v", out, err)
+	}
+	p := startPty(t, d, "exec", "-it", "ex", "sh")
+	p.waitFor("# ")
+	p.type_("stty size; echo $((6*7))x\r")
+	p.waitFor("42x")
+	p.waitFor("40 100")
+	p.type_("exit 3\r")
+	if code := p.wait(); code != 3 {
+		t.Errorf("exec -it: exit %d, want 3", code)
+	}
+}
+
 type ptyRun struct {
 	t      *testing.T
 	cmd    *exec.Cmd

@@ -175,6 +175,7 @@ func (c *CLI) containerVerbs() []*cobra.Command {
 	return []*cobra.Command{
 		c.runCommand(), c.createCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(),
 		c.killCommand(), c.rmCommand(), c.logsCommand(), c.waitCommand(), c.renameCommand(),
+		c.execCommand(),
 	}
 }
 

@@ -157,6 +157,10 @@ func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error
 	if o.Tty && o.Stdin && !o.Detach && !isTerminal(c.In) {
 		return &StatusError{Code: 1, Message: "the input device is not a TTY"}
 	}
+	if o.Tty {
+		size := c.termSize()
+		o.ConsoleSize = [2]uint{size.Height, size.Width}
+	}
 	id, err := c.create(ctx, o, args, true)
 	if err != nil {
 		return err
@@ -204,32 +208,13 @@ func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string
 		return startError(c.explain(err))
 	}
 	if o.tty {
-		defer c.terminal(ctx, api, id)()
+		defer c.terminal(func(h, w uint) {
+			_, _ = api.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: h, Width: w})
+		})()
 	} else {
 		defer c.proxySignals(ctx, api, id)()
 	}
-	detached := make(chan struct{})
-	if o.stdin {
-		go func() {
-			in := &detachReader{in: c.In, keys: keys, detached: detached}
-			_, _ = io.Copy(att.Conn, in)
-			select {
-			case <-detached:
-			default:
-				_ = att.CloseWrite() // EOF on stdin reaches the container
-			}
-		}()
-	}
-	copied := make(chan error, 1)
-	go func() {
-		var err error
-		if o.tty {
-			_, err = io.Copy(c.Out, att.Reader)
-		} else {
-			_, err = stdcopy.StdCopy(c.Out, c.Err, att.Reader)
-		}
-		copied <- err
-	}()
+	detached, copied := c.stream(att.HijackedResponse, o.tty, o.stdin, keys)
 	var code int64
 	select {
 	case <-detached:
@@ -247,6 +232,36 @@ func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string
 		return &StatusError{Code: int(code)}
 	}
 	return nil
+}
+
+// stream copies a hijacked connection's output to the CLI's streams (raw
+// for a terminal, demultiplexed otherwise) and, if stdin, the CLI's input
+// to it. detached closes when the detach keys are typed; copied reports
+// the end of the output.
+func (c *CLI) stream(h client.HijackedResponse, tty, stdin bool, keys []byte) (detached chan struct{}, copied chan error) {
+	detached = make(chan struct{})
+	if stdin {
+		go func() {
+			in := &detachReader{in: c.In, keys: keys, detached: detached}
+			_, _ = io.Copy(h.Conn, in)
+			select {
+			case <-detached:
+			default:
+				_ = h.CloseWrite() // EOF on stdin reaches the process
+			}
+		}()
+	}
+	copied = make(chan error, 1)
+	go func() {
+		var err error
+		if tty {
+			_, err = io.Copy(c.Out, h.Reader)
+		} else {
+			_, err = stdcopy.StdCopy(c.Out, c.Err, h.Reader)
+		}
+		copied <- err
+	}()
+	return detached, copied
 }
 
 // proxySignals passes the CLI's termination signals on to the container.

@@ -1,7 +1,6 @@
 package command
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -93,9 +92,9 @@ func (r *detachReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// terminal puts the CLI's terminal in raw mode for a -t container and keeps
-// the container's size in step with it. restore undoes both.
-func (c *CLI) terminal(ctx context.Context, api *client.Client, id string) (restore func()) {
+// terminal puts the CLI's terminal in raw mode for a -t process and calls
+// resize with its size now and on every SIGWINCH. restore undoes both.
+func (c *CLI) terminal(resize func(height, width uint)) (restore func()) {
 	in, ok := c.In.(*os.File)
 	if !ok {
 		return func() {}
@@ -107,17 +106,17 @@ func (c *CLI) terminal(ctx context.Context, api *client.Client, id string) (rest
 	if err := con.SetRaw(); err != nil {
 		return func() {}
 	}
-	resize := func() {
+	sync := func() {
 		if ws, err := con.Size(); err == nil && ws.Height > 0 {
-			_, _ = api.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: uint(ws.Height), Width: uint(ws.Width)})
+			resize(uint(ws.Height), uint(ws.Width))
 		}
 	}
-	resize()
+	sync()
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	go func() {
 		for range winch {
-			resize()
+			sync()
 		}
 	}()
 	return func() {
@@ -125,6 +124,18 @@ func (c *CLI) terminal(ctx context.Context, api *client.Client, id string) (rest
 		close(winch)
 		_ = con.Reset()
 	}
+}
+
+// termSize is the size of the CLI's terminal, zero when stdin is none.
+func (c *CLI) termSize() client.ConsoleSize {
+	if f, ok := c.In.(*os.File); ok {
+		if con, err := console.ConsoleFromFile(f); err == nil {
+			if ws, err := con.Size(); err == nil {
+				return client.ConsoleSize{Height: uint(ws.Height), Width: uint(ws.Width)}
+			}
+		}
+	}
+	return client.ConsoleSize{}
 }
 
 // isTerminal is true when r is a terminal.

@@ -47,6 +47,9 @@ type Options struct {
 	Stdin      bool
 	Detach     bool
 	DetachKeys string // read by the CLI, not sent
+	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
+	// sent with the create so the first screen has the right size.
+	ConsoleSize [2]uint
 }
 
 // SetEntrypoint records an explicit --entrypoint, even an empty one (which
@@ -113,6 +116,7 @@ func (o *Options) Build(args []string) (Config, error) {
 		AutoRemove:     o.Rm,
 		Privileged:     o.Privileged,
 		NetworkMode:    container.NetworkMode(o.Network),
+		ConsoleSize:    o.ConsoleSize,
 	}
 	if hc.NetworkMode == "" {
 		hc.NetworkMode = "default"
@@ -151,18 +155,20 @@ func (o *Options) Build(args []string) (Config, error) {
 	return Config{Config: cfg, HostConfig: hc}, nil
 }
 
-// env merges --env-file lines and -e values (later wins, as in docker); a
+func (o *Options) env() ([]string, error) { return Env(o.EnvFiles, o.Env) }
+
+// Env merges --env-file lines and -e values (later wins, as in docker); a
 // bare NAME takes its value from the caller's environment.
-func (o *Options) env() ([]string, error) {
+func Env(files, values []string) ([]string, error) {
 	var out []string
-	for _, f := range o.EnvFiles {
+	for _, f := range files {
 		lines, err := readEnvFile(f)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, lines...)
 	}
-	for _, e := range o.Env {
+	for _, e := range values {
 		out = append(out, expand(e))
 	}
 	return out, nil
