@@ -254,6 +254,9 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 		e.log.Error("record exit", "id", id, "err", err)
 	}
 	close(c.exited)
+	if st.OOMKilled {
+		e.emitContainer(c, "oom", nil)
+	}
 	e.emitContainer(c, "die", map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
 	autoRemove := c.HostConfig.AutoRemove
 	restart := c.State.Status == StatusExited && shouldRestart(c, st.ExitCode, false)

@@ -71,7 +71,8 @@ type Server struct {
 // record is what survives a supervisor restart, in <records>/<id>.json.
 type record struct {
 	Container
-	ExitPath string `json:"exitPath"`
+	ExitPath    string `json:"exitPath"`
+	CgroupsPath string `json:"cgroupsPath,omitempty"` // for OOM kills at exit
 }
 
 type ctr struct {
@@ -292,7 +293,7 @@ func (s *Server) create(ctx context.Context, id string, req CreateRequest) (pid 
 	if req.ExitPath == "" || req.LogPath == "" {
 		return 0, fmt.Errorf("create %s: exit and log paths are required: %w", id, errdefs.ErrInvalidArgument)
 	}
-	c := &ctr{rec: record{Container: Container{ID: id}, ExitPath: req.ExitPath}, done: make(chan struct{})}
+	c := &ctr{rec: record{Container: Container{ID: id}, ExitPath: req.ExitPath, CgroupsPath: cgroupsPathOf(req.Bundle)}, done: make(chan struct{})}
 	s.mu.Lock()
 	if _, ok := s.ctrs[id]; ok {
 		s.mu.Unlock()
@@ -527,6 +528,7 @@ func (s *Server) watch(c *ctr) {
 		c.jlog.Close()
 	}
 	id := c.rec.ID
+	st.OOMKilled = oomKilled(c.rec.CgroupsPath)
 	if err := s.rt.Delete(context.Background(), id, true); err != nil && !errdefs.IsNotFound(err) {
 		s.log.Warn("delete runtime state", "id", id, "err", err)
 	}

@@ -40,3 +40,21 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(strings.TrimSpace(s))
 	return n
 }
+
+// TestOOMKilled: a container over its memory limit is killed by the
+// kernel and says so (State.OOMKilled, an oom event, exit 137).
+func TestOOMKilled(t *testing.T) {
+	d := startDaemon(t)
+	_, _, code := d.docker("run", "--name", "hog", "--memory", "8m", "--memory-swap", "8m", testImage, "tail", "/dev/zero")
+	if code != 137 {
+		t.Fatalf("docker run of a memory hog: exit %d", code)
+	}
+	if o := d.mustDocker("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "hog"); o != "true 137\n" {
+		t.Fatalf("inspect of the OOM-killed container: %q", o)
+	}
+	out := d.mustDocker("events", "--since", "0", "--until", strconv.FormatInt(time.Now().Unix()+1, 10),
+		"--filter", "event=oom", "--format", "{{.Actor.Attributes.name}}")
+	if out != "hog\n" {
+		t.Fatalf("oom events: %q", out)
+	}
+}
