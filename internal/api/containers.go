@@ -623,3 +623,51 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		_ = tc.CloseWrite()
 	}
 }
+
+// containerPrune removes stopped containers; filters: until (a time) and
+// label / label! (docker's).
+func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
+	f, err := listFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var until time.Time
+	for k, vals := range f {
+		switch k {
+		case "label", "label!":
+		case "until":
+			if len(vals) != 1 {
+				s.writeErr(w, badParam("more than one until filter"))
+				return
+			}
+			if until, err = eventTime(vals[0]); err != nil {
+				s.writeErr(w, err)
+				return
+			}
+		default:
+			s.writeErr(w, badParam("invalid filter '%s'", k))
+			return
+		}
+	}
+	keep := func(c engine.Container) bool {
+		if !until.IsZero() && c.Created.After(until) {
+			return true
+		}
+		if len(f["label"]) > 0 && !labelsMatch(f["label"], c.Config.Labels) {
+			return true
+		}
+		for _, l := range f["label!"] {
+			if labelsMatch([]string{l}, c.Config.Labels) {
+				return true
+			}
+		}
+		return false
+	}
+	ids, err := s.eng.Prune(r.Context(), keep)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, container.PruneReport{ContainersDeleted: nonNil(ids)})
+}

@@ -87,6 +87,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
 
+	m.HandleFunc("POST /containers/prune", s.containerPrune)
 	m.HandleFunc("GET /containers/{id}/stats", s.containerStats)
 	m.HandleFunc("GET /containers/{id}/top", s.containerTop)
 	m.HandleFunc("POST /containers/{id}/pause", s.containerPause)

@@ -610,3 +610,30 @@ func (e *Engine) Rename(ref, newName string) error {
 	e.emitContainer(c, "rename", map[string]string{"oldName": old})
 	return nil
 }
+
+// Prune removes the containers that do not run (nor wait for a restart)
+// and for which keep returns false; it returns their IDs.
+func (e *Engine) Prune(ctx context.Context, keep func(Container) bool) ([]string, error) {
+	var victims []string
+	for _, c := range e.List() {
+		if c.State.Status == StatusRunning || c.State.Restarting || c.State.Status == StatusRemoving {
+			continue
+		}
+		if keep != nil && keep(c) {
+			continue
+		}
+		victims = append(victims, c.ID)
+	}
+	var removed []string
+	for _, id := range victims {
+		if err := e.Remove(ctx, id, RemoveOptions{}); err != nil {
+			if errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+				continue // started or removed meanwhile
+			}
+			return removed, err
+		}
+		removed = append(removed, id)
+	}
+	e.Emit("container", "prune", "", map[string]string{"reclaimed": "0"})
+	return removed, nil
+}

@@ -75,3 +75,19 @@ func TestEventsTopStatsPause(t *testing.T) {
 		t.Fatalf("events with a bad filter: %d %q", code, errOut)
 	}
 }
+
+// TestContainerPrune removes stopped containers only, minding label filters.
+func TestContainerPrune(t *testing.T) {
+	d := startDaemon(t)
+	d.mustDocker("create", "--name", "c1", testImage, "true")
+	d.mustDocker("run", "--name", "c2", testImage, "true")
+	d.mustDocker("create", "--name", "c3", "--label", "keep=1", testImage, "true")
+	d.mustDocker("run", "-d", "--name", "up", testImage, "sleep", "100")
+	out := d.mustDocker("container", "prune", "-f", "--filter", "label!=keep=1")
+	if !strings.Contains(out, "Total reclaimed space") {
+		t.Fatalf("docker container prune: %q", out)
+	}
+	if out := d.mustDocker("ps", "-a", "--format", "{{.Names}}"); out != "up\nc3\n" && out != "c3\nup\n" {
+		t.Fatalf("containers after prune: %q", out)
+	}
+}
