@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// eachContainer applies fn to every named container, printing the error of
+// eachContainer applies fn to every named object (container or image), printing the error of
 // each that fails (and, if echo, the name of each that succeeds), and fails
 // if any failed: docker's way for stop, kill, rm, restart, start, wait.
 func (c *CLI) eachContainer(ctx context.Context, names []string, echo bool, summary string, fn func(ctx context.Context, api *client.Client, name string) error) error {

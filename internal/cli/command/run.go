@@ -55,6 +55,7 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.BoolVarP(&o.Tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	f.BoolVarP(&o.Stdin, "interactive", "i", false, "Keep STDIN open even if not attached")
 	f.StringVar(&o.DetachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
+	f.StringVar(&o.Pull, "pull", "missing", `Pull image before running ("always", "missing", "never")`)
 	f.Bool("help", false, "Print usage") // -h is --hostname, as in docker
 }
 
@@ -121,30 +122,56 @@ func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string, fo
 	if err != nil {
 		return "", status(exitDaemon, err)
 	}
-	res, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg.Config, HostConfig: cfg.HostConfig, Name: o.Name,
-	})
+	switch o.Pull {
+	case "always":
+		if err := c.pull(ctx, api, args[0], c.Err); err != nil {
+			return "", createError(err, forRun)
+		}
+	case "missing", "never", "":
+	default:
+		return "", &StatusError{Code: exitDaemon, Message: fmt.Sprintf("berth: invalid pull option: '%s': must be one of \"always\", \"missing\" or \"never\"", o.Pull)}
+	}
+	opts := client.ContainerCreateOptions{Config: cfg.Config, HostConfig: cfg.HostConfig, Name: o.Name}
+	res, err := api.ContainerCreate(ctx, opts)
+	missing := func(err error) bool {
+		return cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image")
+	}
+	// A missing image is pulled (progress on stderr) and the create tried
+	// again, as docker's --pull=missing does.
+	if err != nil && missing(err) && o.Pull != "never" && c.canPull {
+		fmt.Fprintf(c.Err, "Unable to find image '%s' locally\n", args[0])
+		if perr := c.pull(ctx, api, args[0], c.Err); perr != nil {
+			return "", createError(perr, forRun)
+		}
+		res, err = api.ContainerCreate(ctx, opts)
+	}
 	if err != nil {
 		err = c.explain(err)
 		if !isAPIError(err) {
 			return "", status(exitDaemon, err)
 		}
 		msg := err.Error()
-		if cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(msg), "image") {
+		if missing(err) {
 			msg = fmt.Sprintf("Unable to find image '%s' locally", args[0])
 			if c.canPull {
 				msg += fmt.Sprintf("; pull it with `berth pull %s`", args[0])
 			}
 		}
-		if !forRun {
-			return "", &StatusError{Code: 1, Message: msg}
-		}
-		return "", &StatusError{Code: exitDaemon, Message: "berth: " + msg}
+		return "", createError(errors.New(msg), forRun)
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintln(c.Err, "WARNING:", w)
 	}
 	return res.ID, nil
+}
+
+// createError is docker's form of a failed create: status 125 and a
+// "berth: " prefix under `run`, status 1 under `create`.
+func createError(err error, forRun bool) error {
+	if !forRun {
+		return &StatusError{Code: 1, Message: err.Error()}
+	}
+	return &StatusError{Code: exitDaemon, Message: "berth: " + err.Error()}
 }
 
 // isAPIError is true for an error the daemon answered with, false for

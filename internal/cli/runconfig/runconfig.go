@@ -47,6 +47,7 @@ type Options struct {
 	Stdin      bool
 	Detach     bool
 	DetachKeys string // read by the CLI, not sent
+	Pull       string // missing (default), always or never: read by the CLI
 	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
 	// sent with the create so the first screen has the right size.
 	ConsoleSize [2]uint

@@ -1,0 +1,168 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/distribution/reference"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/progress"
+)
+
+func (c *CLI) pullCommand() *cobra.Command {
+	var all, quiet bool
+	cmd := &cobra.Command{
+		Use:   "pull [OPTIONS] NAME[:TAG|@DIGEST]",
+		Short: "Download an image from a registry",
+		Args:  c.exactArgs(1),
+	}
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		ref, err := c.imageRef(args[0], all, quiet)
+		if err != nil {
+			return err
+		}
+		name := reference.FamiliarString(ref)
+		if all {
+			name = reference.FamiliarName(ref)
+		}
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		out := c.Out
+		if quiet {
+			out = io.Discard
+		}
+		if err := c.pullAll(ctx, api, name, all, out); err != nil {
+			return err
+		}
+		// docker ends a pull with the full reference, quiet or not.
+		fmt.Fprintln(c.Out, ref.String())
+		return nil
+	})
+	return cmd
+}
+
+// pull pulls one reference, writing docker's progress lines to out.
+func (c *CLI) pull(ctx context.Context, api *client.Client, name string, out io.Writer) error {
+	return c.pullAll(ctx, api, name, false, out)
+}
+
+func (c *CLI) pullAll(ctx context.Context, api *client.Client, name string, all bool, out io.Writer) error {
+	stream, err := api.ImagePull(ctx, name, client.ImagePullOptions{All: all})
+	if err != nil {
+		return c.explain(err)
+	}
+	defer stream.Close()
+	return progress.Plain(out, stream)
+}
+
+// imageRef parses a pull/push argument; without a tag (and without
+// --all-tags) it means :latest, which docker says out loud.
+func (c *CLI) imageRef(arg string, all, quiet bool) (reference.Named, error) {
+	ref, err := reference.ParseNormalizedNamed(arg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid reference format: %w", err)
+	}
+	if !all && reference.IsNameOnly(ref) {
+		ref = reference.TagNameOnly(ref)
+		if !quiet {
+			fmt.Fprintln(c.Out, "Using default tag: latest")
+		}
+	}
+	return ref, nil
+}
+
+func (c *CLI) pushCommand() *cobra.Command {
+	var all, quiet bool
+	cmd := &cobra.Command{
+		Use:               "push [OPTIONS] NAME[:TAG]",
+		Short:             "Upload an image to a registry",
+		Args:              c.exactArgs(1),
+		ValidArgsFunction: c.completeImages,
+	}
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all tags of an image to the repository")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		ref, err := c.imageRef(args[0], all, quiet)
+		if err != nil {
+			return err
+		}
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		stream, err := api.ImagePush(ctx, reference.FamiliarString(ref), client.ImagePushOptions{All: all, RegistryAuth: "e30="})
+		if err != nil {
+			return c.explain(err)
+		}
+		defer stream.Close()
+		out := c.Out
+		if quiet {
+			out = io.Discard
+		}
+		if err := progress.Plain(out, stream); err != nil {
+			return err
+		}
+		if quiet {
+			fmt.Fprintln(c.Out, reference.FamiliarString(ref))
+		}
+		return nil
+	})
+	return cmd
+}
+
+func (c *CLI) tagCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:               "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+		Short:             "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
+		Args:              c.exactArgs(2),
+		ValidArgsFunction: c.completeImages,
+	}
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		_, err = api.ImageTag(ctx, client.ImageTagOptions{Source: args[0], Target: args[1]})
+		return c.explain(err)
+	})
+	return cmd
+}
+
+func (c *CLI) rmiCommand(use string) *cobra.Command {
+	var o client.ImageRemoveOptions
+	var noPrune bool
+	cmd := &cobra.Command{
+		Use:               use + " [OPTIONS] IMAGE [IMAGE...]",
+		Short:             "Remove one or more images",
+		Args:              c.minArgs(1),
+		ValidArgsFunction: c.completeImages,
+	}
+	cmd.Flags().BoolVarP(&o.Force, "force", "f", false, "Force removal of the image")
+	cmd.Flags().BoolVar(&noPrune, "no-prune", false, "Do not delete untagged parents")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		o.PruneChildren = !noPrune
+		return c.eachContainer(ctx, args, false, "", func(ctx context.Context, api *client.Client, name string) error {
+			res, err := api.ImageRemove(ctx, name, o)
+			if err != nil {
+				return err
+			}
+			for _, d := range res.Items {
+				if d.Untagged != "" {
+					fmt.Fprintln(c.Out, "Untagged:", d.Untagged)
+				}
+				if d.Deleted != "" {
+					fmt.Fprintln(c.Out, "Deleted:", d.Deleted)
+				}
+			}
+			return nil
+		})
+	})
+	return cmd
+}

@@ -1,0 +1,111 @@
+package cli_test
+
+import (
+	"bytes"
+	"net"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// registry runs `berth registry serve` on a free loopback port (plain
+// HTTP, as docker uses for 127.0.0.0/8) and returns its address.
+func registry(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var out bytes.Buffer
+	cmd := exec.Command(berthBinary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("registry log:\n%s", tail(out.String(), 2000))
+		}
+	})
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("registry not listening:\n%s", out.String())
+		}
+	}
+}
+
+// TestImageVerbs: tag, push, rmi, pull (and run's pull of a missing image)
+// through berth's own registry on loopback, compared with docker's CLI.
+func TestImageVerbs(t *testing.T) {
+	d := startDaemon(t)
+	reg := registry(t)
+	ref := reg + "/x:1"
+	sameErrors(t, d, "tag", testImage, ref)
+	same(t, d, "images", "--format", "{{.Repository}}:{{.Tag}}")
+	out := d.must("push", ref)
+	if !strings.Contains(out, "The push refers to repository ["+reg+"/x]") || !strings.Contains(out, "1: digest: sha256:") {
+		t.Errorf("push:\n%s", out)
+	}
+	samePush(t, d, ref) // the layers are there now: the same lines from both
+	if out := d.must("push", "-q", ref); out != ref+"\n" {
+		t.Errorf("push -q: %q", out)
+	}
+	d.must("tag", testImage, reg+"/y")
+	samePush(t, d, reg+"/y") // no tag: "Using default tag: latest"
+
+	// rmi of one of two names only untags; then pull it back.
+	if out := d.must("rmi", ref); out != "Untagged: "+ref+"\n" {
+		t.Errorf("rmi: %q", out)
+	}
+	sameErrors(t, d, "rmi", "nosuch:1")
+	out = d.must("pull", ref)
+	if !strings.Contains(out, "Digest: sha256:") || !strings.Contains(out, "Status: Downloaded newer image for "+ref) {
+		t.Errorf("pull:\n%s", out)
+	}
+	same(t, d, "pull", ref) // up to date: the same lines from both
+	same(t, d, "pull", reg+"/y")
+	same(t, d, "pull", "-q", ref)
+	if b, k := d.berth("pull", "127.0.0.1:1/nosuch:1"), d.docker("pull", "127.0.0.1:1/nosuch:1"); b.code != k.code || b.code == 0 {
+		t.Errorf("pull from nowhere: berth %+v, docker %+v", b, k)
+	}
+
+	// run pulls a missing image, as docker does; --pull never does not.
+	d.must("rmi", ref)
+	r := d.berth("run", "--rm", "--pull", "never", ref, "true")
+	if r.code != 125 || r.err != "berth: Unable to find image '"+ref+"' locally; pull it with `berth pull "+ref+"`\n" {
+		t.Errorf("run --pull never: %+v", r)
+	}
+	r = d.berth("run", "--rm", ref, "echo", "auto")
+	if r.code != 0 || r.out != "auto\n" || !strings.HasPrefix(r.err, "Unable to find image '"+ref+"' locally\n") {
+		t.Errorf("run of a missing image: %+v", r)
+	}
+	same(t, d, "image", "rm", ref)
+	same(t, d, "images", "--format", "{{.Repository}}:{{.Tag}}")
+}
+
+// samePush compares push output from both CLIs; layers are pushed in
+// parallel, so their lines are compared in sorted order.
+func samePush(t *testing.T, d *daemon, ref string) {
+	t.Helper()
+	b, k := d.berth("push", ref), d.docker("push", ref)
+	if sorted(b.out) != sorted(k.out) || b.code != k.code {
+		t.Errorf("push %s:\nberth:\n%s\ndocker:\n%s", ref, b.out, k.out)
+	}
+}
+
+func sorted(s string) string {
+	lines := strings.Split(s, "\n")
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
