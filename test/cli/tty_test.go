@@ -72,6 +72,19 @@ func TestExec(t *testing.T) {
 		}
 	}
 	sameErrors(t, d, "exec", "nosuch", "true")
+	same(t, d, "top", "ex")
+	same(t, d, "top", "ex", "-o", "pid,comm")
+	// Stateful verbs: berth first, then both CLIs on the now-refused call.
+	if out := d.must("pause", "ex"); out != "ex\n" {
+		t.Errorf("pause: %q", out)
+	}
+	sameErrors(t, d, "pause", "ex")
+	same(t, d, "ps", "--format", "{{.Names}} {{.Status}}")
+	if out := d.must("unpause", "ex"); out != "ex\n" {
+		t.Errorf("unpause: %q", out)
+	}
+	sameErrors(t, d, "unpause", "ex")
+	sameErrors(t, d, "top", "nosuch")
 	d.must("exec", "-d", "ex", "touch", "/tmp/detached")
 	for i := 0; d.berth("exec", "ex", "test", "-f", "/tmp/detached").code != 0; i++ {
 		if i == 50 {
