@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,6 +86,17 @@ func TestExec(t *testing.T) {
 	}
 	sameErrors(t, d, "unpause", "ex")
 	sameErrors(t, d, "top", "nosuch")
+	until := strconv.FormatInt(time.Now().Unix()+1, 10)
+	for _, args := range [][]string{
+		{"events", "--since", "0", "--until", until},
+		{"events", "--since", "0", "--until", until, "--filter", "type=container", "--filter", "event=pause"},
+		{"events", "--since", "0", "--until", until, "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"},
+		{"events", "--since", "0", "--until", until, "--format", "{{json .}}"},
+	} {
+		if out := same(t, d, args...); !strings.Contains(out, "pause") {
+			t.Errorf("%v: no pause event: %q", args, out)
+		}
+	}
 	d.must("exec", "-d", "ex", "touch", "/tmp/detached")
 	for i := 0; d.berth("exec", "ex", "test", "-f", "/tmp/detached").code != 0; i++ {
 		if i == 50 {

@@ -146,7 +146,7 @@ func (c *CLI) Commands() []*cobra.Command {
 	cmds := append([]*cobra.Command{
 		c.versionCommand(), c.infoCommand(), c.psCommand("ps"), c.imagesCommand("images"),
 		c.inspectCommandFor(""), image, container, c.completionCommand(),
-		c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rmi"),
+		c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.eventsCommand(),
 	}, c.containerVerbs()...)
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)
