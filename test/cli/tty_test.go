@@ -56,6 +56,21 @@ func TestInteractive(t *testing.T) {
 	if out := d.must("inspect", "-f", "{{.State.Running}}", "detach"); out != "true\n" {
 		t.Errorf("after detaching the container should run: %q", out)
 	}
+	// attach: back into the detached shell, out again with the keys.
+	p = startPty(t, d, "attach", "detach")
+	p.type_("echo $((6*7))y\r")
+	p.waitFor("42y")
+	p.type_("\x10\x11")
+	if code := p.wait(); code != 0 {
+		t.Errorf("attach, detach: exit %d", code)
+	}
+	// attach without a terminal follows the output to the exit status.
+	d.must("run", "-d", "--name", "counter", testImage, "sh", "-c", "for i in 1 2 3 4; do sleep 0.3; echo $i; done; exit 6")
+	if r := d.berth("attach", "counter"); r.code != 6 || !strings.HasSuffix(r.out, "4\n") {
+		t.Errorf("attach: %+v", r)
+	}
+	sameErrors(t, d, "attach", "counter")
+	sameErrors(t, d, "attach", "nosuch")
 }
 
 // TestExec: exec's output, exit status, options and errors as docker's;

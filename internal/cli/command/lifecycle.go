@@ -156,6 +156,46 @@ func (c *CLI) startCommand() *cobra.Command {
 	return cmd
 }
 
+func (c *CLI) attachCommand() *cobra.Command {
+	var noStdin, sigProxy bool
+	var detachKeys string
+	cmd := &cobra.Command{
+		Use:               "attach [OPTIONS] CONTAINER",
+		Short:             "Attach local standard input, output, and error streams to a running container",
+		Args:              c.exactArgs(1),
+		ValidArgsFunction: c.completeContainers,
+	}
+	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "Do not attach STDIN")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
+	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "Proxy all received signals to the process")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		api, err := c.Client()
+		if err != nil {
+			return err
+		}
+		res, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
+		if err != nil {
+			return c.explain(err)
+		}
+		ctr := res.Container
+		if ctr.State == nil || !ctr.State.Running {
+			return errors.New("You cannot attach to a stopped container, start it first")
+		}
+		if ctr.State.Paused {
+			return errors.New("You cannot attach to a paused container, unpause it first")
+		}
+		return c.attachStartWait(ctx, api, ctr.ID, attachOptions{
+			running:    true,
+			noSigProxy: !sigProxy,
+			tty:        ctr.Config != nil && ctr.Config.Tty,
+			stdin:      !noStdin && ctr.Config != nil && ctr.Config.OpenStdin,
+			removed:    ctr.HostConfig != nil && ctr.HostConfig.AutoRemove,
+			detachKeys: detachKeys,
+		})
+	})
+	return cmd
+}
+
 func (c *CLI) waitCommand() *cobra.Command {
 	cmd := c.containerCommand("wait CONTAINER [CONTAINER...]", "Block until one or more containers stop, then print their exit codes", 1)
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {

@@ -209,6 +209,8 @@ func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error
 type attachOptions struct {
 	tty, stdin, removed bool
 	detachKeys          string
+	running             bool // attach to a running container: no start
+	noSigProxy          bool // keep the CLI's signals to itself (--sig-proxy=false)
 }
 
 // attachStartWait attaches to a container's streams, starts it, copies
@@ -231,14 +233,16 @@ func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string
 		cond = container.WaitConditionRemoved
 	}
 	wait := api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond})
-	if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-		return startError(c.explain(err))
+	if !o.running {
+		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return startError(c.explain(err))
+		}
 	}
 	if o.tty {
 		defer c.terminal(func(h, w uint) {
 			_, _ = api.ContainerResize(ctx, id, client.ContainerResizeOptions{Height: h, Width: w})
 		})()
-	} else {
+	} else if !o.noSigProxy {
 		defer c.proxySignals(ctx, api, id)()
 	}
 	detached, copied := c.stream(att.HijackedResponse, o.tty, o.stdin, keys)
