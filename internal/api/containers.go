@@ -560,8 +560,9 @@ func (s *Server) hijack(w http.ResponseWriter, r *http.Request, tty bool) (net.C
 
 // forwardStdin copies the client's stream into the container's stdin
 // through the supervisor; the client's end of input is passed on
-// (CloseWrite), which closes stdin of a StdinOnce container.
-func (s *Server) forwardStdin(ctx context.Context, id string, in *bufio.Reader) {
+// (CloseWrite), which closes stdin of a StdinOnce container. The detach
+// keys end the attach (detach calls back) and leave the container running.
+func (s *Server) forwardStdin(ctx context.Context, id string, in io.Reader, keys []byte, detach func()) {
 	dst, err := s.eng.AttachStdin(ctx, id)
 	if err != nil {
 		s.log.Debug("attach stdin", "id", id, "err", err)
@@ -569,7 +570,11 @@ func (s *Server) forwardStdin(ctx context.Context, id string, in *bufio.Reader) 
 		return
 	}
 	defer dst.Close()
-	_, _ = io.Copy(dst, in)
+	_, err = io.Copy(dst, newEscapeReader(in, keys))
+	if errors.Is(err, errDetached) {
+		detach()
+		return
+	}
 	_ = dst.CloseWrite()
 }
 
@@ -587,6 +592,11 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, fmt.Errorf("You cannot attach to a stopped container, start it first: %w", errConflict))
 		return
 	}
+	keys, err := parseDetachKeys(r.URL.Query().Get("detachKeys"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
 	conn, buf, ok := s.hijack(w, r, c.Config.Tty)
 	if !ok {
 		return
@@ -599,7 +609,10 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	// The client's side carries stdin; its end or a broken connection
 	// must not cut the output short, a write error will.
 	if boolParam(r, "stdin") && c.Config.OpenStdin {
-		go s.forwardStdin(ctx, c.ID, buf.Reader)
+		go s.forwardStdin(ctx, c.ID, buf.Reader, keys, func() {
+			s.eng.Emit("container", "detach", c.ID, map[string]string{"name": strings.TrimPrefix(c.Name, "/")})
+			conn.Close() // ends the output loop below: the client sees its attach end
+		})
 	} else {
 		go func() { _, _ = io.Copy(io.Discard, buf.Reader) }()
 	}

@@ -1,8 +1,11 @@
 package engine_test
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,8 +127,60 @@ func TestTty(t *testing.T) {
 		t.Fatalf("docker exec -it exit: %d", code)
 	}
 
-	p.send("exit 7\r")
-	if code := p.wait(); code != 7 {
-		t.Fatalf("docker run -it exit: %d", code)
+	// ctrl-p ctrl-q detaches; the container runs on and can be attached again.
+	p.send("\x10\x11")
+	if code := p.wait(); code != 0 {
+		t.Fatalf("detach: exit %d", code)
+	}
+	if o := d.mustDocker("inspect", "-f", "{{.State.Status}}", "tty"); o != "running\n" {
+		t.Fatalf("after detach: %q", o)
+	}
+
+	a := d.ptyDocker(t, "attach", "tty")
+	a.send("echo again$((1+1))\r")
+	waitFor(t, func() bool { return a.seen("again2") }, "output through docker attach")
+	a.send("exit 7\r")
+	if code := a.wait(); code != 7 {
+		t.Fatalf("docker attach exit: %d", code)
+	}
+}
+
+// TestDetachKeys: a raw API client (the docker CLI strips the keys itself)
+// typing the detach sequence ends its attach; the container runs on.
+func TestDetachKeys(t *testing.T) {
+	d := startDaemon(t)
+	d.mustDocker("run", "-d", "-i", "--name", "dk", testImage, "cat")
+	conn, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1.50/containers/dk/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,x HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == "\r\n" {
+			break
+		}
+	}
+	_, _ = io.WriteString(conn, "hi\n")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var hdr [8]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		t.Fatalf("echo through attach: %v", err)
+	}
+	line := make([]byte, hdr[7])
+	if _, err := io.ReadFull(br, line); err != nil || string(line) != "hi\n" {
+		t.Fatalf("echo through attach: %q %v", line, err)
+	}
+	_, _ = io.WriteString(conn, "\x01x")
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("attach after the detach keys: %v", err)
+	}
+	if o := d.mustDocker("inspect", "-f", "{{.State.Status}}", "dk"); o != "running\n" {
+		t.Fatalf("container after detach: %q", o)
 	}
 }
