@@ -101,6 +101,15 @@ func TestExec(t *testing.T) {
 	}
 	sameErrors(t, d, "unpause", "ex")
 	sameErrors(t, d, "top", "nosuch")
+	b, k := d.must("stats", "--no-stream"), d.docker("stats", "--no-stream").out
+	if hb, _ := columns(b); hb != strings.SplitN(k, "\n", 2)[0] {
+		t.Errorf("stats header:\nberth:\n%s\ndocker:\n%s", b, k)
+	}
+	same(t, d, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.ID}} {{.Container}} {{.NetIO}}", "ex")
+	same(t, d, "stats", "--no-stream", "-a", "--no-trunc", "--format", "{{.ID}}")
+	if b, k := d.berth("stats", "--no-stream", "nosuch"), d.docker("stats", "--no-stream", "nosuch"); b.code != k.code {
+		t.Errorf("stats nosuch: berth %+v, docker %+v", b, k)
+	}
 	until := strconv.FormatInt(time.Now().Unix()+1, 10)
 	for _, args := range [][]string{
 		{"events", "--since", "0", "--until", until},

@@ -138,8 +138,8 @@ func (c *CLI) termSize() client.ConsoleSize {
 	return client.ConsoleSize{}
 }
 
-// isTerminal is true when r is a terminal.
-func isTerminal(r io.Reader) bool {
+// isTerminal is true when r (an input or output stream) is a terminal.
+func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false
