@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+
+	"github.com/containerd/console"
 
 	"github.com/distribution/reference"
 	"github.com/moby/moby/client"
@@ -48,6 +51,21 @@ func (c *CLI) pullCommand() *cobra.Command {
 	return cmd
 }
 
+// showProgress renders a pull/push stream: live per-layer lines on a
+// terminal, docker's plain lines anywhere else (logs, pipes, CI).
+func (c *CLI) showProgress(out io.Writer, stream io.Reader) error {
+	if f, ok := out.(*os.File); ok {
+		if con, err := console.ConsoleFromFile(f); err == nil {
+			width := 0
+			if ws, err := con.Size(); err == nil {
+				width = int(ws.Width)
+			}
+			return progress.Live(out, stream, width)
+		}
+	}
+	return progress.Plain(out, stream)
+}
+
 // pull pulls one reference, writing docker's progress lines to out.
 func (c *CLI) pull(ctx context.Context, api *client.Client, name string, out io.Writer) error {
 	return c.pullAll(ctx, api, name, false, out)
@@ -59,7 +77,7 @@ func (c *CLI) pullAll(ctx context.Context, api *client.Client, name string, all 
 		return c.explain(err)
 	}
 	defer stream.Close()
-	return progress.Plain(out, stream)
+	return c.showProgress(out, stream)
 }
 
 // imageRef parses a pull/push argument; without a tag (and without
@@ -106,7 +124,7 @@ func (c *CLI) pushCommand() *cobra.Command {
 		if quiet {
 			out = io.Discard
 		}
-		if err := progress.Plain(out, stream); err != nil {
+		if err := c.showProgress(out, stream); err != nil {
 			return err
 		}
 		if quiet {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlain(t *testing.T) {
@@ -30,5 +31,34 @@ func TestPlain(t *testing.T) {
 	}
 	if err := Plain(&b, strings.NewReader("{bad")); err == nil {
 		t.Error("a broken stream was accepted")
+	}
+}
+
+func TestLive(t *testing.T) {
+	clock := time.Unix(0, 0)
+	in := strings.Join([]string{
+		`{"status":"latest: Pulling from x"}`,
+		`{"status":"Pulling fs layer","progressDetail":{},"id":"aaa"}`,
+		`{"status":"Pulling fs layer","progressDetail":{},"id":"bbb"}`,
+		`{"status":"Downloading","progressDetail":{"current":1000000,"total":4000000},"id":"aaa"}`,
+		`{"status":"Downloading","progressDetail":{"current":3000000,"total":4000000},"id":"aaa"}`,
+		`{"status":"Pull complete","progressDetail":{},"id":"aaa"}`,
+		`{"status":"Already exists","progressDetail":{},"id":"bbb"}`,
+		`{"status":"Digest: sha256:00"}`,
+	}, "\n")
+	var b bytes.Buffer
+	l := &live{out: &b, width: 80, layers: map[string]*layer{}, now: func() time.Time { clock = clock.Add(time.Second); return clock }}
+	if err := liveWith(l, strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"latest: Pulling from x\n", "aaa: Downloading [", "3MB/4MB", "kB/s ETA 2s", "aaa: Pull complete\nbbb: Already exists\n", "Digest: sha256:00\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("live output lacks %q:\n%q", want, out)
+		}
+	}
+	// The screen ends with the digest above the two finished layers.
+	if !strings.HasSuffix(out, "\x1b[2A\r\x1b[Jaaa: Pull complete\nbbb: Already exists\n") || strings.LastIndex(out, "Digest") < strings.LastIndex(out, "Pulling fs layer") {
+		t.Errorf("final screen:\n%q", out[max(0, len(out)-120):])
 	}
 }
