@@ -106,6 +106,11 @@ func TestExec(t *testing.T) {
 		t.Errorf("stats header:\nberth:\n%s\ndocker:\n%s", b, k)
 	}
 	same(t, d, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.ID}} {{.Container}} {{.NetIO}}", "ex")
+	// Live on a terminal: the second table is drawn over the first.
+	p := startPty(t, d, "stats", "ex")
+	p.waitFor("\x1b[2A\r\x1b[JCONTAINER ID")
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	_ = p.wait()
 	same(t, d, "stats", "--no-stream", "-a", "--no-trunc", "--format", "{{.ID}}")
 	if b, k := d.berth("stats", "--no-stream", "nosuch"), d.docker("stats", "--no-stream", "nosuch"); b.code != k.code {
 		t.Errorf("stats nosuch: berth %+v, docker %+v", b, k)
@@ -134,7 +139,7 @@ func TestExec(t *testing.T) {
 	if out, err := cmd.Output(); err != nil || string(out) != "got hello\n" {
 		t.Errorf("exec -i: %q, %v", out, err)
 	}
-	p := startPty(t, d, "exec", "-it", "ex", "sh")
+	p = startPty(t, d, "exec", "-it", "ex", "sh")
 	p.waitFor("# ")
 	p.type_("stty size; echo $((6*7))x\r")
 	p.waitFor("42x")

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,9 +39,8 @@ func (c *CLI) statsCommand() *cobra.Command {
 	return cmd
 }
 
-// stats prints one table (--no-stream), or redraws it in place every
-// second until interrupted: on a terminal the screen is cleared first, so
-// the table stays put instead of scrolling.
+// stats prints one table (--no-stream), or a new one every second until
+// interrupted, redrawn in place on a terminal.
 func (c *CLI) stats(ctx context.Context, o statsOptions, names []string) error {
 	if _, err := format.NewLister(io.Discard, o.format, stats.Table, stats.Header); err != nil {
 		return err
@@ -50,21 +50,30 @@ func (c *CLI) stats(ctx context.Context, o statsOptions, names []string) error {
 		return err
 	}
 	tty := isTerminal(c.Out)
+	drawn := 0
 	for {
 		rows, err := c.sample(ctx, api, o, names)
 		if err != nil {
 			return err
 		}
-		l, _ := format.NewLister(c.Out, o.format, stats.Table, stats.Header)
-		if tty && !o.noStream {
-			fmt.Fprint(c.Out, "\033[2J\033[H")
-		}
+		var buf bytes.Buffer
+		l, _ := format.NewLister(&buf, o.format, stats.Table, stats.Header)
 		for _, r := range rows {
 			if err := l.Row(r); err != nil {
 				return err
 			}
 		}
-		if err := l.Flush(); err != nil || o.noStream {
+		if err := l.Flush(); err != nil {
+			return err
+		}
+		// On a terminal the table is drawn over the last one (cursor up,
+		// clear below) rather than after a cleared screen, so it does not
+		// flicker; elsewhere each sample is simply appended.
+		if tty && !o.noStream && drawn > 0 {
+			fmt.Fprintf(c.Out, "\033[%dA\r\033[J", drawn)
+		}
+		drawn = bytes.Count(buf.Bytes(), []byte("\n"))
+		if _, err := buf.WriteTo(c.Out); err != nil || o.noStream {
 			return err
 		}
 		select {
