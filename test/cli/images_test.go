@@ -3,7 +3,9 @@ package cli_test
 import (
 	"bytes"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -105,6 +107,32 @@ func TestImageVerbs(t *testing.T) {
 		t.Errorf("pull on a terminal:\n%q", screen)
 	}
 	same(t, d, "image", "rm", ref)
+
+	same(t, d, "history", testImage)
+	same(t, d, "history", "--no-trunc", "-q", testImage)
+	same(t, d, "image", "history", "-H=false", "--format", "{{.ID}} {{.CreatedAt}} {{.Size}} {{.CreatedBy}}", testImage)
+	sameErrors(t, d, "history", "nosuch:1")
+	// save → rmi → load, through each CLI in turn.
+	archive := filepath.Join(t.TempDir(), "busybox.tar")
+	d.must("save", "-o", archive, testImage)
+	if fi, err := os.Stat(archive); err != nil || fi.Size() < 1000 {
+		t.Fatalf("save -o: %v", err)
+	}
+	var loaded []string
+	for _, cli := range []func(...string) result{d.berth, d.docker} {
+		d.must("rmi", testImage)
+		r := cli("load", "-i", archive)
+		if r.code != 0 {
+			t.Fatalf("load: %+v", r)
+		}
+		loaded = append(loaded, r.out)
+	}
+	if loaded[0] != loaded[1] || !strings.Contains(loaded[0], "Loaded image: "+testImage) {
+		t.Errorf("load output: berth %q, docker %q", loaded[0], loaded[1])
+	}
+	if r := d.berth("save", "nosuch:1"); r.code != 1 {
+		t.Errorf("save of a missing image: %+v", r)
+	}
 	same(t, d, "images", "--format", "{{.Repository}}:{{.Tag}}")
 }
 

@@ -138,7 +138,8 @@ func (c *CLI) Commands() []*cobra.Command {
 	image := c.groupCommand("image", "Manage images")
 	imageLs := c.imagesCommand("ls")
 	imageLs.Aliases = []string{"list"}
-	image.AddCommand(imageLs, c.inspectCommandFor("image"), c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rm"))
+	image.AddCommand(imageLs, c.inspectCommandFor("image"), c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rm"),
+		c.historyCommand(), c.saveCommand(), c.loadCommand())
 	container := c.groupCommand("container", "Manage containers")
 	containerLs := c.psCommand("ls")
 	containerLs.Aliases = []string{"list", "ps"}
@@ -147,6 +148,7 @@ func (c *CLI) Commands() []*cobra.Command {
 		c.versionCommand(), c.infoCommand(), c.psCommand("ps"), c.imagesCommand("images"),
 		c.inspectCommandFor(""), image, container, c.completionCommand(),
 		c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.eventsCommand(),
+		c.historyCommand(), c.saveCommand(), c.loadCommand(),
 	}, c.containerVerbs()...)
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)
