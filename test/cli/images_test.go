@@ -133,6 +133,36 @@ func TestImageVerbs(t *testing.T) {
 	if r := d.berth("save", "nosuch:1"); r.code != 1 {
 		t.Errorf("save of a missing image: %+v", r)
 	}
+
+	// prune: the question, a "no", then -f.
+	d.must("run", "--name", "stopped1", testImage, "true")
+	d.must("run", "--name", "stopped2", testImage, "true")
+	var answers []result
+	for _, bin := range []string{berthBinary(t), dockerCLI} {
+		cmd := exec.Command(bin, "container", "prune")
+		cmd.Env = append(os.Environ(), d.env()...)
+		cmd.Stdin = strings.NewReader("n\n")
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		answers = append(answers, result{out: o.String(), err: e.String(), code: code})
+	}
+	if answers[0].out != answers[1].out || answers[0].code != answers[1].code {
+		t.Errorf("prune answered no:\nberth  %+v\ndocker %+v", answers[0], answers[1])
+	}
+	out = d.must("container", "prune", "-f")
+	if !strings.HasPrefix(out, "Deleted Containers:\n") || strings.Count(out, "\n") != 5 || !strings.HasSuffix(out, "\nTotal reclaimed space: 0B\n") {
+		t.Errorf("container prune -f: %q", out)
+	}
+	same(t, d, "container", "prune", "-f")
+	same(t, d, "image", "prune", "-f")
+	if out := d.must("image", "prune", "-a", "-f"); !strings.Contains(out, "untagged: "+testImage+"\n") || !strings.Contains(out, "deleted: sha256:") {
+		t.Errorf("image prune -a -f: %q", out)
+	}
 	same(t, d, "images", "--format", "{{.Repository}}:{{.Tag}}")
 }
 

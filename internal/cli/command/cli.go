@@ -139,11 +139,11 @@ func (c *CLI) Commands() []*cobra.Command {
 	imageLs := c.imagesCommand("ls")
 	imageLs.Aliases = []string{"list"}
 	image.AddCommand(imageLs, c.inspectCommandFor("image"), c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rm"),
-		c.historyCommand(), c.saveCommand(), c.loadCommand())
+		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.imagePruneCommand())
 	container := c.groupCommand("container", "Manage containers")
 	containerLs := c.psCommand("ls")
 	containerLs.Aliases = []string{"list", "ps"}
-	container.AddCommand(append(c.containerVerbs(), containerLs, c.inspectCommandFor("container"))...)
+	container.AddCommand(append(c.containerVerbs(), containerLs, c.inspectCommandFor("container"), c.containerPruneCommand())...)
 	cmds := append([]*cobra.Command{
 		c.versionCommand(), c.infoCommand(), c.psCommand("ps"), c.imagesCommand("images"),
 		c.inspectCommandFor(""), image, container, c.completionCommand(),
