@@ -63,6 +63,12 @@ func TestCLI(t *testing.T) {
 		if !strings.Contains(out, "Client:\n Version:") || !strings.Contains(out, "\nServer:") {
 			t.Errorf("berth version:\n%s", out)
 		}
+		// The server half is laid out as docker's (the client halves differ in what they are).
+		_, bs, _ := strings.Cut(out, "\nServer:")
+		_, ks, _ := strings.Cut(d.docker("version").out, "\nServer:")
+		if bs != ks {
+			t.Errorf("version, server part:\nberth:%s\ndocker:%s", bs, ks)
+		}
 		same(t, d, "info", "--format", "{{.Driver}} {{.LoggingDriver}} {{.Images}} {{.OSType}}")
 	})
 

@@ -51,6 +51,8 @@ type componentVersion struct {
 	Details map[string]string `json:",omitempty"`
 }
 
+// versionTemplate lays out `version` as docker does: the Engine component
+// with its details named, other components with version and commit.
 var versionTemplate = template.Must(template.New("version").Funcs(format.Funcs()).Parse(`Client:
  Version:           {{.Client.Version}}
  API version:       {{.Client.APIVersion}}{{if ne .Client.APIVersion .Client.DefaultAPIVersion}} (downgraded from {{.Client.DefaultAPIVersion}}){{end}}
@@ -63,8 +65,15 @@ Server:{{if .Server.Platform.Name}} {{.Server.Platform.Name}}{{end}}
 {{- range .Server.Components}}
  {{.Name}}:
   Version:          {{.Version}}
-{{- range $k, $v := .Details}}
-  {{printf "%-17s" (printf "%s:" $k)}} {{$v}}
+{{- if eq .Name "Engine"}}
+  API version:      {{index .Details "ApiVersion"}} (minimum version {{index .Details "MinAPIVersion"}})
+  Go version:       {{index .Details "GoVersion"}}
+  Git commit:       {{index .Details "GitCommit"}}
+  Built:            {{index .Details "BuildTime"}}
+  OS/Arch:          {{index .Details "Os"}}/{{index .Details "Arch"}}
+  Experimental:     {{index .Details "Experimental"}}
+{{- else}}
+  GitCommit:        {{index .Details "GitCommit"}}
 {{- end}}
 {{- end}}
 {{- end}}
