@@ -608,17 +608,21 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithoutCancel(r.Context())
 	// The client's side carries stdin; its end or a broken connection
 	// must not cut the output short, a write error will.
+	var positioned func()
 	if boolParam(r, "stdin") && c.Config.OpenStdin {
-		go s.forwardStdin(ctx, c.ID, buf.Reader, keys, func() {
-			s.eng.Emit("container", "detach", c.ID, map[string]string{"name": strings.TrimPrefix(c.Name, "/")})
-			conn.Close() // ends the output loop below: the client sees its attach end
-		})
+		positioned = func() {
+			go s.forwardStdin(ctx, c.ID, buf.Reader, keys, func() {
+				s.eng.Emit("container", "detach", c.ID, map[string]string{"name": strings.TrimPrefix(c.Name, "/")})
+				conn.Close() // ends the output loop below: the client sees its attach end
+			})
+		}
 	} else {
 		go func() { _, _ = io.Copy(io.Discard, buf.Reader) }()
 	}
 	stdout, stderr := streams(conn, c.Config.Tty)
 	q := r.URL.Query()
-	o := engine.LogsOptions{Stdout: boolParam(r, "stdout"), Stderr: boolParam(r, "stderr"), Follow: boolParam(r, "stream"), Tail: 0}
+	o := engine.LogsOptions{Stdout: boolParam(r, "stdout"), Stderr: boolParam(r, "stderr"), Follow: boolParam(r, "stream"), Tail: 0,
+		Positioned: positioned}
 	if boolParam(r, "logs") {
 		o.Tail = -1
 	}

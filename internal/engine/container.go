@@ -62,6 +62,7 @@ type Container struct {
 	// Not persisted.
 	restartTimer *time.Timer   // a pending restart
 	restartDelay time.Duration // the back-off's current step
+	starting     chan struct{} // set while a start is in flight, closed at its end
 	exited       chan struct{} // closed at the next exit; replaced on start
 	removed      chan struct{} // closed when the container is gone
 }
@@ -71,7 +72,7 @@ type Container struct {
 func (c *Container) snapshot() Container {
 	cp := *c
 	cp.Args = append([]string(nil), c.Args...)
-	cp.exited, cp.removed = nil, nil
+	cp.exited, cp.removed, cp.starting = nil, nil, nil
 	return cp
 }
 

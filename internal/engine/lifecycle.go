@@ -50,11 +50,25 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 		e.mu.Unlock()
 		return fmt.Errorf("container %s is marked for removal and cannot be started: %w", c.ID, errdefs.ErrConflict)
 	}
+	if c.starting != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("container %s is already starting: %w", c.ID, errdefs.ErrConflict)
+	}
 	id := c.ID
 	// "starting" is not a docker status; the pid stays 0 until it runs,
 	// and the status flips under the lock before the process can exit.
+	// c.starting keeps a removal (say, rm -f racing a restart policy)
+	// from deleting the directory the start is writing.
+	starting := make(chan struct{})
+	c.starting = starting
 	cfg, hc := c.Config, c.HostConfig
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		c.starting = nil
+		close(starting)
+		e.mu.Unlock()
+	}()
 
 	sup, err := e.supervisor(ctx)
 	if err != nil {
@@ -518,6 +532,16 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	if err != nil {
 		e.mu.Unlock()
 		return err
+	}
+	for c.starting != nil { // let a start in flight finish, then remove what it started
+		ch := c.starting
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		e.mu.Lock()
 	}
 	switch c.State.Status {
 	case StatusRunning:

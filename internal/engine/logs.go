@@ -28,6 +28,10 @@ type LogsOptions struct {
 	// (attach: only what comes next).
 	Tail         int
 	Since, Until time.Time
+	// Positioned, if set, is called once the reader knows where it
+	// starts: an attach sends stdin only then, so that the container's
+	// answer cannot come before the point the follower reads from.
+	Positioned func()
 }
 
 // followPoll is how often a follower looks for new output; exits wake it
@@ -136,6 +140,9 @@ func (e *Engine) Logs(ctx context.Context, ref string, o LogsOptions, fn func(Lo
 		}
 	} else if st, err := os.Stat(path); err == nil {
 		offset, ino = st.Size(), inode(st)
+	}
+	if o.Positioned != nil {
+		o.Positioned()
 	}
 	if !o.Follow || !live {
 		return nil

@@ -37,6 +37,27 @@ func TestEventsTopStatsPause(t *testing.T) {
 		t.Fatalf("stats one-shot: %d %s", code, body)
 	}
 
+	// Streamed: one sample a second, each with the previous as precpu.
+	resp, err := d.http().Get("http://berth/v1.50/containers/ev/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(resp.Body)
+	var s1, s2 struct {
+		Read    time.Time `json:"read"`
+		PreRead time.Time `json:"preread"`
+	}
+	if err := dec.Decode(&s1); err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Decode(&s2); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !s2.PreRead.Equal(s1.Read) || s2.Read.Sub(s1.Read) < 900*time.Millisecond {
+		t.Fatalf("streamed stats: %+v then %+v", s1, s2)
+	}
+
 	d.mustDocker("pause", "ev")
 	if out := d.mustDocker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ev"); out != "paused true\n" {
 		t.Fatalf("inspect after pause: %q", out)
