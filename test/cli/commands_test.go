@@ -168,6 +168,25 @@ func TestCLI(t *testing.T) {
 			t.Errorf("run with options: %q", out)
 		}
 		d.must("rm", "opt-b", "opt-d")
+
+		// Published ports: the same bindings from docker's -p syntax.
+		ports := []string{"-p", "8080:80", "-p", "127.0.0.1:8081:81/udp", "-p", "82", "-p", "9000-9001:90-91",
+			"-p", "[::1]:8083:83", "-p", "127.0.0.1::84", "-p", "8085-8086:85", "--expose", "86", "--expose", "87-88/udp", "-P"}
+		d.must(append(append([]string{"create", "--name", "port-b"}, ports...), testImage, "true")...)
+		if k := d.docker(append(append([]string{"create", "--name", "port-d"}, ports...), testImage, "true")...); k.code != 0 {
+			t.Fatalf("docker create -p: %+v", k)
+		}
+		tmpl = "{{json .HostConfig.PortBindings}} {{json .Config.ExposedPorts}} {{.HostConfig.PublishAllPorts}}"
+		if bi, ki := d.must("inspect", "-f", tmpl, "port-b"), d.must("inspect", "-f", tmpl, "port-d"); bi != ki {
+			t.Errorf("ports differ:\nberth:  %s\ndocker: %s", bi, ki)
+		}
+		d.must("rm", "port-b", "port-d")
+		for _, bad := range []string{"80:", "1.2.3:80:80", "90-92:80-81", "x"} {
+			b, k := d.berth("create", "-p", bad, testImage), d.docker("create", "-p", bad, testImage)
+			if b.code == 0 || b.code != k.code {
+				t.Errorf("-p %s: berth exit %d (%s), docker exit %d (%s)", bad, b.code, b.err, k.code, k.err)
+			}
+		}
 	})
 
 	t.Run("ps", func(t *testing.T) {

@@ -55,6 +55,9 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.BoolVarP(&o.Tty, "tty", "t", false, "Allocate a pseudo-TTY")
 	f.BoolVarP(&o.Stdin, "interactive", "i", false, "Keep STDIN open even if not attached")
 	f.StringVar(&o.DetachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
+	f.StringArrayVarP(&o.Publish, "publish", "p", nil, "Publish a container's port(s) to the host")
+	f.BoolVarP(&o.PublishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
+	f.StringArrayVar(&o.Expose, "expose", nil, "Expose a port or a range of ports")
 	f.StringVar(&o.Pull, "pull", "missing", `Pull image before running ("always", "missing", "never")`)
 	f.Bool("help", false, "Print usage") // -h is --hostname, as in docker
 }

@@ -48,6 +48,9 @@ type Options struct {
 	Detach     bool
 	DetachKeys string // read by the CLI, not sent
 	Pull       string // missing (default), always or never: read by the CLI
+	Publish    []string
+	PublishAll bool
+	Expose     []string
 	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
 	// sent with the create so the first screen has the right size.
 	ConsoleSize [2]uint
@@ -147,6 +150,27 @@ func (o *Options) Build(args []string) (Config, error) {
 			hc.Tmpfs[path] = opts
 		}
 	}
+	exposed, bindings, err := Publish(o.Publish)
+	if err != nil {
+		return Config{}, err
+	}
+	for _, e := range o.Expose {
+		// --expose takes a port or a range, without a host side.
+		ex, _, err := Publish([]string{e})
+		if err != nil || strings.Contains(e, ":") {
+			return Config{}, fmt.Errorf("invalid argument %q for \"--expose\" flag: invalid range format for --expose", e)
+		}
+		for p := range ex {
+			exposed[p] = struct{}{}
+		}
+	}
+	if len(exposed) > 0 {
+		cfg.ExposedPorts = exposed
+	}
+	if len(bindings) > 0 {
+		hc.PortBindings = bindings
+	}
+	hc.PublishAllPorts = o.PublishAll
 	if hc.RestartPolicy, err = restartPolicy(o.Restart); err != nil {
 		return Config{}, err
 	}
