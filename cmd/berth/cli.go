@@ -12,4 +12,7 @@ import (
 func addCLICommands(root *cobra.Command) {
 	cli := command.NewCLI(version, func(code int) error { return exitCodeError(code) })
 	root.AddCommand(cli.Commands()...)
+	// `berth --version` / `-v`, like `docker --version`.
+	root.Version = version
+	root.SetVersionTemplate("berth version {{.Version}}\n")
 }

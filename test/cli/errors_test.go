@@ -46,6 +46,15 @@ func TestDaemonNotRunning(t *testing.T) {
 	}
 }
 
+func TestVersionFlag(t *testing.T) {
+	for _, flag := range []string{"--version", "-v"} {
+		r := run(t, nil, berthBinary(t), flag)
+		if r.code != 0 || !strings.HasPrefix(r.out, "berth version ") {
+			t.Errorf("berth %s: %+v", flag, r)
+		}
+	}
+}
+
 // TestUsageErrors checks docker's exit statuses for bad input, which are
 // decided before any daemon is dialled.
 func TestUsageErrors(t *testing.T) {
