@@ -106,7 +106,8 @@ func TestImageVerbs(t *testing.T) {
 	if !strings.Contains(screen, "\x1b[J") || !strings.Contains(screen, ": Already exists\r\n") || !strings.HasSuffix(screen, ref+"\r\n") {
 		t.Errorf("pull on a terminal:\n%q", screen)
 	}
-	same(t, d, "image", "rm", ref)
+	mustOut(t, d, "Untagged: "+ref+"\n", "image", "rm", ref)
+	sameErrors(t, d, "image", "rm", ref)
 
 	same(t, d, "history", testImage)
 	same(t, d, "history", "--no-trunc", "-q", testImage)

@@ -79,7 +79,7 @@ func TestExec(t *testing.T) {
 	d := startDaemon(t)
 	d.must("run", "-d", "--name", "ex", testImage, "sleep", "100")
 	same(t, d, "exec", "ex", "echo", "hi")
-	same(t, d, "exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 5")
+	sameErrors(t, d, "exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 5") // exit 5, both streams
 	same(t, d, "exec", "-e", "A=1", "-w", "/tmp", "-u", "65534", "ex", "sh", "-c", "echo $A $(pwd) $(id -u)")
 	for _, args := range [][]string{{"exec", "ex", "nosuch"}, {"exec", "ex", "/etc"}, {"exec", "nosuch", "true"}} {
 		b, k := d.berth(args...), d.docker(args...)

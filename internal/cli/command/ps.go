@@ -165,25 +165,7 @@ func (r *psRow) RunningFor() string { return format.Ago(r.now, r.c.Created) }
 func (r *psRow) State() string      { return string(r.c.State) }
 func (r *psRow) Status() string     { return r.c.Status }
 
-func (r *psRow) Ports() string {
-	var out []string
-	for _, p := range r.c.Ports {
-		s := fmt.Sprintf("%d/%s", p.PrivatePort, p.Type)
-		if p.PublicPort != 0 {
-			host := ""
-			if p.IP.IsValid() {
-				host = p.IP.String() + ":"
-				if p.IP.Is6() {
-					host = "[" + p.IP.String() + "]:"
-				}
-			}
-			s = fmt.Sprintf("%s%d->%s", host, p.PublicPort, s)
-		}
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return strings.Join(out, ", ")
-}
+func (r *psRow) Ports() string { return format.Ports(r.c.Ports) }
 
 func (r *psRow) Size() string {
 	s := format.Size(r.c.SizeRw)
