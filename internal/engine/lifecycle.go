@@ -130,6 +130,24 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	return nil
 }
 
+// waitStarting waits, with e.mu held (released meanwhile), until no start
+// of c is in flight: stop, kill and remove act on what it started rather
+// than race it (a restart policy starts containers behind the user's back).
+func (e *Engine) waitStarting(ctx context.Context, c *Container) error {
+	for c.starting != nil {
+		ch := c.starting
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			e.mu.Lock()
+			return ctx.Err()
+		}
+		e.mu.Lock()
+	}
+	return nil
+}
+
 func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
@@ -311,6 +329,10 @@ func (e *Engine) Stop(ctx context.Context, ref string, sigName string, timeout *
 	e.mu.Lock()
 	c, err := e.lookup(ref)
 	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	if err := e.waitStarting(ctx, c); err != nil {
 		e.mu.Unlock()
 		return err
 	}
@@ -533,15 +555,10 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		e.mu.Unlock()
 		return err
 	}
-	for c.starting != nil { // let a start in flight finish, then remove what it started
-		ch := c.starting
+	// Let a start in flight finish, then remove what it started.
+	if err := e.waitStarting(ctx, c); err != nil {
 		e.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		e.mu.Lock()
+		return err
 	}
 	switch c.State.Status {
 	case StatusRunning:
