@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/cli/command"
@@ -11,6 +13,13 @@ import (
 // command package; main only sees the exit status.
 func addCLICommands(root *cobra.Command) {
 	cli := command.NewCLI(version, func(code int) error { return exitCodeError(code) })
+	// docker's global -H/--host comes before the verb (`berth -H unix:///x ps`);
+	// it is taken off the arguments here because a persistent flag would
+	// clash with verbs' own -H (history's --human, daemon's --host).
+	if host, rest, ok := command.LeadingHost(os.Args[1:]); ok {
+		cli.HostOverride = host
+		root.SetArgs(rest)
+	}
 	root.AddCommand(cli.Commands()...)
 	// `berth --version` / `-v`, like `docker --version`.
 	root.Version = version

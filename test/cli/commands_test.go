@@ -82,6 +82,9 @@ func TestCLI(t *testing.T) {
 			t.Errorf("version, server part:\nberth:%s\ndocker:%s", bs, ks)
 		}
 		same(t, d, "info", "--format", "{{.Driver}} {{.LoggingDriver}} {{.Images}} {{.OSType}}")
+		if r := run(t, nil, berthBinary(t), "-H", "unix://"+d.sock, "version", "--format", "{{.Server.Os}}"); r.out != "linux\n" {
+			t.Errorf("berth -H SOCK version: %+v", r)
+		}
 	})
 
 	t.Run("images", func(t *testing.T) {

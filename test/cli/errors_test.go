@@ -33,6 +33,11 @@ func TestDaemonNotRunning(t *testing.T) {
 		t.Errorf("run: exit %d, %q", r.code, r.err)
 	}
 	oneLine(t, "run", r)
+	// -H before the verb wins over the environment, as docker's.
+	r = run(t, []string{"BERTH_HOST=unix:///nonexistent/b.sock"}, bin, "-H", "unix://"+sock, "ps")
+	if r.code != 1 || !strings.Contains(r.err, "berth at unix://"+sock+":") {
+		t.Errorf("-H: %+v", r)
+	}
 	// BERTH_HOST wins over DOCKER_HOST; the default is berth's socket.
 	r = run(t, []string{"BERTH_HOST=unix://" + sock, "DOCKER_HOST=unix:///nonexistent/docker.sock"}, bin, "ps")
 	if !strings.Contains(r.err, sock) {

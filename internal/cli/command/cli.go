@@ -29,6 +29,8 @@ type CLI struct {
 	// Exit turns an exit status into the error the caller's main returns,
 	// so this package never calls os.Exit.
 	Exit func(code int) error
+	// HostOverride is a -H given before the verb; it wins over the environment.
+	HostOverride string
 
 	host string
 	api  *client.Client
@@ -45,6 +47,9 @@ func NewCLI(version string, exit func(int) error) *CLI {
 // Host is the daemon address in use.
 func (c *CLI) Host() string {
 	if c.host == "" {
+		c.host = c.HostOverride
+	}
+	if c.host == "" {
 		c.host = cliclient.Host(c.Getenv)
 	}
 	return c.host
@@ -60,6 +65,29 @@ func (c *CLI) Client() (*client.Client, error) {
 		c.api = api
 	}
 	return c.api, nil
+}
+
+// LeadingHost takes docker's global -H/--host off the front of args (before
+// the verb). ok is false when there is none.
+func LeadingHost(args []string) (host string, rest []string, ok bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-H" || a == "--host":
+			if i+1 < len(args) {
+				host, ok = args[i+1], true
+				rest = append(append(rest, args[:i]...), args[i+2:]...)
+				return host, rest, ok
+			}
+			return "", nil, false
+		case strings.HasPrefix(a, "--host="), strings.HasPrefix(a, "-H="):
+			_, host, _ = strings.Cut(a, "=")
+			return host, append(append(rest, args[:i]...), args[i+1:]...), true
+		case !strings.HasPrefix(a, "-"):
+			return "", nil, false // the verb: any -H after it is the verb's
+		}
+	}
+	return "", nil, false
 }
 
 // StatusError ends a command with an exit status; an empty Message prints

@@ -48,3 +48,23 @@ func TestDetachReader(t *testing.T) {
 		}
 	}
 }
+
+func TestLeadingHost(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		host string
+		rest []string
+		ok   bool
+	}{
+		{[]string{"-H", "unix:///x", "ps", "-a"}, "unix:///x", []string{"ps", "-a"}, true},
+		{[]string{"--host=tcp://h:1", "ps"}, "tcp://h:1", []string{"ps"}, true},
+		{[]string{"daemon", "-H", "unix:///y"}, "", nil, false},
+		{[]string{"history", "-H", "img"}, "", nil, false},
+		{[]string{"ps"}, "", nil, false},
+	} {
+		host, rest, ok := LeadingHost(c.in)
+		if host != c.host || ok != c.ok || strings.Join(rest, " ") != strings.Join(c.rest, " ") {
+			t.Errorf("%v: %q %v %v", c.in, host, rest, ok)
+		}
+	}
+}
