@@ -33,6 +33,15 @@ var build struct {
 	err  error
 }
 
+// TestMain removes the binary's temp dir after the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.path != "" {
+		os.RemoveAll(filepath.Dir(build.path))
+	}
+	os.Exit(code)
+}
+
 // berthBinary builds the binary once into a temp dir, so parallel test
 // runs in other worktrees never share it.
 func berthBinary(t testing.TB) string {
