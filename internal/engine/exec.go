@@ -56,6 +56,9 @@ func (e *Engine) ExecCreate(ctx context.Context, ref string, cfg container.ExecC
 	if c.State.Status != StatusRunning {
 		return "", fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrConflict)
 	}
+	if c.State.Paused {
+		return "", fmt.Errorf("Container %s is paused, unpause the container before exec: %w", c.ID, errdefs.ErrConflict)
+	}
 	if len(cfg.Cmd) == 0 {
 		return "", fmt.Errorf("No exec command specified: %w", errdefs.ErrInvalidArgument)
 	}

@@ -130,6 +130,29 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	return nil
 }
 
+// thaw resumes a paused container after a signal was sent to it, as
+// docker does: frozen processes do not act on signals (with cgroup v1's
+// freezer not even on SIGKILL) until thawed.
+func (e *Engine) thaw(ctx context.Context, sup Supervisor, id string) {
+	e.mu.Lock()
+	c, ok := e.byID[id]
+	paused := ok && c.State.Paused
+	e.mu.Unlock()
+	if !paused {
+		return
+	}
+	if err := sup.Resume(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		e.log.Warn("thaw", "id", id, "err", err)
+		return
+	}
+	e.mu.Lock()
+	if c.State.Paused {
+		c.State.Paused = false
+		_ = e.save(c)
+	}
+	e.mu.Unlock()
+}
+
 // waitStarting waits, with e.mu held (released meanwhile), until no start
 // of c is in flight: stop, kill and remove act on what it started rather
 // than race it (a restart policy starts containers behind the user's back).
@@ -381,6 +404,7 @@ func (e *Engine) Stop(ctx context.Context, ref string, sigName string, timeout *
 	if err := sup.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
 		e.log.Warn("stop signal", "id", id, "err", err)
 	}
+	e.thaw(ctx, sup, id)
 	if wait >= 0 {
 		select {
 		case <-exited:
@@ -434,6 +458,7 @@ func (e *Engine) Kill(ctx context.Context, ref, sigName string) error {
 	if err := sup.Kill(ctx, id, sig, false); err != nil {
 		return err
 	}
+	e.thaw(ctx, sup, id)
 	if sig == unix.SIGKILL {
 		// docker returns once a killed container is gone.
 		select {
@@ -589,6 +614,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		if err != nil {
 			return restore(err)
 		}
+		e.thaw(ctx, sup, id) // a frozen process cannot die (cgroup v1 freezer)
 		if err := sup.Delete(ctx, id); err != nil {
 			return restore(err)
 		}

@@ -76,11 +76,10 @@ func (s *Server) execStart(ctx context.Context, conn net.Conn, id string, req Ex
 		fail(fmt.Errorf("exec without id or process: %w", errdefs.ErrInvalidArgument))
 		return
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		fail(err)
-		return
-	}
+	// Our own binary, even if the file was replaced since we started: the
+	// helper must speak this supervisor's runtime state format.
+	const exe = "/proc/self/exe"
+	var err error
 	args := []string{"runtime", "--root", filepath.Join(s.execRoot, runtimeDir), "exec", "--process", req.ProcessPath}
 	var console *consoleSocket
 	if req.Tty {

@@ -72,6 +72,11 @@ func TestEventsTopStatsPause(t *testing.T) {
 	if out := d.mustDocker("exec", "ev", "echo", "thawed"); out != "thawed\n" {
 		t.Fatalf("exec after unpause: %q", out)
 	}
+	// Paused again: exec is refused, kill thaws it so that it can die.
+	d.mustDocker("pause", "ev")
+	if _, errOut, code := d.docker("exec", "ev", "true"); code == 0 || !strings.Contains(errOut, "is paused") {
+		t.Fatalf("exec in a paused container: %d %q", code, errOut)
+	}
 	d.mustDocker("kill", "ev")
 	d.mustDocker("rm", "ev")
 	until := fmt.Sprintf("%d", time.Now().Add(time.Second).Unix())
@@ -83,7 +88,7 @@ func TestEventsTopStatsPause(t *testing.T) {
 			actions = append(actions, l)
 		}
 	}
-	want := "container create,container start,container pause,container unpause,container kill,container die,container destroy"
+	want := "container create,container start,container pause,container unpause,container pause,container kill,container die,container destroy"
 	if strings.Join(actions, ",") != want {
 		t.Fatalf("docker events:\n%s\nwant %s", out, want)
 	}
