@@ -47,6 +47,15 @@ func TestRestartPolicies(t *testing.T) {
 		t.Fatalf("crash after docker stop: %q", o)
 	}
 
+	// unless-stopped: brought back until the user stops it, and not by
+	// the daemon's start after that.
+	d.mustDocker("run", "-d", "--name", "us", "--restart", "unless-stopped", testImage, "sh", "-c", "sleep 0.2; exit 1")
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("inspect", "-f", "{{.RestartCount}}", "us")
+		return atoi(o) >= 1
+	}, "unless-stopped to bring the container back")
+	d.mustDocker("stop", "-t", "1", "us")
+
 	// always + a daemon restart: the container died while no daemon ran.
 	d.mustDocker("run", "-d", "--name", "svc", "--restart", "always", testImage, "sh", "-c", "sleep 0.5; exit 2")
 	d.kill()
@@ -64,5 +73,8 @@ func TestRestartPolicies(t *testing.T) {
 		st, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(o))
 		return err == nil && time.Since(st) < 5*time.Second
 	}, "the stopped always container to start with the daemon")
+	if o := d.mustDocker("inspect", "-f", "{{.State.Status}}", "us"); o != "exited\n" {
+		t.Fatalf("the stopped unless-stopped container after a daemon restart: %q", o)
+	}
 	d.mustDocker("rm", "-f", "crash", "svc")
 }
