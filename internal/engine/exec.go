@@ -268,3 +268,9 @@ func (e *Engine) dropExecs(containerID string) {
 		}
 	}
 }
+
+func (e *Engine) forgetExec(id string) {
+	e.execs.mu.Lock()
+	delete(e.execs.m, id)
+	e.execs.mu.Unlock()
+}

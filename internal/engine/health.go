@@ -95,6 +95,7 @@ func (e *Engine) probe(id string, args []string, timeout time.Duration) *contain
 	case <-time.After(timeout):
 		res.End, res.ExitCode = time.Now(), -1
 		res.Output = fmt.Sprintf("Health check exceeded timeout (%v)", timeout)
+		go func() { <-done; e.forgetExec(execID) }()
 		return res
 	}
 	res.End = time.Now()
@@ -109,9 +110,7 @@ func (e *Engine) probe(id string, args []string, timeout time.Duration) *contain
 		res.ExitCode = *x.ExitCode
 	}
 	res.Output = out.String()
-	e.execs.mu.Lock()
-	delete(e.execs.m, execID) // probes are not kept, as in docker
-	e.execs.mu.Unlock()
+	e.forgetExec(execID) // probes are not kept, as in docker
 	return res
 }
 
