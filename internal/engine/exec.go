@@ -98,28 +98,36 @@ func (e *Engine) ExecStart(ctx context.Context, id string, o ExecStartOptions) e
 	cfg, ctrID := x.Config, x.ContainerID
 	e.execs.mu.Unlock()
 
-	c, err := e.Get(ctrID)
-	if err != nil {
+	// An exec that cannot start has ended for good: docker's code 126.
+	fail := func(err error) error {
+		code := 126
+		e.execs.mu.Lock()
+		x.ExitCode = &code
+		e.execs.mu.Unlock()
 		return err
 	}
+	c, err := e.Get(ctrID)
+	if err != nil {
+		return fail(err)
+	}
 	if c.State.Status != StatusRunning {
-		return fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrConflict)
+		return fail(fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrConflict))
 	}
 	procPath := filepath.Join(e.bundlePath(c.ID), "exec-"+id+".json")
 	if err := e.writeExecProcess(c, cfg, o.ConsoleSize, procPath); err != nil {
-		return err
+		return fail(err)
 	}
 	sup, err := e.supervisor(ctx)
 	if err != nil {
 		os.Remove(procPath)
-		return err
+		return fail(err)
 	}
 	conn, frames, err := sup.Exec(ctx, c.ID, supervisor.ExecRequest{
 		ExecID: id, ProcessPath: procPath, Tty: cfg.Tty, OpenStdin: cfg.AttachStdin && o.Stdin != nil,
 	})
 	if err != nil {
 		os.Remove(procPath)
-		return err
+		return fail(err)
 	}
 	e.execs.mu.Lock()
 	x.Running = true
