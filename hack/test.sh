@@ -5,5 +5,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "tests need root: sudo $0" >&2; exit 1; }
 ./hack/deps.sh
 export CGO_ENABLED=0
+# Network safety net: no test may reach a registry outside loopback, even by
+# a typo in an image name (internal/distribution refuses before resolving).
+export BERTH_REGISTRY_LOOPBACK_ONLY=1
 go vet ./...
 go test -count=1 -timeout 25m ./...

@@ -350,3 +350,15 @@ func TestPullThroughMirror(t *testing.T) {
 		t.Errorf("recorded as %s", img.Name)
 	}
 }
+
+func TestLoopbackOnlyRefusesOutsideRegistries(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Setenv(distribution.LoopbackOnlyEnv, "1")
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	s := imagetest.Open(t)
+	c := distribution.New(s, distribution.Options{})
+	_, err := c.Pull(context.Background(), "registry.invalid/x:1", distribution.PullOptions{})
+	if err == nil || !strings.Contains(err.Error(), "refusing to contact registry.invalid") {
+		t.Fatalf("pull from a non-loopback registry: %v", err)
+	}
+}

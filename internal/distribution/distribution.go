@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -90,6 +91,9 @@ func New(images *image.Service, opts Options) *Client {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.ResponseHeaderTimeout = 2 * time.Minute
 		c.base = t
+	}
+	if os.Getenv(LoopbackOnlyEnv) == "1" {
+		c.base = loopbackOnly{next: c.base}
 	}
 	if c.log == nil {
 		c.log = images.Logger()
