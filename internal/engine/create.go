@@ -61,6 +61,11 @@ func (e *Engine) Create(ctx context.Context, name string, cfg *container.Config,
 		return CreateResult{}, err
 	}
 	mergeImageConfig(cfg, details.Image.Config)
+	if hc, err := e.imageHealthcheck(ctx, details.Config); err != nil {
+		e.log.Warn("image healthcheck", "image", cfg.Image, "err", err)
+	} else {
+		cfg.Healthcheck = mergeHealthcheck(cfg.Healthcheck, hc)
+	}
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return CreateResult{}, fmt.Errorf("no command specified: %w", errdefs.ErrInvalidArgument)
 	}

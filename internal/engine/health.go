@@ -3,10 +3,14 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/internal/content"
 )
 
 // Docker's health check defaults and limits.
@@ -17,6 +21,58 @@ const (
 	maxHealthLog         = 5
 	maxProbeOutput       = 4096
 )
+
+// imageHealthcheck reads the HEALTHCHECK of an image's config: a docker
+// field the OCI config type the image service returns does not carry.
+func (e *Engine) imageHealthcheck(ctx context.Context, config v1.Descriptor) (*container.HealthConfig, error) {
+	data, err := content.ReadBlob(ctx, e.images.Content(), config)
+	if err != nil {
+		return nil, err
+	}
+	var img struct {
+		Config struct {
+			Healthcheck *container.HealthConfig
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(data, &img); err != nil {
+		return nil, err
+	}
+	return img.Config.Healthcheck, nil
+}
+
+// mergeHealthcheck is docker's rule: the container's check wins; one
+// without a test (only --health-interval and such) takes the image's test
+// and its unset fields.
+func mergeHealthcheck(ctr, img *container.HealthConfig) *container.HealthConfig {
+	if img == nil {
+		return ctr
+	}
+	if ctr == nil {
+		cp := *img
+		return &cp
+	}
+	if len(ctr.Test) > 0 {
+		return ctr
+	}
+	out := *ctr
+	out.Test = img.Test
+	if out.Interval == 0 {
+		out.Interval = img.Interval
+	}
+	if out.Timeout == 0 {
+		out.Timeout = img.Timeout
+	}
+	if out.StartPeriod == 0 {
+		out.StartPeriod = img.StartPeriod
+	}
+	if out.StartInterval == 0 {
+		out.StartInterval = img.StartInterval
+	}
+	if out.Retries == 0 {
+		out.Retries = img.Retries
+	}
+	return &out
+}
 
 // probeArgs turns a HEALTHCHECK test into a command; nil means none.
 func probeArgs(hc *container.HealthConfig) []string {

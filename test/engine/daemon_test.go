@@ -71,19 +71,23 @@ type daemon struct {
 
 // seedImage puts the busybox test image into root's image store before a
 // daemon opens it (bbolt allows one process at a time).
-func seedImage(t testing.TB, root string) {
+func seedImage(t testing.TB, root string, seeds ...func(testing.TB, *image.Service)) {
 	s, err := image.Open(context.Background(), root, image.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	imagetest.Create(t, s, testImage)
+	for _, seed := range seeds {
+		seed(t, s)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// startDaemon starts a daemon on fresh directories with the test image.
-func startDaemon(t *testing.T) *daemon {
+// startDaemon starts a daemon on fresh directories with the test image
+// and what seeds add to its image store.
+func startDaemon(t *testing.T, seeds ...func(testing.TB, *image.Service)) *daemon {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireBusybox(t)
@@ -92,7 +96,7 @@ func startDaemon(t *testing.T) *daemon {
 		t: t, root: filepath.Join(dir, "root"), execRoot: filepath.Join(dir, "exec"),
 		sock: filepath.Join(dir, "berth.sock"),
 	}
-	seedImage(t, d.root)
+	seedImage(t, d.root, seeds...)
 	d.start()
 	t.Cleanup(d.cleanup)
 	return d

@@ -1,10 +1,18 @@
 package engine_test
 
 import (
+	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/internal/content"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 // TestHealthCheck: a --health-cmd probe makes the container healthy, then
@@ -56,5 +64,63 @@ func TestOOMKilled(t *testing.T) {
 		"--filter", "event=oom", "--format", "{{.Actor.Attributes.name}}")
 	if out != "hog\n" {
 		t.Fatalf("oom events: %q", out)
+	}
+}
+
+// withHealthImage adds "hc:1": the test image with a HEALTHCHECK in its
+// config (a docker field the store keeps as it is), as docker build makes.
+func withHealthImage(t testing.TB, s *image.Service) {
+	ctx := context.Background()
+	d, err := s.Inspect(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := content.ReadBlob(ctx, s.Content(), d.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["config"].(map[string]any)["Healthcheck"] = map[string]any{
+		"Test": []string{"CMD-SHELL", "test -e /tmp/ready"}, "Interval": int64(200 * time.Millisecond), "Retries": 1,
+	}
+	op, err := s.Begin(ctx, "test image with a healthcheck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Done(ctx)
+	cfgBytes, _ := json.Marshal(cfg)
+	cfgDesc, _, err := s.WriteJSONBytes(ctx, op, d.Config.MediaType, cfgBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v1.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageManifest, Config: cfgDesc, Layers: d.Layers}
+	mBytes, _ := json.Marshal(m)
+	mDesc, _, err := s.WriteJSONBytes(ctx, op, v1.MediaTypeImageManifest, mBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, "hc:1", mDesc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestImageHealthcheck: the image's HEALTHCHECK applies, and a
+// --health-interval without a command keeps the image's test.
+func TestImageHealthcheck(t *testing.T) {
+	d := startDaemon(t, withHealthImage)
+	d.mustDocker("run", "-d", "--name", "ih", "--health-retries", "2", "hc:1", "sh", "-c", "sleep 1; touch /tmp/ready; sleep 100")
+	if o := d.mustDocker("inspect", "-f", "{{index .Config.Healthcheck.Test 1}} {{.Config.Healthcheck.Retries}}", "ih"); o != "test -e /tmp/ready 2\n" {
+		t.Fatalf("merged healthcheck: %q", o)
+	}
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("inspect", "-f", "{{.State.Health.Status}}", "ih")
+		return o == "healthy\n"
+	}, "the image's healthcheck to pass")
+	d.mustDocker("run", "-d", "--name", "none", "--no-healthcheck", "hc:1", "sleep", "100")
+	if o := d.mustDocker("inspect", "-f", "{{.State.Health}}", "none"); o != "<nil>\n" {
+		t.Fatalf("--no-healthcheck: %q", o)
 	}
 }
