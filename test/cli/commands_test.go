@@ -205,9 +205,20 @@ func TestCLI(t *testing.T) {
 	})
 
 	t.Run("ps", func(t *testing.T) {
-		b, k := d.must("ps"), d.docker("ps").out
-		hb, cb := columns(b)
-		hk, ck := columns(k)
+		// CREATED and STATUS are humanized ("Less than a second ago", "1
+		// second ago"), so two runs a moment apart can differ in width:
+		// compare again until both land in the same second.
+		var b, k, hb, hk string
+		var cb, ck []int
+		for try := 0; try < 5; try++ {
+			b, k = d.must("ps"), d.docker("ps").out
+			hb, cb = columns(b)
+			hk, ck = columns(k)
+			if hb == hk && reflect.DeepEqual(cb, ck) {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
 		if hb != hk || !reflect.DeepEqual(cb, ck) {
 			t.Errorf("ps table:\nberth:\n%s\ndocker:\n%s", b, k)
 		}

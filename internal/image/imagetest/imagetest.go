@@ -45,6 +45,15 @@ func Layers(t testing.TB) (layers [][]byte, want string) {
 		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
 		must(t, os.WriteFile(p, []byte(body), 0o644))
 	}
+	// A fixed mtime on every file: two calls of Layers (one building the
+	// image, one giving the expected tree) must agree even when a second
+	// boundary falls between them.
+	must(t, filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || info.Mode()&os.ModeSymlink != 0 {
+			return err
+		}
+		return os.Chtimes(p, archivetest.Epoch, archivetest.Epoch)
+	}))
 	var l1 bytes.Buffer
 	must(t, archive.Tar(context.Background(), dir, &l1))
 	l2 := archivetest.Tar(t,
