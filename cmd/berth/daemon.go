@@ -170,7 +170,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	eng, err := engine.New(ctx, engine.Options{
 		Root: cfg.Root, ExecRoot: cfg.ExecRoot, Images: images, Logger: log,
-		LogMaxSize: maxSize, LogMaxFiles: maxFiles, CgroupParent: cfg.CgroupParent,
+		LogMaxSize: maxSize, LogMaxFiles: maxFiles, CgroupParent: cfg.CgroupParent, InitBinary: exe,
 		Supervisor: func(ctx context.Context) (engine.Supervisor, error) {
 			return supervisor.Ensure(ctx, exe, cfg.ExecRoot, "--log-level", cfg.LogLevel)
 		},
@@ -290,5 +290,16 @@ func newSuperviseCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&execRoot, "exec-root", "/run/berth", "root of runtime state")
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	cmd.AddCommand(&cobra.Command{
+		Use:    "reap -- COMMAND [ARG...]",
+		Short:  "Run COMMAND as the child of a minimal init (docker run --init)",
+		Hidden: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if code := supervisor.Reap(args); code != 0 {
+				return exitCodeError(code)
+			}
+			return nil
+		},
+	})
 	return cmd
 }

@@ -76,6 +76,9 @@ type Options struct {
 	LogMaxFiles int
 	// CgroupParent is where container cgroups go ("/berth").
 	CgroupParent string
+	// InitBinary is bind-mounted read-only as the container's init with
+	// --init (berth itself: `supervise reap`, see supervisor.Reap).
+	InitBinary string
 }
 
 // Engine manages containers.

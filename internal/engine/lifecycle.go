@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
@@ -280,6 +282,14 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 			}
 		}
 		o.Mounts = append(o.Mounts, m)
+	}
+	if hc.Init != nil && *hc.Init {
+		if e.opts.InitBinary == "" {
+			return o, fmt.Errorf("--init: the daemon has no init binary: %w", errdefs.ErrFailedPrecondition)
+		}
+		o.Mounts = append(o.Mounts, specs.Mount{Destination: supervisor.InitPath, Type: "bind", Source: e.opts.InitBinary,
+			Options: []string{"bind", "ro"}})
+		o.Args = append(slices.Clone(supervisor.InitArgs), o.Args...)
 	}
 	return o, nil
 }

@@ -78,3 +78,25 @@ func TestRestartPolicies(t *testing.T) {
 	}
 	d.mustDocker("rm", "-f", "crash", "svc")
 }
+
+// TestInit: --init runs berth's reaper as PID 1 (at /sbin/docker-init),
+// which passes the exit code and signals on and reaps orphans.
+func TestInit(t *testing.T) {
+	d := startDaemon(t)
+	out := d.mustDocker("run", "--rm", "--init", testImage, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$")
+	if !strings.HasPrefix(out, "/sbin/docker-init supervise reap -- sh -c") || strings.HasSuffix(out, "\n1\n") {
+		t.Fatalf("--init: %q", out)
+	}
+	if _, _, code := d.docker("run", "--rm", "--init", testImage, "sh", "-c", "sleep 5 & exit 3"); code != 3 {
+		t.Fatalf("--init exit code: %d", code)
+	}
+	d.mustDocker("run", "-d", "--name", "sleeper", "--init", testImage, "sleep", "100")
+	start := time.Now()
+	d.mustDocker("stop", "-t", "5", "sleeper")
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("docker stop of an --init container took %v: SIGTERM should reach sleep", time.Since(start))
+	}
+	if o := d.mustDocker("inspect", "-f", "{{.State.ExitCode}}", "sleeper"); o != "143\n" {
+		t.Fatalf("exit code after stop: %q", o)
+	}
+}
