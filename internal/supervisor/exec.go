@@ -180,6 +180,7 @@ func (s *Server) execStart(ctx context.Context, conn net.Conn, id string, req Ex
 		go copyOut(streams[i], f)
 	}
 	if console != nil {
+		var master *os.File
 		got := make(chan consoleResult, 1)
 		go func() {
 			select {
@@ -196,6 +197,7 @@ func (s *Server) execStart(ctx context.Context, conn net.Conn, id string, req Ex
 		select {
 		case r := <-got:
 			if r.err == nil {
+				master = r.master
 				s.setExec(req.ExecID, &execProc{master: r.master})
 				defer s.setExec(req.ExecID, nil)
 				copies.Add(1)
@@ -210,6 +212,12 @@ func (s *Server) execStart(ctx context.Context, conn net.Conn, id string, req Ex
 		s.forwardExecStdin(conn, stdinW, req.Tty)
 		<-exited
 		copies.Wait()
+		for _, f := range outputs {
+			f.Close()
+		}
+		if master != nil {
+			master.Close() // after its copy's EIO: every slave fd is gone
+		}
 		s.execExit(frame, waitErr)
 		return
 	}
