@@ -275,6 +275,9 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	} else {
 		pid, err = startProtected(attr, exe, joins, hostMountNS)
 	}
+	// Our copy of the init's end goes now: if the init dies, reads on ours
+	// must see EOF instead of waiting forever.
+	childSock.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
@@ -316,6 +319,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		Devices: spec.Linux.Devices, MaskedPaths: spec.Linux.MaskedPaths,
 		ReadonlyPaths: spec.Linux.ReadonlyPaths, RootfsPropagation: spec.Linux.RootfsPropagation,
 		ReadonlyRoot: spec.Root.Readonly, Sysctl: spec.Linux.Sysctl, Seccomp: filter,
+		PidsLimit: prep.pidsLimit, PidsFile: pidsMaxFile(cg.Paths()),
 		NewCgroupNS: newCgroupNS,
 		// On v1 the cgroup mount binds host paths, so the namespace can wait
 		// until the start; on v2 the cgroup2 mount needs it first.
@@ -578,7 +582,10 @@ type prepared struct {
 	rootfs string
 	cgw    *cgroupWork
 	filter *seccomp.Program
-	err    error
+	// pidsLimit is left out of the cgroup's limits and written by the
+	// init right before exec (see prepare).
+	pidsLimit int64
+	err       error
 }
 
 func prepare(data []byte, bundle, id string) *prepared {
@@ -603,7 +610,18 @@ func prepare(data []byte, bundle, id string) *prepared {
 			m.Source = filepath.Join(bundle, m.Source)
 		}
 	}
-	p.cgw = startCgroupWork(spec, id)
+	// The pids limit is written by the init itself just before it execs:
+	// the init is a Go program whose runtime threads count against
+	// pids.max, and a small limit would otherwise kill it before the
+	// container's process even runs.
+	res := spec.Linux.Resources
+	if res != nil && res.Pids != nil && res.Pids.Limit != nil && *res.Pids.Limit > 0 {
+		p.pidsLimit = *res.Pids.Limit
+		trimmed := *res
+		trimmed.Pids = nil
+		res = &trimmed
+	}
+	p.cgw = startCgroupWork(spec.Linux.CgroupsPath, id, res)
 	if spec.Linux.Seccomp != nil {
 		if p.filter, p.err = seccomp.Compile(spec.Linux.Seccomp); p.err != nil {
 			p.err = fmt.Errorf("seccomp profile: %w", p.err)
@@ -626,10 +644,10 @@ type cgroupWork struct {
 	dirsErr error
 }
 
-func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
+func startCgroupWork(path, id string, res *specs.LinuxResources) *cgroupWork {
 	w := &cgroupWork{newc: make(chan error, 1), mgrc: make(chan error, 1), pidc: make(chan int, 1), donec: make(chan error, 1)}
 	go func() {
-		cg, err := cgroup.New(spec.Linux.CgroupsPath, id, spec.Linux.Resources)
+		cg, err := cgroup.New(path, id, res)
 		w.cg = cg
 		w.newc <- err
 		if err == nil {
@@ -640,8 +658,8 @@ func startCgroupWork(spec *specs.Spec, id string) *cgroupWork {
 			w.donec <- err
 			return
 		}
-		if spec.Linux.Resources != nil {
-			if err = cg.Set(spec.Linux.Resources); err != nil {
+		if res != nil {
+			if err = cg.Set(res); err != nil {
 				err = fmt.Errorf("set cgroup limits: %w", err)
 			}
 		}
@@ -695,4 +713,15 @@ func (w *cgroupWork) abort() {
 	if !w.done {
 		w.done, w.err = true, <-w.donec
 	}
+}
+
+// pidsMaxFile is the pids.max file of a container's cgroup (v1 or v2).
+func pidsMaxFile(paths map[string]string) string {
+	if p, ok := paths["pids"]; ok {
+		return filepath.Join(p, "pids.max")
+	}
+	if p, ok := paths[""]; ok {
+		return filepath.Join(p, "pids.max")
+	}
+	return ""
 }

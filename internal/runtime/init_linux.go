@@ -50,6 +50,15 @@ func runInit(conn *syncConn) error {
 	}
 	tr := newPhaseTracer(cfg.Trace)
 	tr.mark("init", "config read")
+	if cfg.PidsLimit > 0 && cfg.PidsFile != "" {
+		// Opened while the host's cgroup tree is still in view; written
+		// just before exec (execFinal).
+		f, err := os.OpenFile(cfg.PidsFile, os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", cfg.PidsFile, err)
+		}
+		cfg.pidsMax = f
+	}
 	cgroupDirs := false
 	waitCgroupDirs := func() error {
 		if cgroupDirs {
@@ -193,6 +202,14 @@ func execProcess(conn *syncConn, cfg *initConfig, waitStart func() error) error 
 		return err
 	}
 	newPhaseTracer(cfg.Trace).mark("init", "started")
+	if cfg.pidsMax != nil {
+		// Our own threads exist already; from here on only the container's
+		// process forks.
+		if _, err := cfg.pidsMax.WriteString(strconv.FormatInt(cfg.PidsLimit, 10)); err != nil {
+			return fmt.Errorf("set pids limit %d: %w", cfg.PidsLimit, err)
+		}
+		cfg.pidsMax.Close()
+	}
 	return execFinal(p, filter, path, cfg.PreserveFDs)
 }
 

@@ -58,6 +58,11 @@ type initConfig struct {
 	ReadonlyRoot bool
 	RuntimeHooks bool // prestart/createRuntime hooks exist: stop for them
 	CgroupPaths  map[string]string
+	// PidsLimit > 0 is written to PidsFile (a host path, opened before
+	// pivot_root) right before exec.
+	PidsLimit int64
+	PidsFile  string
+	pidsMax   *os.File // the init's handle on PidsFile
 
 	Hostname, Domainname string
 	Mounts               []specs.Mount

@@ -272,6 +272,8 @@ func (c *initConfig) encode() []byte {
 		w.bool(b)
 	}
 	w.strMap(c.CgroupPaths)
+	w.i64(c.PidsLimit)
+	w.str(c.PidsFile)
 	w.str(c.Hostname)
 	w.str(c.Domainname)
 	w.u64(uint64(len(c.Mounts)))
@@ -319,6 +321,8 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 		*b = r.bool()
 	}
 	c.CgroupPaths = r.strMap()
+	c.PidsLimit = r.i64()
+	c.PidsFile = r.str()
 	c.Hostname = r.str()
 	c.Domainname = r.str()
 	if n := r.count(); n > 0 {

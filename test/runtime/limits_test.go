@@ -99,3 +99,14 @@ func TestSeccompWithoutNoNewPrivs(t *testing.T) {
 		t.Fatalf("got %q", out)
 	}
 }
+
+func TestPidsLimitOfOne(t *testing.T) {
+	// The init is a multi-threaded Go program: the limit must only bind
+	// the container's process, which here cannot fork at all.
+	e := newEnv(t, "sh", "-c", "echo alive; read v < /sys/fs/cgroup/pids/pids.max; echo $v; ls / >/dev/null && echo forked")
+	e.spec.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: int64p(1)}}
+	out, errOut, _ := e.run("pids1")
+	if !strings.HasPrefix(out, "alive\n1\n") || strings.Contains(out, "forked") || !strings.Contains(errOut, "can't fork") {
+		t.Fatalf("got %q, %q", out, errOut)
+	}
+}
