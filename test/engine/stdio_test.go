@@ -57,6 +57,7 @@ func (d *daemon) ptyDocker(t *testing.T, args ...string) *ptySession {
 	}
 	defer slave.Close()
 	p := &ptySession{t: t, master: master}
+	requireDockerCLI(t)
 	p.cmd = exec.Command(dockerCLI, args...)
 	p.cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"), "TERM=xterm")
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = slave, slave, slave
