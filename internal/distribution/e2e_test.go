@@ -142,6 +142,15 @@ var (
 	berthErr  error
 )
 
+// TestMain removes the berth binary the end-to-end tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if berthBin != "" {
+		os.RemoveAll(filepath.Dir(berthBin))
+	}
+	os.Exit(code)
+}
+
 // berth builds cmd/berth once per test binary.
 func berth(t *testing.T) string {
 	berthOnce.Do(func() {
