@@ -186,13 +186,24 @@ func isClosed(ch <-chan struct{}) bool {
 // for a start that never ran the process) and returns it.
 func (e *Engine) startFailed(id string, err error) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	autoRemove := false
 	if c, ok := e.byID[id]; ok && c.State.Status != StatusRunning {
 		c.State.Error = err.Error()
 		if c.State.Status != StatusCreated {
 			c.State.ExitCode = 128
 		}
 		_ = e.save(c)
+		autoRemove = c.HostConfig.AutoRemove
+	}
+	e.mu.Unlock()
+	if autoRemove {
+		// As docker: a --rm container whose start failed is removed, or a
+		// client waiting for "removed" (docker run --rm) waits forever.
+		go func() {
+			if err := e.Remove(context.Background(), id, RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+				e.log.Warn("auto-remove after a failed start", "id", id, "err", err)
+			}
+		}()
 	}
 	return err
 }

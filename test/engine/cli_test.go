@@ -1,9 +1,11 @@
 package engine_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +24,23 @@ func TestRunEcho(t *testing.T) {
 	}
 	if out := d.mustDocker("ps", "-aq"); len(strings.Fields(out)) != 1 {
 		t.Fatalf("docker ps -aq after a --rm run and a plain run: %q", out)
+	}
+	// A --rm container whose start fails is removed, so the CLI's wait for
+	// "removed" ends: exit 127 promptly, nothing left.
+	requireDockerCLI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dockerCLI, "run", "--rm", testImage, "/no/such/cmd")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"))
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatal("docker run --rm of a missing command hangs")
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 127 {
+		t.Fatalf("docker run --rm of a missing command: %v, want exit 127", err)
+	}
+	if out := d.mustDocker("ps", "-aq"); len(strings.Fields(out)) != 1 {
+		t.Fatalf("a --rm container whose start failed was left: %q", out)
 	}
 }
 
