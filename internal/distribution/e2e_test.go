@@ -144,7 +144,9 @@ var (
 
 // TestMain removes the berth binary the end-to-end tests built.
 func TestMain(m *testing.M) {
+	cleanCgroups := testutil.CgroupParents("berth", "berth-test")
 	code := m.Run()
+	cleanCgroups()
 	if berthBin != "" {
 		os.RemoveAll(filepath.Dir(berthBin))
 	}

@@ -92,3 +92,30 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	}
 	return os.WriteFile(dst, data, mode)
 }
+
+// CgroupParents notes which of the given top-level cgroup directories (such
+// as "berth", the engine's default parent) exist in each hierarchy under
+// /sys/fs/cgroup, and returns a function that removes the ones created
+// since, once empty: a test run leaves the cgroup tree as it found it.
+func CgroupParents(names ...string) (cleanup func()) {
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	hierarchies = append(hierarchies, "/sys/fs/cgroup")
+	existed := map[string]bool{}
+	for _, h := range hierarchies {
+		for _, n := range names {
+			p := filepath.Join(h, n)
+			if _, err := os.Stat(p); err == nil {
+				existed[p] = true
+			}
+		}
+	}
+	return func() {
+		for _, h := range hierarchies {
+			for _, n := range names {
+				if p := filepath.Join(h, n); !existed[p] {
+					os.Remove(p) // fails, harmlessly, while not empty
+				}
+			}
+		}
+	}
+}

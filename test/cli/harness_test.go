@@ -35,7 +35,9 @@ var build struct {
 
 // TestMain removes the binary's temp dir after the run.
 func TestMain(m *testing.M) {
+	cleanCgroups := testutil.CgroupParents("berth", "berth-test")
 	code := m.Run()
+	cleanCgroups()
 	if build.path != "" {
 		os.RemoveAll(filepath.Dir(build.path))
 	}

@@ -6,6 +6,7 @@ package registry_test
 import (
 	"bufio"
 	"fmt"
+	"github.com/berth-dev/berth/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -35,7 +36,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build berth: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	cleanCgroups := testutil.CgroupParents("berth", "berth-test")
 	code := m.Run()
+	cleanCgroups()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -1,0 +1,17 @@
+package engine_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// TestMain removes the engine's parent cgroup directories the tests' daemons
+// created, once their containers are gone.
+func TestMain(m *testing.M) {
+	clean := testutil.CgroupParents("berth", "berth-test")
+	code := m.Run()
+	clean()
+	os.Exit(code)
+}
