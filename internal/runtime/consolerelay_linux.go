@@ -63,7 +63,7 @@ func (c *consoleRelay) resize() {
 	}
 }
 
-func (c *consoleRelay) relay(done chan struct{}) {
+func (c *consoleRelay) relay() {
 	go func() { _, _ = io.Copy(c.master, os.Stdin) }()
 	_, _ = io.Copy(os.Stdout, c.master)
 }

@@ -188,7 +188,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		return 0, nil // the process outlives us; whoever inherits it reaps it
 	}
 	if console != nil {
-		go console.relay(nil)
+		go console.relay()
 	}
 	return waitForwarding(pid, sigc, console), nil
 }

@@ -172,8 +172,11 @@ func (r *Runtime) Ps(ctx context.Context, id string) ([]int, error) {
 func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, error) {
 	var console *consoleRelay
 	if opts.ConsoleSocket == "" {
-		spec, err := loadSpec(opts.Bundle)
-		if err == nil && spec.Process.Terminal {
+		// Only process.terminal matters here: the peek, not a second full
+		// decode of the spec (create decodes it, and the cold decode is
+		// a millisecond of every start).
+		data, err := readSpec(opts.Bundle)
+		if p := peekSpec(data); err == nil && p != nil && p.Process.Terminal {
 			console, err = newConsoleRelay(filepath.Join(r.Root, "."+id+".console.sock"))
 			if err != nil {
 				return -1, err
@@ -227,14 +230,12 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 			r.Log.Warn("poststart hook failed", "id", id, "err", err)
 		}
 	}
-	done := make(chan struct{})
 	if console != nil {
-		go console.relay(done)
+		go console.relay()
 	}
 	<-notified
 	code := waitForwarding(l.pid, sigc, console)
 	tr.mark("parent", "exited")
-	close(done)
 	if err := r.Delete(ctx, id, true); err != nil {
 		return code, err
 	}

@@ -63,15 +63,7 @@ func DefaultSpec() *specs.Spec {
 	}
 }
 
-// loadSpec reads and validates <bundle>/config.json.
-func loadSpec(bundle string) (*specs.Spec, error) {
-	data, err := readSpec(bundle)
-	if err != nil {
-		return nil, err
-	}
-	return parseSpec(data, bundle)
-}
-
+// readSpec reads <bundle>/config.json; parseSpec decodes and validates it.
 func readSpec(bundle string) ([]byte, error) {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
