@@ -222,6 +222,21 @@ func TestBinaryIsNotWritableFromContainer(t *testing.T) {
 	if !strings.Contains(err.Error(), "read-only") && !strings.Contains(err.Error(), "text file busy") {
 		t.Fatalf("unexpected error: %v", err)
 	}
+	// ETXTBSY alone would also come from an unprotected binary while it
+	// runs; the protection is the read-only mount the exe is seen through,
+	// which still holds for an O_PATH handle kept after the process exits.
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/exe", st.Pid), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if sfs.Flags&unix.ST_RDONLY == 0 {
+		t.Fatal("the init's /proc/PID/exe is not on a read-only mount")
+	}
 }
 
 func TestConsoleSocket(t *testing.T) {
