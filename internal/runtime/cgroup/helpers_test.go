@@ -29,7 +29,12 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(runHelper(mode))
 	}
-	os.Exit(m.Run())
+	// A test that fails half-way can leave the shared /berth parent of
+	// the default cgroup path behind; take it away if this run made it.
+	clean := testutil.CgroupParents("berth")
+	code := m.Run()
+	clean()
+	os.Exit(code)
 }
 
 // runHelper is the helper process' main. Modes:
