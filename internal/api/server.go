@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /images/get", s.imageSaveQuery)
 	m.HandleFunc("POST /images/{name...}", s.imagePost) // <name>/push, <name>/tag
 	m.HandleFunc("DELETE /images/{name...}", s.imageDelete)
+	s.opsRoutes()
 }
 
 // ServeHTTP strips the version prefix, refuses versions out of range and

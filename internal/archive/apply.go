@@ -66,7 +66,22 @@ type ApplyOptions struct {
 
 	// Logger receives skipped-xattr notes; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Literal treats every name as a plain file name: ".wh." entries are
+	// files, not whiteouts (docker cp extracts archives, not layers).
+	Literal bool
+
+	// NoOverwriteDirNonDir refuses to replace an existing directory with a
+	// non-directory or the other way round (docker cp's default).
+	NoOverwriteDirNonDir bool
+
+	// Owner, when set, owns every entry instead of the tar's uid/gid
+	// (docker cp --archive chowns to the container's user).
+	Owner *IDPair
 }
+
+// IDPair is a uid and a gid.
+type IDPair struct{ UID, GID int }
 
 // IDMap maps Size ids starting at ContainerID to ids starting at HostID.
 type IDMap struct {
@@ -229,7 +244,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 		return nil
 	}
 	dir, base := split(name)
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if strings.HasPrefix(base, whiteoutPrefix) && !a.opts.Literal {
 		switch {
 		case base == whiteoutOpaque:
 			return a.opaque(dir)
@@ -459,6 +474,12 @@ func (a *applier) create(pfd int, base string, keepDir bool, mk func() error) (c
 		return created, err
 	}
 	res := replaced
+	if isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR; a.opts.NoOverwriteDirNonDir && isDir != keepDir {
+		if isDir {
+			return created, fmt.Errorf("cannot overwrite directory %q with non-directory: %w", base, errdefs.ErrInvalidArgument)
+		}
+		return created, fmt.Errorf("cannot overwrite non-directory %q with directory: %w", base, errdefs.ErrInvalidArgument)
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if keepDir {
@@ -964,6 +985,9 @@ func (a *applier) setTimes(name string, ts [2]unix.Timespec) error {
 }
 
 func (a *applier) mapIDs(uid, gid int) (int, int, error) {
+	if o := a.opts.Owner; o != nil {
+		return o.UID, o.GID, nil
+	}
 	u, ok := mapID(uid, a.opts.UIDMap)
 	if !ok {
 		return 0, 0, fmt.Errorf("uid %d has no mapping: %w", uid, errdefs.ErrInvalidArgument)

@@ -105,14 +105,18 @@ func (t *tarWalker) run(dir string, w io.Writer) error {
 		return classify(err)
 	}
 	defer unix.Close(fd)
-	t.tw = tar.NewWriter(w)
-	t.buf = make([]byte, copyBufSize)
-	t.xb = make(xattrBuf, 4096)
-	t.links = make(map[devIno]string)
+	t.start(w)
 	if err := t.walk(fd, ""); err != nil {
 		return err
 	}
 	return t.tw.Close()
+}
+
+func (t *tarWalker) start(w io.Writer) {
+	t.tw = tar.NewWriter(w)
+	t.buf = make([]byte, copyBufSize)
+	t.xb = make(xattrBuf, 4096)
+	t.links = make(map[devIno]string)
 }
 
 // walk writes the entries below directory fd, whose path in the tar is rel

@@ -63,6 +63,7 @@ type Container struct {
 	restartTimer *time.Timer   // a pending restart
 	restartDelay time.Duration // the back-off's current step
 	starting     chan struct{} // set while a start is in flight, closed at its end
+	fsBusy       chan struct{} // set while a copy holds the stopped rootfs mounted (ctrfs.go)
 	exited       chan struct{} // closed at the next exit; replaced on start
 	removed      chan struct{} // closed when the container is gone
 }
@@ -72,7 +73,7 @@ type Container struct {
 func (c *Container) snapshot() Container {
 	cp := *c
 	cp.Args = append([]string(nil), c.Args...)
-	cp.exited, cp.removed, cp.starting = nil, nil, nil
+	cp.exited, cp.removed, cp.starting, cp.fsBusy = nil, nil, nil, nil
 	return cp
 }
 

@@ -44,6 +44,10 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 		cancelRestart(c)
 		c.RestartCount, c.ManuallyStopped = 0, false
 	}
+	if err := e.waitFS(ctx, c); err != nil {
+		e.mu.Unlock()
+		return err
+	}
 	switch c.State.Status {
 	case StatusRunning:
 		e.mu.Unlock()
@@ -159,8 +163,14 @@ func (e *Engine) thaw(ctx context.Context, sup Supervisor, id string) {
 // of c is in flight: stop, kill and remove act on what it started rather
 // than race it (a restart policy starts containers behind the user's back).
 func (e *Engine) waitStarting(ctx context.Context, c *Container) error {
-	for c.starting != nil {
-		ch := c.starting
+	return e.waitNil(ctx, func() chan struct{} { return c.starting })
+}
+
+// waitNil waits, with e.mu held (released meanwhile), until field (read
+// under e.mu) is nil; its channel is closed when it is cleared.
+func (e *Engine) waitNil(ctx context.Context, field func() chan struct{}) error {
+	for field() != nil {
+		ch := field()
 		e.mu.Unlock()
 		select {
 		case <-ch:
@@ -595,15 +605,9 @@ type RemoveOptions struct {
 // Remove deletes a container: its process (with Force), rootfs mount,
 // writable snapshot, logs and record.
 func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) error {
-	e.mu.Lock()
-	c, err := e.lookup(ref)
+	// Let a start or a copy in flight finish, then remove what it started.
+	c, err := e.lookupSettled(ctx, ref)
 	if err != nil {
-		e.mu.Unlock()
-		return err
-	}
-	// Let a start in flight finish, then remove what it started.
-	if err := e.waitStarting(ctx, c); err != nil {
-		e.mu.Unlock()
 		return err
 	}
 	switch c.State.Status {

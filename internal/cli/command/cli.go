@@ -207,7 +207,7 @@ func (c *CLI) containerVerbs() []*cobra.Command {
 		c.runCommand(), c.createCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(),
 		c.killCommand(), c.rmCommand(), c.logsCommand(), c.waitCommand(), c.renameCommand(),
 		c.execCommand(), c.topCommand(), c.pauseCommand(), c.unpauseCommand(), c.attachCommand(),
-		c.statsCommand(),
+		c.statsCommand(), c.cpCommand(),
 	}
 }
 
