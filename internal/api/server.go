@@ -106,6 +106,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /images/{name...}", s.imagePost) // <name>/push, <name>/tag
 	m.HandleFunc("DELETE /images/{name...}", s.imageDelete)
 	s.opsRoutes()
+
+	m.HandleFunc("POST /build", s.build)
+	m.HandleFunc("POST /build/prune", s.buildPrune)
 }
 
 // ServeHTTP strips the version prefix, refuses versions out of range and

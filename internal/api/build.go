@@ -1,0 +1,170 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	buildtypes "github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/jsonstream"
+
+	"github.com/berth-dev/berth/internal/builder"
+	"github.com/berth-dev/berth/internal/builder/buildcontext"
+	"github.com/berth-dev/berth/internal/distribution"
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
+)
+
+// builder returns a Builder for one request: it holds no state of its own
+// (the cache is in the metadata database), so making one is cheap.
+func (s *Server) builder(r *http.Request) (*builder.Builder, error) {
+	pull := func(ctx context.Context, ref string, out io.Writer) error {
+		client, err := s.distributionClient(r)
+		if err != nil {
+			return err
+		}
+		img, err := client.Pull(ctx, ref, distribution.PullOptions{Progress: func(p distribution.Progress) {
+			// The classic builder shows a pull as plain stream lines.
+			if p.ID == "" || p.Status == distribution.StatusPullComplete || p.Status == distribution.StatusAlreadyExists {
+				line := strings.TrimSpace(p.Status + " " + p.Detail)
+				if p.ID != "" {
+					line = p.ID + ": " + line
+				}
+				fmt.Fprintln(out, line)
+			}
+		}})
+		if err != nil {
+			return err
+		}
+		s.eng.Emit("image", "pull", img.Name, nil)
+		return nil
+	}
+	return builder.New(builder.Config{
+		Images: s.images, Runner: s.eng, Pull: pull,
+		WorkDir: filepath.Join(s.info.Root, "builder"), Logger: s.log,
+	})
+}
+
+// streamWriter turns builder output into docker's {"stream": ...} lines.
+type streamWriter struct{ js *jsonStream }
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	w.js.stream(string(p))
+	return len(p), nil
+}
+
+// build serves POST /build with the classic builder's protocol: the body
+// is the context (a tar, maybe compressed, or a lone Dockerfile), the
+// answer a JSON stream of step lines, RUN output, an aux line with the
+// image ID and docker's closing lines.
+func (s *Server) build(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("remote") != "" {
+		s.writeErr(w, fmt.Errorf("remote build contexts are not supported: %w", errdefs.ErrNotImplemented))
+		return
+	}
+	if q.Get("version") == "2" {
+		s.writeErr(w, fmt.Errorf("BuildKit is not supported by this daemon: use the classic builder (DOCKER_BUILDKIT=0): %w", errdefs.ErrNotImplemented))
+		return
+	}
+	opts := builder.Options{
+		Dockerfile:  q.Get("dockerfile"),
+		Tags:        q["t"],
+		Target:      q.Get("target"),
+		NoCache:     boolParam(r, "nocache"),
+		Pull:        boolParam(r, "pull"),
+		Platform:    q.Get("platform"),
+		NetworkMode: q.Get("networkmode"),
+	}
+	switch opts.NetworkMode {
+	case "", "default", "bridge", "none":
+		opts.NetworkMode = ""
+	case "host":
+	default:
+		s.writeErr(w, badParam("network mode %q is not supported by the builder", opts.NetworkMode))
+		return
+	}
+	for _, t := range opts.Tags {
+		if _, err := image.ParseReference(t); err != nil {
+			s.writeErr(w, badParam("invalid reference format: %s", t))
+			return
+		}
+	}
+	if v := q.Get("buildargs"); v != "" {
+		if err := json.Unmarshal([]byte(v), &opts.BuildArgs); err != nil {
+			s.writeErr(w, badParam("invalid buildargs: %v", err))
+			return
+		}
+	}
+	if v := q.Get("labels"); v != "" {
+		if err := json.Unmarshal([]byte(v), &opts.Labels); err != nil {
+			s.writeErr(w, badParam("invalid labels: %v", err))
+			return
+		}
+	}
+	b, err := s.builder(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	dir, err := os.MkdirTemp(filepath.Join(s.info.Root, "builder"), "context-")
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	bc, err := buildcontext.Unpack(r.Context(), r.Body, dir, opts.Dockerfile)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	js := newJSONStream(w)
+	var out io.Writer = streamWriter{js}
+	quiet := boolParam(r, "q")
+	if quiet {
+		out = io.Discard
+	}
+	res, err := b.Build(r.Context(), bc.Dir, bc.DockerfileOnly, opts, out)
+	if err != nil {
+		js.fail(s, err)
+		return
+	}
+	aux, _ := json.Marshal(buildtypes.Result{ID: res.ID.String()})
+	raw := json.RawMessage(aux)
+	js.write(message{Message: jsonstream.Message{Aux: &raw}})
+	if quiet {
+		js.stream(res.ID.String() + "\n")
+	} else {
+		js.stream("Successfully built " + res.ID.Encoded()[:12] + "\n")
+		for _, t := range res.Tags {
+			js.stream("Successfully tagged " + t + "\n")
+		}
+	}
+	for _, t := range res.Tags {
+		s.eng.Emit("image", "tag", t, nil)
+	}
+}
+
+// buildPrune serves POST /build/prune (docker builder prune): the whole
+// cache goes (filters and keep-storage are not supported yet).
+func (s *Server) buildPrune(w http.ResponseWriter, r *http.Request) {
+	b, err := s.builder(r)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	keys, freed, err := b.Prune(r.Context())
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if keys == nil {
+		keys = []string{}
+	}
+	writeJSON(w, http.StatusOK, buildtypes.CachePruneReport{CachesDeleted: keys, SpaceReclaimed: freed})
+}

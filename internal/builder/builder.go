@@ -1,0 +1,517 @@
+// Package builder turns a Dockerfile and a build context into an image, as
+// docker's classic builder does: each instruction is one step, steps that
+// change files make a layer, the others only change the config.
+//
+// Layers are made the way containers' changes are: a step prepares an
+// overlay snapshot on its parent's layer chain, mounts it, changes it (a
+// RUN step runs a container on it through the engine and the supervisor;
+// COPY and ADD write into it), and the upper directory's diff becomes the
+// layer blob, while the snapshot is committed under the new chainID, so
+// the next step and later containers find it unpacked. Configs and
+// manifests go to the content store and names to the image records, as for
+// a pulled image.
+//
+// Every step has a cache key: its parent's key, the instruction with its
+// arguments expanded, and the content of every file it reads. A step whose
+// key is in the cache (package cache) is not run: its config and layers
+// are taken from there, so an unchanged rebuild runs no container and
+// writes nothing but the final image record.
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-dev/berth/internal/builder/cache"
+	"github.com/berth-dev/berth/internal/engine"
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
+)
+
+// Runner runs a RUN step's container; the engine implements it.
+type Runner interface {
+	RunTransient(ctx context.Context, o engine.TransientOptions) (int, error)
+}
+
+// PullFunc fetches an image that FROM or COPY --from names and the store
+// lacks (or all of them with Options.Pull), writing progress to out.
+type PullFunc func(ctx context.Context, ref string, out io.Writer) error
+
+// Builder builds images. It holds no per-build state: one Builder serves
+// concurrent builds.
+type Builder struct {
+	images *image.Service
+	run    Runner
+	pull   PullFunc
+	cache  *cache.Cache
+	work   string
+	log    *slog.Logger
+}
+
+// Config configures a Builder.
+type Config struct {
+	Images *image.Service
+	Runner Runner
+	Pull   PullFunc
+	// WorkDir holds contexts and mount points of builds in progress
+	// (<root>/builder); it is emptied at New.
+	WorkDir string
+	Logger  *slog.Logger
+}
+
+// New returns a Builder. Leftovers of builds a crash interrupted are
+// unmounted and removed from WorkDir.
+func New(c Config) (*Builder, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(c.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	return &Builder{images: c.Images, run: c.Runner, pull: c.Pull, cache: cache.New(c.Images.Meta()), work: c.WorkDir, log: c.Logger}, nil
+}
+
+// Options are one build's options: docker build's flags.
+type Options struct {
+	// Dockerfile is the Dockerfile's path inside the context.
+	Dockerfile string
+	Tags       []string
+	Target     string
+	BuildArgs  map[string]*string
+	Labels     map[string]string
+	NoCache    bool
+	// Pull fetches every base image even when the store has it.
+	Pull bool
+	// Platform must be the host's (the only one berth runs), if set.
+	Platform string
+	// NetworkMode of RUN steps: "" (a private network namespace) or "host".
+	NetworkMode string
+}
+
+// Result is a finished build.
+type Result struct {
+	ID   digest.Digest // the image ID (config digest)
+	Tags []string      // familiar names tagged
+}
+
+// Progress receives a build's output: step lines and RUN output as text.
+type Progress interface {
+	io.Writer
+}
+
+// sourceDateEpochArg is the build argument (and environment variable)
+// that makes builds reproducible.
+const sourceDateEpochArg = "SOURCE_DATE_EPOCH"
+
+// build is one build in progress.
+type build struct {
+	b       *Builder
+	opts    Options
+	out     io.Writer
+	ctxDir  string
+	dfOnly  bool
+	op      *image.Op
+	epoch   *time.Time
+	stages  []*stage
+	byName  map[string]*stage
+	step    int
+	total   int
+	pending []cache.Entry
+	lex     *shell.Lex
+	// usedArgs are build args some ARG declared (the rest are reported
+	// unused, as docker does).
+	usedArgs map[string]bool
+	metaArgs []instructions.KeyValuePairOptional
+	tmp      string
+	seq      int
+	// cleanups undo mounts made for COPY --from, at the build's end.
+	cleanups []func()
+}
+
+// stage is one FROM section.
+type stage struct {
+	index  int
+	def    instructions.Stage
+	needed bool
+	done   bool
+	st     state
+	// args are the ARG values declared in this stage so far.
+	args    []instructions.KeyValuePairOptional
+	cmdSet  bool
+	onbuild []string
+}
+
+// state is an image being built: its config and layers, and the cache key
+// that led to it.
+type state struct {
+	cfg    dockerspec.DockerOCIImage
+	layers []v1.Descriptor
+	chain  digest.Digest // top chainID; "" for none
+	key    digest.Digest
+	id     digest.Digest // config digest
+	raw    []byte        // config JSON
+}
+
+// Build runs a build from the context unpacked in contextDir (dfOnly: it
+// holds only a Dockerfile) and writes progress to out. Nothing is tagged
+// unless every step succeeds.
+func (b *Builder) Build(ctx context.Context, contextDir string, dfOnly bool, opts Options, out io.Writer) (res Result, err error) {
+	bd := &build{b: b, opts: opts, out: out, ctxDir: contextDir, dfOnly: dfOnly, byName: map[string]*stage{}, usedArgs: map[string]bool{}}
+	if bd.tmp, err = os.MkdirTemp(b.work, "build-"); err != nil {
+		return res, fmt.Errorf("builder: %w", err)
+	}
+	defer func() {
+		for i := len(bd.cleanups) - 1; i >= 0; i-- {
+			bd.cleanups[i]()
+		}
+		if err := os.RemoveAll(bd.tmp); err != nil {
+			b.log.Warn("builder: remove work dir", "dir", bd.tmp, "err", err)
+		}
+	}()
+	if opts.Platform != "" {
+		want, perr := image.ParsePlatform(opts.Platform)
+		if perr != nil {
+			return res, perr
+		}
+		if host := b.images.Platform(); want.OS != host.OS || want.Architecture != host.Architecture {
+			return res, fmt.Errorf("platform %s is not supported: this daemon builds for %s/%s: %w", opts.Platform, host.OS, host.Architecture, errdefs.ErrInvalidArgument)
+		}
+	}
+	if v, ok := opts.BuildArgs[sourceDateEpochArg]; ok && v != nil && *v != "" {
+		sec, perr := strconv.ParseInt(*v, 10, 64)
+		if perr != nil {
+			return res, fmt.Errorf("invalid SOURCE_DATE_EPOCH %q: %w", *v, errdefs.ErrInvalidArgument)
+		}
+		t := time.Unix(sec, 0).UTC()
+		bd.epoch = &t
+		bd.usedArgs[sourceDateEpochArg] = true
+	}
+	if err := bd.parse(); err != nil {
+		return res, err
+	}
+	bd.op, err = b.images.Begin(ctx, "build")
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		// Whatever succeeded is cached, also when a later step failed.
+		if perr := b.cache.Put(context.WithoutCancel(ctx), bd.pending); perr != nil && err == nil {
+			err = perr
+		}
+		bd.op.End(ctx, err)
+	}()
+	target, err := bd.run(ctx)
+	if err != nil {
+		return res, err
+	}
+	return bd.finish(ctx, target)
+}
+
+// parse reads the Dockerfile and selects the stages the target needs.
+func (bd *build) parse() error {
+	name := bd.opts.Dockerfile
+	if name == "" || bd.dfOnly {
+		name = "Dockerfile"
+	}
+	p := filepath.Join(bd.ctxDir, filepath.FromSlash(name))
+	if !filepath.IsLocal(filepath.FromSlash(name)) {
+		return fmt.Errorf("the Dockerfile (%s) must be within the build context: %w", name, errdefs.ErrInvalidArgument)
+	}
+	f, err := os.Open(p)
+	if err != nil && bd.opts.Dockerfile == "" {
+		// docker also accepts a lower-case dockerfile.
+		if f2, err2 := os.Open(filepath.Join(bd.ctxDir, "dockerfile")); err2 == nil {
+			f, err = f2, nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("Cannot locate specified Dockerfile: %s: %w", name, errdefs.ErrInvalidArgument)
+	}
+	defer f.Close()
+	ast, err := parser.Parse(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", parseErrorText(err), errdefs.ErrInvalidArgument)
+	}
+	bd.lex = shell.NewLex(ast.EscapeToken)
+	stages, metaArgs, err := instructions.Parse(ast.AST, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", parseErrorText(err), errdefs.ErrInvalidArgument)
+	}
+	if len(stages) == 0 {
+		return fmt.Errorf("dockerfile contains no stages to build: %w", errdefs.ErrInvalidArgument)
+	}
+	// Meta ARGs: defaults, overridden by build args.
+	for _, a := range metaArgs {
+		for _, kv := range a.Args {
+			if v, ok := bd.opts.BuildArgs[kv.Key]; ok && v != nil {
+				kv.Value = v
+				bd.usedArgs[kv.Key] = true
+			} else if kv.Value != nil {
+				expanded, err := bd.expand(*kv.Value, bd.metaEnv())
+				if err != nil {
+					return lineError(a.Location(), err)
+				}
+				kv.Value = &expanded
+			}
+			bd.metaArgs = append(bd.metaArgs, kv)
+		}
+	}
+	for i, s := range stages {
+		st := &stage{index: i, def: s}
+		bd.stages = append(bd.stages, st)
+		if s.Name != "" {
+			bd.byName[strings.ToLower(s.Name)] = st
+		}
+	}
+	target := bd.stages[len(bd.stages)-1]
+	if bd.opts.Target != "" {
+		t, ok := bd.byName[strings.ToLower(bd.opts.Target)]
+		if !ok {
+			return fmt.Errorf("failed to reach build target %s in Dockerfile: %w", bd.opts.Target, errdefs.ErrInvalidArgument)
+		}
+		target = t
+	}
+	if err := bd.markNeeded(target); err != nil {
+		return err
+	}
+	for _, s := range bd.stages[:target.index+1] {
+		if s.needed {
+			bd.total += 1 + len(s.def.Commands)
+		}
+	}
+	return nil
+}
+
+// parseErrorText keeps the buildkit parser's message ("dockerfile parse
+// error on line 3: unknown instruction: FOO"), whose line number a plain
+// location-wrapped error does not print.
+func parseErrorText(err error) string {
+	msg := err.Error()
+	var loc *parser.LocationError
+	if errors.As(err, &loc) && len(loc.Locations) > 0 && len(loc.Locations[0]) > 0 && !strings.Contains(msg, "line ") {
+		return fmt.Sprintf("dockerfile parse error on line %d: %s", loc.Locations[0][0].Start.Line, msg)
+	}
+	return msg
+}
+
+// lineError names the Dockerfile line of an instruction in err.
+func lineError(loc []parser.Range, err error) error {
+	if len(loc) == 0 {
+		return err
+	}
+	return fmt.Errorf("dockerfile line %d: %w", loc[0].Start.Line, err)
+}
+
+// markNeeded marks s and every stage it reads from (FROM another stage,
+// COPY --from).
+func (bd *build) markNeeded(s *stage) error {
+	if s.needed {
+		return nil
+	}
+	s.needed = true
+	base, err := bd.expand(s.def.BaseName, bd.metaEnv())
+	if err != nil {
+		return lineError(s.def.Location, err)
+	}
+	if dep, ok := bd.stageRef(base, s.index); ok {
+		if err := bd.markNeeded(dep); err != nil {
+			return err
+		}
+	}
+	for _, c := range s.def.Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
+			if dep, ok := bd.stageRef(cp.From, s.index); ok {
+				if dep.index >= s.index {
+					return lineError(cp.Location(), fmt.Errorf("invalid from flag value %s: refers to current or later build stage: %w", cp.From, errdefs.ErrInvalidArgument))
+				}
+				if err := bd.markNeeded(dep); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// stageRef resolves a stage name or index used from stage `from`: only
+// earlier stages count (a later one's name is an image name).
+func (bd *build) stageRef(name string, from int) (*stage, bool) {
+	if s, ok := bd.byName[strings.ToLower(name)]; ok && s.index < from {
+		return s, true
+	}
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 && n < len(bd.stages) {
+		return bd.stages[n], true
+	}
+	return nil, false
+}
+
+func (bd *build) metaEnv() shell.EnvGetter {
+	var env []string
+	for _, a := range bd.metaArgs {
+		if a.Value != nil {
+			env = append(env, a.Key+"="+*a.Value)
+		}
+	}
+	return shell.EnvsFromSlice(env)
+}
+
+func (bd *build) expand(word string, env shell.EnvGetter) (string, error) {
+	res, _, err := bd.lex.ProcessWord(word, env)
+	if err != nil {
+		return "", fmt.Errorf("failed to process %q: %w: %w", word, err, errdefs.ErrInvalidArgument)
+	}
+	return res, nil
+}
+
+// run builds the needed stages in order and returns the target's.
+func (bd *build) run(ctx context.Context) (*stage, error) {
+	var last *stage
+	for _, s := range bd.stages {
+		if !s.needed {
+			continue
+		}
+		if err := bd.runStage(ctx, s); err != nil {
+			return nil, err
+		}
+		last = s
+		if bd.opts.Target != "" && strings.EqualFold(s.def.Name, bd.opts.Target) {
+			break
+		}
+	}
+	return last, nil
+}
+
+func (bd *build) printf(format string, args ...any) {
+	fmt.Fprintf(bd.out, format, args...)
+}
+
+func (bd *build) stepLine(text string) {
+	bd.step++
+	bd.printf("Step %d/%d : %s\n", bd.step, bd.total, text)
+}
+
+// finish writes the target's config and manifest, names the image and
+// prints docker's closing lines.
+func (bd *build) finish(ctx context.Context, s *stage) (Result, error) {
+	st := s.st
+	if len(bd.opts.Labels) > 0 {
+		if st.cfg.Config.Labels == nil {
+			st.cfg.Config.Labels = map[string]string{}
+		}
+		for k, v := range bd.opts.Labels {
+			st.cfg.Config.Labels[k] = v
+		}
+		if err := st.seal(); err != nil {
+			return Result{}, err
+		}
+	}
+	var unused []string
+	for k := range bd.opts.BuildArgs {
+		if !bd.usedArgs[k] && !predefinedArgs[k] {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) > 0 {
+		slices.Sort(unused)
+		bd.printf("[Warning] One or more build-args [%s] were not consumed\n", strings.Join(unused, " "))
+	}
+	images := bd.b.images
+	cfgDesc, _, err := images.WriteJSONBytes(ctx, bd.op, v1.MediaTypeImageConfig, st.raw)
+	if err != nil {
+		return Result{}, err
+	}
+	m := v1.Manifest{MediaType: v1.MediaTypeImageManifest, Config: cfgDesc, Layers: st.layers}
+	m.SchemaVersion = 2
+	if m.Layers == nil {
+		m.Layers = []v1.Descriptor{}
+	}
+	mdesc, _, err := images.WriteJSON(ctx, bd.op, v1.MediaTypeImageManifest, m)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{ID: cfgDesc.Digest}
+	var names []string
+	for _, t := range bd.opts.Tags {
+		ref, err := image.ParseReference(t)
+		if err != nil {
+			return res, err
+		}
+		names = append(names, ref.String())
+		res.Tags = append(res.Tags, ref.Familiar())
+	}
+	if len(names) == 0 {
+		names = []string{""}
+	}
+	for _, n := range names {
+		if _, err := images.Create(ctx, n, mdesc); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// predefinedArgs are accepted without an ARG, as docker does.
+var predefinedArgs = map[string]bool{
+	"HTTP_PROXY": true, "http_proxy": true, "HTTPS_PROXY": true, "https_proxy": true,
+	"FTP_PROXY": true, "ftp_proxy": true, "NO_PROXY": true, "no_proxy": true,
+	"ALL_PROXY": true, "all_proxy": true,
+}
+
+// seal computes the config's JSON and digest (the step's image ID).
+func (s *state) seal() error {
+	raw, err := json.Marshal(s.cfg)
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	s.raw, s.id = raw, digest.FromBytes(raw)
+	return nil
+}
+
+// nextKey chains a step's cache key from its parent's.
+func nextKey(parent digest.Digest, parts ...string) digest.Digest {
+	h := sha256.New()
+	h.Write([]byte(parent))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+}
+
+func shortID(d digest.Digest) string {
+	e := d.Encoded()
+	return e[:min(12, len(e))]
+}
+
+// Prune empties the build cache and collects the layers only it kept; it
+// returns the removed entries' keys and the bytes of blobs freed.
+func (b *Builder) Prune(ctx context.Context) ([]string, uint64, error) {
+	keys, err := b.cache.Prune(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := b.images.GC(ctx)
+	if err != nil {
+		return keys, 0, err
+	}
+	return keys, uint64(max(st.Bytes, 0)), nil
+}
