@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -130,6 +131,13 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 		out = io.Discard
 	}
 	res, err := b.Build(r.Context(), bc.Dir, bc.DockerfileOnly, opts, out)
+	var exit *builder.ExitError
+	if errors.As(err, &exit) {
+		// docker's CLI exits with the failed command's code.
+		msg := err.Error()
+		js.write(message{Message: jsonstream.Message{Error: &jsonstream.Error{Code: exit.Code, Message: msg}}, ErrorMessage: msg})
+		return
+	}
 	if err != nil {
 		js.fail(s, err)
 		return

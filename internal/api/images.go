@@ -1,12 +1,15 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	imagetypes "github.com/moby/moby/api/types/image"
+
+	"github.com/berth-dev/berth/internal/content"
 )
 
 func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +75,14 @@ func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
 		created = d.Image.Created.UTC().Format(time.RFC3339Nano)
 	}
 	cfg := &dockerspec.DockerOCIImageConfig{ImageConfig: d.Image.Config}
+	// docker's own fields (Healthcheck, OnBuild, Shell) are only in the
+	// config blob: the image service decodes the OCI subset.
+	if raw, err := content.ReadBlob(r.Context(), s.images.Content(), d.Config); err == nil {
+		var full dockerspec.DockerOCIImage
+		if json.Unmarshal(raw, &full) == nil {
+			cfg = &full.Config
+		}
+	}
 	resp := imagetypes.InspectResponse{
 		ID:           d.ID.String(),
 		RepoTags:     nonNil(d.RepoTags),

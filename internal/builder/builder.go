@@ -313,9 +313,21 @@ func parseErrorText(err error) string {
 	return msg
 }
 
-// lineError names the Dockerfile line of an instruction in err.
+// ExitError is a RUN step whose command failed; its message is docker's.
+type ExitError struct {
+	Cmd  string
+	Code int
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("The command '%s' returned a non-zero code: %d", e.Cmd, e.Code)
+}
+
+// lineError names the Dockerfile line of an instruction in err (a failed
+// RUN keeps docker's exact message: its step line was just printed).
 func lineError(loc []parser.Range, err error) error {
-	if len(loc) == 0 {
+	var ee *ExitError
+	if len(loc) == 0 || errors.As(err, &ee) || strings.HasPrefix(err.Error(), "dockerfile line ") {
 		return err
 	}
 	return fmt.Errorf("dockerfile line %d: %w", loc[0].Start.Line, err)

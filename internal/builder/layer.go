@@ -194,7 +194,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 			return fmt.Errorf("run %s: %w", strings.Join(args, " "), err)
 		}
 		if code != 0 {
-			return fmt.Errorf("The command '%s' returned a non-zero code: %d", strings.Join(args, " "), code)
+			return &ExitError{Cmd: strings.Join(args, " "), Code: code}
 		}
 		return nil
 	}, false, true)

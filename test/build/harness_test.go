@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -105,6 +106,8 @@ func (d *daemon) start() {
 	d.cmd = exec.Command(binary(d.t), "daemon", "--root", d.root, "--exec-root", d.execRoot,
 		"--host", "unix://"+d.sock, "--config", cfg, "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	// Never a registry outside loopback, whatever the test asks for.
+	d.cmd.Env = append(os.Environ(), "BERTH_REGISTRY_LOOPBACK_ONLY=1")
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
@@ -161,8 +164,15 @@ func (r result) String() string {
 // run runs a CLI (docker or berth) against the daemon in dir.
 func (d *daemon) run(dir string, env []string, bin string, args ...string) result {
 	d.t.Helper()
+	return d.runIn(dir, nil, env, bin, args...)
+}
+
+// runIn is run with stdin read from in.
+func (d *daemon) runIn(dir string, in io.Reader, env []string, bin string, args ...string) result {
+	d.t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Stdin = in
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "BERTH_HOST=unix://"+d.sock,
 		"DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"), "DOCKER_BUILDKIT=0")
 	cmd.Env = append(cmd.Env, env...)

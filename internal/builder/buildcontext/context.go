@@ -234,6 +234,9 @@ func isTar(head []byte) bool {
 		// A tar holds at least one 512-byte header (an empty one two zero blocks).
 		return len(head) == 0
 	}
+	if magic := head[257:262]; bytes.Equal(magic, []byte("ustar")) {
+		return true // POSIX and GNU tars
+	}
 	_, err := tar.NewReader(bytes.NewReader(head)).Next()
 	return err == nil || errors.Is(err, io.EOF) && bytes.Equal(head, make([]byte, 512))
 }

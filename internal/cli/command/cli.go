@@ -167,7 +167,7 @@ func (c *CLI) Commands() []*cobra.Command {
 	imageLs := c.imagesCommand("ls")
 	imageLs.Aliases = []string{"list"}
 	image.AddCommand(imageLs, c.inspectCommandFor("image"), c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rm"),
-		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.imagePruneCommand())
+		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.imagePruneCommand(), c.buildCommand())
 	container := c.groupCommand("container", "Manage containers")
 	containerLs := c.psCommand("ls")
 	containerLs.Aliases = []string{"list", "ps"}
@@ -176,7 +176,7 @@ func (c *CLI) Commands() []*cobra.Command {
 		c.versionCommand(), c.infoCommand(), c.psCommand("ps"), c.imagesCommand("images"),
 		c.inspectCommandFor(""), image, container, c.completionCommand(),
 		c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.eventsCommand(),
-		c.historyCommand(), c.saveCommand(), c.loadCommand(),
+		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.buildCommand(), c.builderCommand(),
 	}, c.containerVerbs()...)
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)

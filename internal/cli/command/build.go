@@ -1,0 +1,258 @@
+package command
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	buildtypes "github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/builder/buildcontext"
+	"github.com/berth-dev/berth/internal/image"
+)
+
+type buildOptions struct {
+	tags, labels, buildArgs []string
+	file, target, iidfile   string
+	platform, network       string
+	noCache, pull, quiet    bool
+	rm, forceRm             bool
+}
+
+// buildCommand is `berth build` (docker's classic builder protocol): the
+// context directory is sent as a tar with .dockerignore applied, the
+// daemon's JSON stream is shown as plain lines.
+func (c *CLI) buildCommand() *cobra.Command {
+	var o buildOptions
+	cmd := &cobra.Command{
+		Use:   "build [OPTIONS] PATH | URL | -",
+		Short: "Build an image from a Dockerfile",
+		Args:  c.exactArgs(1),
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.tags, "tag", "t", nil, `Name and optionally a tag in the "name:tag" format`)
+	f.StringVarP(&o.file, "file", "f", "", `Name of the Dockerfile (Default is "PATH/Dockerfile")`)
+	f.StringVar(&o.target, "target", "", "Set the target build stage to build.")
+	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "Set build-time variables")
+	f.StringArrayVar(&o.labels, "label", nil, "Set metadata for an image")
+	f.BoolVar(&o.noCache, "no-cache", false, "Do not use cache when building the image")
+	f.BoolVar(&o.pull, "pull", false, "Always attempt to pull a newer version of the image")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "Suppress the build output and print image ID on success")
+	f.StringVar(&o.iidfile, "iidfile", "", "Write the image ID to the file")
+	f.StringVar(&o.platform, "platform", "", "Set platform if server is multi-platform capable")
+	f.StringVar(&o.network, "network", "default", "Set the networking mode for the RUN instructions during build")
+	f.BoolVar(&o.rm, "rm", true, "Remove intermediate containers after a successful build")
+	f.BoolVar(&o.forceRm, "force-rm", false, "Always remove intermediate containers")
+	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
+		return c.build(ctx, args[0], o)
+	})
+	return cmd
+}
+
+func (c *CLI) build(ctx context.Context, contextArg string, o buildOptions) error {
+	opts := client.ImageBuildOptions{
+		Tags: o.tags, Target: o.target, NoCache: o.noCache, PullParent: o.pull, SuppressOutput: o.quiet,
+		NetworkMode: o.network, Remove: o.rm, ForceRemove: o.forceRm,
+		BuildArgs: map[string]*string{}, Labels: map[string]string{},
+	}
+	for _, a := range o.buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			// docker: a bare name takes its value from the environment.
+			if v = c.Getenv(k); v == "" {
+				continue
+			}
+		}
+		opts.BuildArgs[k] = &v
+	}
+	if _, ok := opts.BuildArgs["SOURCE_DATE_EPOCH"]; !ok {
+		if v := c.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+			opts.BuildArgs["SOURCE_DATE_EPOCH"] = &v
+		}
+	}
+	for _, l := range o.labels {
+		k, v, _ := strings.Cut(l, "=")
+		opts.Labels[k] = v
+	}
+	if o.platform != "" {
+		p, err := image.ParsePlatform(o.platform)
+		if err != nil {
+			return &StatusError{Code: 1, Message: err.Error()}
+		}
+		opts.Platforms = append(opts.Platforms, ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
+	}
+	var body io.Reader
+	switch {
+	case contextArg == "-":
+		if o.file == "-" {
+			return &StatusError{Code: 1, Message: "invalid argument: can't use stdin for both build context and dockerfile"}
+		}
+		body = c.In
+	case strings.Contains(contextArg, "://") || strings.HasPrefix(contextArg, "git@"):
+		return &StatusError{Code: 1, Message: "unable to prepare context: remote build contexts are not supported by berth"}
+	default:
+		r, df, err := c.contextTar(ctx, contextArg, o.file)
+		if err != nil {
+			return &StatusError{Code: 1, Message: "unable to prepare context: " + err.Error()}
+		}
+		defer r.Close()
+		body, opts.Dockerfile = r, df
+	}
+	if opts.Dockerfile == "" && o.file != "" && contextArg == "-" {
+		opts.Dockerfile = o.file
+	}
+	api, err := c.Client()
+	if err != nil {
+		return err
+	}
+	res, err := api.ImageBuild(ctx, body, opts)
+	if err != nil {
+		return c.explain(err)
+	}
+	defer res.Body.Close()
+	id, err := c.showBuild(res.Body, o.quiet)
+	if err != nil {
+		return err
+	}
+	if o.iidfile != "" && id != "" {
+		if err := os.WriteFile(o.iidfile, []byte(id), 0o666); err != nil {
+			return fmt.Errorf("failed to write image ID to file: %w", err)
+		}
+	}
+	return nil
+}
+
+// contextTar streams dir as a tar (with .dockerignore applied) and tells
+// the Dockerfile's name in it: its path inside the context, or a random
+// name under which a Dockerfile from elsewhere (or stdin) is added.
+func (c *CLI) contextTar(ctx context.Context, dir, file string) (io.ReadCloser, string, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("path %q not found", dir)
+	}
+	if !fi.IsDir() {
+		return nil, "", fmt.Errorf("context must be a directory: %s", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	extra := map[string][]byte{}
+	dockerfile := ""
+	switch {
+	case file == "-":
+		data, err := io.ReadAll(c.In)
+		if err != nil {
+			return nil, "", err
+		}
+		dockerfile = randomDockerfileName()
+		extra[dockerfile] = data
+	case file != "":
+		p := file
+		if !filepath.IsAbs(p) {
+			// docker: -f is relative to the current directory.
+			if p, err = filepath.Abs(p); err != nil {
+				return nil, "", err
+			}
+		}
+		if rel, err := filepath.Rel(abs, p); err == nil && filepath.IsLocal(rel) {
+			dockerfile = filepath.ToSlash(rel)
+		} else {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, "", fmt.Errorf("unable to evaluate symlinks in Dockerfile path: %w", err)
+			}
+			dockerfile = randomDockerfileName()
+			extra[dockerfile] = data
+		}
+	}
+	patterns, err := buildcontext.ReadIgnore(abs)
+	if err != nil {
+		return nil, "", err
+	}
+	keep := dockerfile
+	if keep == "" {
+		keep = buildcontext.DefaultDockerfile
+	}
+	m, err := buildcontext.NewMatcher(patterns, keep)
+	if err != nil {
+		return nil, "", err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(buildcontext.Tar(ctx, abs, m, pw, extra))
+	}()
+	return pr, dockerfile, nil
+}
+
+func randomDockerfileName() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return ".dockerfile." + hex.EncodeToString(b)
+}
+
+// showBuild prints the build stream and returns the image ID from its aux
+// line. An error line ends the build with docker's status: a failed RUN's
+// exit code, else 1.
+func (c *CLI) showBuild(r io.Reader, quiet bool) (string, error) {
+	dec := json.NewDecoder(r)
+	id := ""
+	for {
+		var m jsonstream.Message
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			return id, nil
+		} else if err != nil {
+			return id, fmt.Errorf("read build output: %w", err)
+		}
+		if m.Error != nil {
+			code := m.Error.Code
+			if code == 0 {
+				code = 1
+			}
+			return id, &StatusError{Code: code, Message: m.Error.Message}
+		}
+		if m.Aux != nil {
+			var res buildtypes.Result
+			if json.Unmarshal(*m.Aux, &res) == nil {
+				id = res.ID
+			}
+			continue
+		}
+		switch {
+		case m.Stream != "":
+			fmt.Fprint(c.Out, m.Stream)
+		case m.Status != "" && !quiet:
+			if m.ID != "" {
+				fmt.Fprintf(c.Out, "%s: %s\n", m.ID, m.Status)
+			} else {
+				fmt.Fprintln(c.Out, m.Status)
+			}
+		}
+	}
+}
+
+// builderCommand is `berth builder` with its prune verb.
+func (c *CLI) builderCommand() *cobra.Command {
+	g := c.groupCommand("builder", "Manage builds")
+	prune := c.pruneCommand("build cache", func() string { return "WARNING! This will remove all dangling build cache." }, nil,
+		func(ctx context.Context, api *client.Client, f client.Filters) (string, uint64, error) {
+			res, err := api.BuildCachePrune(ctx, client.BuildCachePruneOptions{Filters: f})
+			if err != nil || len(res.Report.CachesDeleted) == 0 {
+				return "", 0, err
+			}
+			return "Deleted build cache objects:\n" + strings.Join(res.Report.CachesDeleted, "\n") + "\n", res.Report.SpaceReclaimed, nil
+		})
+	g.AddCommand(prune)
+	return g
+}
