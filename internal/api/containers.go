@@ -120,7 +120,7 @@ func (s *Server) containerRemove(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, badParam("links are not supported"))
 		return
 	}
-	if err := s.eng.Remove(r.Context(), r.PathValue("id"), engine.RemoveOptions{Force: boolParam(r, "force")}); err != nil {
+	if err := s.eng.Remove(r.Context(), r.PathValue("id"), engine.RemoveOptions{Force: boolParam(r, "force"), RemoveVolumes: boolParam(r, "v")}); err != nil {
 		s.writeErr(w, err)
 		return
 	}
@@ -196,31 +196,12 @@ func (s *Server) inspect(c engine.Container) container.InspectResponse {
 		Platform:       "linux",
 		HostConfig:     c.HostConfig,
 		Config:         c.Config,
-		Mounts:         mountPoints(c.HostConfig),
+		Mounts:         mountPoints(c),
 		NetworkSettings: &container.NetworkSettings{
 			Networks: map[string]*network.EndpointSettings{},
 		},
 	}
 	return resp
-}
-
-func mountPoints(hc *container.HostConfig) []container.MountPoint {
-	out := []container.MountPoint{}
-	for _, b := range hc.Binds {
-		parts := strings.Split(b, ":")
-		if len(parts) < 2 {
-			continue
-		}
-		mode := ""
-		if len(parts) == 3 {
-			mode = parts[2]
-		}
-		out = append(out, container.MountPoint{
-			Type: "bind", Source: parts[0], Destination: parts[1], Mode: mode,
-			RW: !strings.Contains(mode, "ro"), Propagation: "rprivate",
-		})
-	}
-	return out
 }
 
 // listFilters reads docker's filters parameter: {"key":["v",...]} or the
@@ -330,7 +311,7 @@ func summary(c engine.Container) container.Summary {
 		Labels:  labels,
 		State:   container.ContainerState(apiStatus(c.State)),
 		Status:  statusText(c.State),
-		Mounts:  mountPoints(c.HostConfig),
+		Mounts:  mountPoints(c),
 		NetworkSettings: &container.NetworkSettingsSummary{
 			Networks: map[string]*network.EndpointSettings{},
 		},

@@ -109,6 +109,7 @@ func (s *Server) routes() {
 
 	m.HandleFunc("POST /build", s.build)
 	m.HandleFunc("POST /build/prune", s.buildPrune)
+	s.volumeRoutes()
 }
 
 // ServeHTTP strips the version prefix, refuses versions out of range and

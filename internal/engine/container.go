@@ -58,6 +58,9 @@ type Container struct {
 	// ManuallyStopped: the user stopped or killed it; restart policies
 	// other than "always" at daemon start leave it stopped.
 	ManuallyStopped bool `json:",omitempty"`
+	// MountPoints are the binds, volumes and tmpfs mounts fixed at create
+	// (mounts.go); they hold the container's volume references.
+	MountPoints []MountPoint `json:",omitempty"`
 
 	// Not persisted.
 	restartTimer *time.Timer   // a pending restart
@@ -73,6 +76,7 @@ type Container struct {
 func (c *Container) snapshot() Container {
 	cp := *c
 	cp.Args = append([]string(nil), c.Args...)
+	cp.MountPoints = append([]MountPoint(nil), c.MountPoints...)
 	cp.exited, cp.removed, cp.starting, cp.fsBusy = nil, nil, nil, nil
 	return cp
 }

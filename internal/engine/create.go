@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 )
@@ -114,9 +112,15 @@ func (e *Engine) Create(ctx context.Context, name string, cfg *container.Config,
 	if err := e.writeEtcFiles(c); err != nil {
 		return CreateResult{}, err
 	}
+	mps, undoMounts, err := e.registerMounts(id, cfg, hc)
+	if err != nil {
+		return CreateResult{}, err
+	}
+	c.MountPoints = mps
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.save(c); err != nil {
+		undoMounts()
 		return CreateResult{}, err
 	}
 	e.byID[id] = c
@@ -199,15 +203,8 @@ func validateHostConfig(hc *container.HostConfig) error {
 	if hc.AutoRemove && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
 		return fmt.Errorf("can't create 'AutoRemove' container with restart policy: %w", errdefs.ErrInvalidArgument)
 	}
-	for _, b := range hc.Binds {
-		if _, err := parseBind(b); err != nil {
-			return err
-		}
-	}
-	for dst := range hc.Tmpfs {
-		if !path.IsAbs(dst) {
-			return fmt.Errorf("invalid mount config for type \"tmpfs\": invalid mount path: '%s' mount path must be absolute: %w", dst, errdefs.ErrInvalidArgument)
-		}
+	if err := checkMounts(hc); err != nil {
+		return err
 	}
 	switch nm := string(hc.NetworkMode); nm {
 	case "", "default", "bridge", "none", "host":
@@ -221,44 +218,6 @@ func validateHostConfig(hc *container.HostConfig) error {
 		return err
 	}
 	return nil
-}
-
-// parseBind parses docker's -v src:dst[:opts] for a host path source.
-// Named volumes are for the volume package, which does not exist yet.
-func parseBind(b string) (specs.Mount, error) {
-	parts := strings.Split(b, ":")
-	if len(parts) < 2 || len(parts) > 3 {
-		return specs.Mount{}, fmt.Errorf("invalid volume specification: '%s': %w", b, errdefs.ErrInvalidArgument)
-	}
-	src, dst := parts[0], parts[1]
-	if !filepath.IsAbs(src) {
-		return specs.Mount{}, fmt.Errorf("named volumes are not supported yet: '%s': %w", b, errdefs.ErrNotImplemented)
-	}
-	if !path.IsAbs(dst) {
-		return specs.Mount{}, fmt.Errorf("invalid volume specification: '%s': invalid mount config: mount path must be absolute: %w", b, errdefs.ErrInvalidArgument)
-	}
-	opts := []string{"rbind"}
-	ro := false
-	prop := "rprivate"
-	if len(parts) == 3 {
-		for _, o := range strings.Split(parts[2], ",") {
-			switch o {
-			case "ro":
-				ro = true
-			case "rw", "z", "Z", "":
-			case "private", "rprivate", "shared", "rshared", "slave", "rslave":
-				prop = o
-			case "nocopy":
-			default:
-				return specs.Mount{}, fmt.Errorf("invalid mode: %s: %w", o, errdefs.ErrInvalidArgument)
-			}
-		}
-	}
-	if ro {
-		opts = append(opts, "ro")
-	}
-	opts = append(opts, prop)
-	return specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: filepath.Clean(src), Options: opts}, nil
 }
 
 func cloneConfig(c *container.Config) *container.Config {
@@ -275,6 +234,8 @@ func cloneConfig(c *container.Config) *container.Config {
 func cloneHostConfig(h *container.HostConfig) *container.HostConfig {
 	cp := *h
 	cp.Binds = slices.Clone(h.Binds)
+	cp.Mounts = slices.Clone(h.Mounts)
+	cp.VolumesFrom = slices.Clone(h.VolumesFrom)
 	cp.CapAdd = slices.Clone(h.CapAdd)
 	cp.CapDrop = slices.Clone(h.CapDrop)
 	return &cp

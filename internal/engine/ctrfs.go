@@ -116,16 +116,9 @@ func (e *Engine) waitFS(ctx context.Context, c *Container) error {
 // fn runs on that thread (it may use paths); the thread ends with it.
 func (e *Engine) withContainerFS(ctx context.Context, ref string, fn func(v *ctrFS) error) error {
 	return e.withRootfs(ctx, ref, func(c Container, rootfs string) error {
-		opts, err := e.specOptions(c.ID, c.Config, c.HostConfig)
-		if err != nil {
-			return err
-		}
 		v := &ctrFS{c: c, rootfs: rootfs}
 		var binds []bindMount
-		for _, m := range opts.Mounts {
-			if m.Type != "bind" || strings.HasPrefix(m.Destination, "/sbin/docker-init") {
-				continue
-			}
+		for _, m := range hostMounts(c) {
 			b := bindMount{source: m.Source, ctrBind: ctrBind{dest: path.Clean(m.Destination), ro: slices.Contains(m.Options, "ro")}}
 			binds = append(binds, b)
 			v.binds = append(v.binds, b.ctrBind)

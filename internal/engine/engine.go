@@ -40,6 +40,7 @@ import (
 	"github.com/berth-dev/berth/internal/runtime/cgroup"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/supervisor"
+	"github.com/berth-dev/berth/internal/volume"
 )
 
 // Supervisor is what the engine needs of the supervisor process.
@@ -85,6 +86,7 @@ type Options struct {
 type Engine struct {
 	root, execRoot string
 	images         *image.Service
+	volumes        *volume.Store
 	log            *slog.Logger
 	opts           Options
 
@@ -119,9 +121,15 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("engine: %w", err)
 		}
 	}
+	vols, err := volume.Open(filepath.Join(e.root, "volumes"), opts.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	e.volumes = vols
 	if err := e.load(); err != nil {
 		return nil, err
 	}
+	e.restoreVolumes()
 	return e, nil
 }
 

@@ -195,6 +195,7 @@ func isClosed(ch <-chan struct{}) bool {
 // startFailed records err on the container as docker does (exit code 128
 // for a start that never ran the process) and returns it.
 func (e *Engine) startFailed(id string, err error) error {
+	e.unmountVolumes(id)
 	e.mu.Lock()
 	autoRemove := false
 	if c, ok := e.byID[id]; ok && c.State.Status != StatusRunning {
@@ -210,7 +211,7 @@ func (e *Engine) startFailed(id string, err error) error {
 		// As docker: a --rm container whose start failed is removed, or a
 		// client waiting for "removed" (docker run --rm) waits forever.
 		go func() {
-			if err := e.Remove(context.Background(), id, RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+			if err := e.Remove(context.Background(), id, RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
 				e.log.Warn("auto-remove after a failed start", "id", id, "err", err)
 			}
 		}()
@@ -234,6 +235,11 @@ func (e *Engine) prepareStart(ctx context.Context, id string, cfg *container.Con
 	if err != nil {
 		return err
 	}
+	vms, err := e.mountVolumes(ctx, id)
+	if err != nil {
+		return err
+	}
+	opts.Mounts = append(vms, opts.Mounts...)
 	s, err := spec.Build(opts)
 	if err != nil {
 		return err
@@ -291,19 +297,6 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 			o.NoNewPrivileges = true
 		}
 	}
-	for _, b := range hc.Binds {
-		m, err := parseBind(b)
-		if err != nil {
-			return o, err
-		}
-		if _, err := os.Stat(m.Source); err != nil {
-			// docker creates a missing bind source directory.
-			if err := os.MkdirAll(m.Source, 0o755); err != nil {
-				return o, fmt.Errorf("bind source %s: %w", m.Source, err)
-			}
-		}
-		o.Mounts = append(o.Mounts, m)
-	}
 	if hc.Init != nil && *hc.Init {
 		if e.opts.InitBinary == "" {
 			return o, fmt.Errorf("--init: the daemon has no init binary: %w", errdefs.ErrFailedPrecondition)
@@ -350,6 +343,7 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 	if err := snapshot.UnmountAll(e.rootfsPath(id)); err != nil {
 		e.log.Warn("unmount rootfs", "id", id, "err", err)
 	}
+	e.unmountVolumes(id)
 	_ = os.RemoveAll(e.bundlePath(id))
 	if restart {
 		e.mu.Lock()
@@ -360,7 +354,7 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 	}
 	if autoRemove {
 		go func() {
-			if err := e.Remove(context.Background(), id, RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+			if err := e.Remove(context.Background(), id, RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
 				e.log.Warn("auto-remove", "id", id, "err", err)
 			}
 		}()
@@ -600,6 +594,8 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (<-chan WaitRe
 // RemoveOptions tune Remove.
 type RemoveOptions struct {
 	Force bool
+	// RemoveVolumes removes the container's anonymous volumes (rm -v).
+	RemoveVolumes bool
 }
 
 // Remove deletes a container: its process (with Force), rootfs mount,
@@ -669,6 +665,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	e.emitContainer(c, "destroy", nil)
 	e.mu.Unlock()
 	e.dropExecs(id)
+	e.releaseVolumes(c, opts.RemoveVolumes)
 	return nil
 }
 

@@ -176,7 +176,7 @@ func (c *CLI) Commands() []*cobra.Command {
 		c.versionCommand(), c.infoCommand(), c.psCommand("ps"), c.imagesCommand("images"),
 		c.inspectCommandFor(""), image, container, c.completionCommand(),
 		c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.eventsCommand(),
-		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.buildCommand(), c.builderCommand(),
+		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.buildCommand(), c.builderCommand(), c.volumeCommand(),
 	}, c.containerVerbs()...)
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)

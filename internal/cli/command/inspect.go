@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -51,30 +52,53 @@ func (c *CLI) inspectCommandFor(kind string) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var raws []json.RawMessage
-		failed := false
-		for _, name := range args {
-			raw, err := c.inspectOne(ctx, api, name, kind, size)
-			if err != nil {
-				err = c.explain(err)
-				if !isAPIError(err) {
-					return err
-				}
-				fmt.Fprintln(c.Err, err)
-				failed = true
-				continue
-			}
-			raws = append(raws, raw)
-		}
-		if err := c.printInspect(raws, tmpl); err != nil {
-			return err
-		}
-		if failed {
-			return &StatusError{Code: 1}
-		}
-		return nil
+		return c.inspectEach(args, tmpl, func(name string) (json.RawMessage, error) {
+			return c.inspectOne(ctx, api, name, kind, size)
+		})
 	})
 	return cmd
+}
+
+// inspectEach prints the objects fetch finds, through printInspect; names
+// it fails on are reported as forEach does.
+func (c *CLI) inspectEach(names []string, tmpl string, fetch func(name string) (json.RawMessage, error)) error {
+	var raws []json.RawMessage
+	err := c.forEach(names, func(name string) error {
+		raw, err := fetch(name)
+		if err == nil {
+			raws = append(raws, raw)
+		}
+		return err
+	})
+	var se *StatusError
+	if err != nil && !errors.As(err, &se) {
+		return err
+	}
+	if perr := c.printInspect(raws, tmpl); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// forEach runs fn on each name, docker's way for verbs taking several
+// objects: an API error is printed and the rest still done, and the
+// command then fails with status 1; any other error stops at once.
+func (c *CLI) forEach(names []string, fn func(name string) error) error {
+	failed := false
+	for _, name := range names {
+		if err := fn(name); err != nil {
+			err = c.explain(err)
+			if !isAPIError(err) {
+				return err
+			}
+			fmt.Fprintln(c.Err, err)
+			failed = true
+		}
+	}
+	if failed {
+		return &StatusError{Code: 1}
+	}
+	return nil
 }
 
 // inspectOne finds a container, or else an image, by name or ID.

@@ -45,6 +45,8 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.StringArrayVar(&o.CapDrop, "cap-drop", nil, "Drop Linux capabilities")
 	f.BoolVar(&o.ReadOnly, "read-only", false, "Mount the container's root filesystem as read only")
 	f.StringArrayVar(&o.Tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
+	f.StringArrayVar(&o.Mounts, "mount", nil, "Attach a filesystem mount to the container")
+	f.StringArrayVar(&o.VolumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
 	f.StringVar(&o.Restart, "restart", "no", "Restart policy to apply when a container exits")
 	f.BoolVar(init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	f.BoolVar(&o.Rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")

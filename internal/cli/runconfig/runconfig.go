@@ -18,39 +18,42 @@ import (
 
 // Options are the flags of `run`/`create`, as typed.
 type Options struct {
-	Name       string
-	Env        []string
-	EnvFiles   []string
-	Volumes    []string
-	Workdir    string
-	User       string
-	Entrypoint string
-	entrySet   bool
-	Labels     []string
-	Memory     string
-	CPUs       string
-	PidsLimit  int64
-	pidsSet    bool
-	CapAdd     []string
-	CapDrop    []string
-	ReadOnly   bool
-	Tmpfs      []string
-	Restart    string
-	Init       bool
-	initSet    bool
-	Rm         bool
-	Network    string
-	Privileged bool
-	Hostname   string
-	StopSignal string
-	Tty        bool
-	Stdin      bool
-	Detach     bool
-	DetachKeys string // read by the CLI, not sent
-	Pull       string // missing (default), always or never: read by the CLI
-	Publish    []string
-	PublishAll bool
-	Expose     []string
+	Name     string
+	Env      []string
+	EnvFiles []string
+	Volumes  []string
+	Mounts   []string // --mount
+	// VolumesFrom is --volumes-from CONTAINER[:ro|rw].
+	VolumesFrom []string
+	Workdir     string
+	User        string
+	Entrypoint  string
+	entrySet    bool
+	Labels      []string
+	Memory      string
+	CPUs        string
+	PidsLimit   int64
+	pidsSet     bool
+	CapAdd      []string
+	CapDrop     []string
+	ReadOnly    bool
+	Tmpfs       []string
+	Restart     string
+	Init        bool
+	initSet     bool
+	Rm          bool
+	Network     string
+	Privileged  bool
+	Hostname    string
+	StopSignal  string
+	Tty         bool
+	Stdin       bool
+	Detach      bool
+	DetachKeys  string // read by the CLI, not sent
+	Pull        string // missing (default), always or never: read by the CLI
+	Publish     []string
+	PublishAll  bool
+	Expose      []string
 	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
 	// sent with the create so the first screen has the right size.
 	ConsoleSize [2]uint
@@ -113,7 +116,6 @@ func (o *Options) Build(args []string) (Config, error) {
 		}
 	}
 	hc := &container.HostConfig{
-		Binds:          o.Volumes,
 		CapAdd:         o.CapAdd,
 		CapDrop:        o.CapDrop,
 		ReadonlyRootfs: o.ReadOnly,
@@ -143,12 +145,8 @@ func (o *Options) Build(args []string) (Config, error) {
 		v := o.Init
 		hc.Init = &v
 	}
-	if len(o.Tmpfs) > 0 {
-		hc.Tmpfs = map[string]string{}
-		for _, t := range o.Tmpfs {
-			path, opts, _ := strings.Cut(t, ":")
-			hc.Tmpfs[path] = opts
-		}
+	if err := o.mounts(cfg, hc); err != nil {
+		return Config{}, err
 	}
 	exposed, bindings, err := Publish(o.Publish)
 	if err != nil {

@@ -1,0 +1,301 @@
+package engine_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// cli is the docker CLI or berth's, against one daemon.
+type cli struct {
+	name string
+	run  func(args ...string) (stdout, stderr string, code int)
+}
+
+// berth runs berth's own CLI against the daemon.
+func (d *daemon) berth(args ...string) (stdout, stderr string, code int) {
+	d.t.Helper()
+	cmd := exec.Command(binary(d.t), args...)
+	cmd.Env = append(os.Environ(), "BERTH_HOST=unix://"+d.sock)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			d.t.Fatalf("berth %v: %v", args, err)
+		}
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	return o.String(), e.String(), 0
+}
+
+// clis is both CLIs against d.
+func (d *daemon) clis() []cli {
+	requireDockerCLI(d.t)
+	return []cli{{"docker", d.docker}, {"berth", d.berth}}
+}
+
+func (c cli) must(t *testing.T, d *daemon, args ...string) string {
+	t.Helper()
+	out, errOut, code := c.run(args...)
+	if code != 0 {
+		t.Fatalf("%s %s: exit %d\nstdout: %s\nstderr: %s\ndaemon log:\n%s", c.name, strings.Join(args, " "), code, out, errOut, tail(d.logs.String(), 3000))
+	}
+	return out
+}
+
+// refuses runs a command that must fail with a message containing want.
+func (c cli) refuses(t *testing.T, want string, args ...string) (stderr string, code int) {
+	t.Helper()
+	out, errOut, code := c.run(args...)
+	if code == 0 || !strings.Contains(errOut, want) {
+		t.Fatalf("%s %s: want a failure with %q, got exit %d\nstdout: %s\nstderr: %s", c.name, strings.Join(args, " "), want, code, out, errOut)
+	}
+	return errOut, code
+}
+
+// mountsUnder lists the mount points below dir, from /proc/self/mountinfo.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// TestVolumes: named volumes keep data across containers, are populated
+// from the image, refuse removal while used, and anonymous volumes go with
+// rm -v and prune, through both CLIs.
+func TestVolumes(t *testing.T) {
+	d := startDaemon(t)
+	for _, c := range d.clis() {
+		t.Run(c.name, func(t *testing.T) {
+			vol := "data-" + c.name
+			if got := c.must(t, d, "volume", "create", "--label", "k=v", vol); got != vol+"\n" {
+				t.Fatalf("volume create printed %q", got)
+			}
+			if got := c.must(t, d, "volume", "ls", "--filter", "label=k=v"); got != "DRIVER    VOLUME NAME\nlocal     "+vol+"\n" {
+				t.Fatalf("volume ls:\n%s", got)
+			}
+			got := c.must(t, d, "volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Mountpoint}}", vol)
+			if want := vol + " local local map[k:v] " + filepath.Join(d.root, "volumes", vol, "_data") + "\n"; got != want {
+				t.Fatalf("volume inspect: got %q want %q", got, want)
+			}
+
+			// Data outlives its container and is seen by the next.
+			c.must(t, d, "run", "--rm", "-v", vol+":/data", testImage, "sh", "-c", "echo kept > /data/f")
+			if got := c.must(t, d, "run", "--rm", "--mount", "type=volume,src="+vol+",dst=/mnt,readonly", testImage, "cat", "/mnt/f"); got != "kept\n" {
+				t.Fatalf("second container read %q", got)
+			}
+
+			// A new named volume is filled from the image, unless nocopy.
+			pop := "pop-" + c.name
+			if got := c.must(t, d, "run", "--rm", "-v", pop+":/etc", testImage, "cat", "/etc/group"); !strings.Contains(got, "root:") {
+				t.Fatalf("populated volume: /etc/group is %q", got)
+			}
+			if _, err := os.Stat(filepath.Join(d.root, "volumes", pop, "_data", "passwd")); err != nil {
+				t.Fatalf("volume not populated on the host: %v", err)
+			}
+			if got := c.must(t, d, "run", "--rm", "--mount", "type=volume,src=empty-"+c.name+",dst=/etc,volume-nocopy", testImage, "ls", "-A", "/etc"); got != "" {
+				t.Fatalf("nocopy volume has %q", got)
+			}
+
+			// In use: refused, with the container's ID.
+			id := strings.TrimSpace(c.must(t, d, "create", "-v", vol+":/data", testImage, "true"))
+			c.refuses(t, "remove "+vol+": volume is in use - ["+id+"]", "volume", "rm", vol)
+			c.must(t, d, "rm", id)
+
+			// rm -v removes the anonymous volumes, not the named ones.
+			id = strings.TrimSpace(c.must(t, d, "create", "-v", "/anon", "-v", vol+":/named", testImage, "true"))
+			anon := c.must(t, d, "inspect", "-f", `{{range .Mounts}}{{if eq .Destination "/anon"}}{{.Name}}{{end}}{{end}}`, id)
+			anon = strings.TrimSpace(anon)
+			if len(anon) != 64 {
+				t.Fatalf("anonymous volume name %q", anon)
+			}
+			c.must(t, d, "rm", "-v", id)
+			c.refuses(t, "no such volume", "volume", "inspect", anon)
+			c.must(t, d, "volume", "inspect", vol)
+
+			// prune: anonymous by default, named with --all.
+			id = strings.TrimSpace(c.must(t, d, "create", "-v", "/anon", testImage, "true"))
+			anon = strings.TrimSpace(c.must(t, d, "inspect", "-f", `{{range .Mounts}}{{.Name}}{{end}}`, id))
+			c.must(t, d, "rm", id)
+			out := c.must(t, d, "volume", "prune", "-f")
+			if !strings.Contains(out, "Deleted Volumes:\n"+anon+"\n") || strings.Contains(out, vol) {
+				t.Fatalf("volume prune:\n%s", out)
+			}
+			out = c.must(t, d, "volume", "prune", "-af", "--filter", "label=k=v")
+			if !strings.Contains(out, "Deleted Volumes:\n"+vol+"\n") || strings.Contains(out, pop) {
+				t.Fatalf("volume prune -a:\n%s", out)
+			}
+			c.must(t, d, "volume", "rm", pop, "empty-"+c.name)
+			c.refuses(t, "get "+pop+": no such volume", "volume", "rm", pop)
+			c.must(t, d, "volume", "rm", "-f", pop)
+			if out := c.must(t, d, "volume", "ls", "-q"); out != "" {
+				t.Fatalf("volumes left: %q", out)
+			}
+		})
+	}
+}
+
+// TestMounts: binds (read-only refused writes, a missing source made),
+// tmpfs, --volumes-from and inspect's Mounts, through both CLIs.
+func TestMounts(t *testing.T) {
+	d := startDaemon(t)
+	for _, c := range d.clis() {
+		t.Run(c.name, func(t *testing.T) {
+			host := t.TempDir()
+			if err := os.WriteFile(filepath.Join(host, "f"), []byte("host"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, errOut, code := c.run("run", "--rm", "-v", host+":/h:ro", testImage, "sh", "-c", "cat /h/f; touch /h/new")
+			if code != 1 || out != "host" || !strings.Contains(errOut, "Read-only file system") {
+				t.Fatalf("write to a read-only bind: exit %d, %q, %q", code, out, errOut)
+			}
+			out, errOut, code = c.run("run", "--rm", "--mount", "type=bind,src="+host+",dst=/h,readonly", testImage, "touch", "/h/new")
+			if code != 1 || !strings.Contains(errOut, "Read-only file system") {
+				t.Fatalf("write to a --mount readonly bind: exit %d, %q, %q", code, out, errOut)
+			}
+			c.must(t, d, "run", "--rm", "-v", host+"/made:/m:rw,rprivate", testImage, "touch", "/m/x")
+			if _, err := os.Stat(filepath.Join(host, "made", "x")); err != nil {
+				t.Fatalf("bind with a missing source: %v", err)
+			}
+			c.refuses(t, `invalid mount config for type "bind": bind source path does not exist: `+host+"/nope",
+				"run", "--rm", "--pull", "never", "--mount", "type=bind,src="+host+"/nope,dst=/x", testImage, "true")
+			if _, err := os.Stat(filepath.Join(host, "nope")); err == nil {
+				t.Fatal("--mount bind made its missing source")
+			}
+
+			// tmpfs, both ways.
+			got := c.must(t, d, "run", "--rm", "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770", "--tmpfs", "/u:size=2m",
+				testImage, "sh", "-c", "grep -E ' /(t|u) ' /proc/mounts | cut -d' ' -f2,3,4; stat -c %a /t")
+			if !strings.Contains(got, "/t tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k,mode=1770") ||
+				!strings.Contains(got, "/u tmpfs rw,nosuid,nodev,noexec,relatime,size=2048k") || !strings.HasSuffix(got, "1770\n") {
+				t.Fatalf("tmpfs mounts:\n%s", got)
+			}
+
+			// --volumes-from, read-only.
+			src := "src-" + c.name
+			c.must(t, d, "run", "--name", src, "-v", "/anon", "-v", "shared-"+c.name+":/s", "-v", host+":/h", testImage,
+				"sh", "-c", "echo a > /anon/f; echo s > /s/f")
+			got = c.must(t, d, "run", "--rm", "--volumes-from", src+":ro", testImage, "sh", "-c", "cat /anon/f /s/f /h/f; touch /s/g || echo refused")
+			if !strings.HasPrefix(got, "a\ns\nhost") || !strings.HasSuffix(got, "refused\n") {
+				t.Fatalf("--volumes-from: %q", got)
+			}
+			got = c.must(t, d, "run", "--rm", "--volumes-from", src, testImage, "sh", "-c", "touch /s/g && echo rw")
+			if got != "rw\n" {
+				t.Fatalf("--volumes-from rw: %q", got)
+			}
+
+			// inspect Mounts, docker's fields.
+			raw := c.must(t, d, "inspect", "-f", "{{json .Mounts}}", src)
+			var mounts []map[string]any
+			if err := json.Unmarshal([]byte(raw), &mounts); err != nil {
+				t.Fatalf("Mounts %s: %v", raw, err)
+			}
+			byDst := map[string]map[string]any{}
+			for _, m := range mounts {
+				byDst[m["Destination"].(string)] = m
+			}
+			shared := byDst["/s"]
+			if shared["Type"] != "volume" || shared["Name"] != "shared-"+c.name || shared["Driver"] != "local" || shared["Mode"] != "z" ||
+				shared["RW"] != true || shared["Source"] != filepath.Join(d.root, "volumes", "shared-"+c.name, "_data") {
+				t.Fatalf("named volume mount: %v", shared)
+			}
+			if a := byDst["/anon"]; a["Type"] != "volume" || len(a["Name"].(string)) != 64 || a["Mode"] != "" {
+				t.Fatalf("anonymous volume mount: %v", a)
+			}
+			if h := byDst["/h"]; h["Type"] != "bind" || h["Source"] != host || h["Propagation"] != "rprivate" || h["RW"] != true {
+				t.Fatalf("bind mount: %v", h)
+			}
+			anon := byDst["/anon"]["Name"].(string)
+			c.must(t, d, "rm", "-v", src)
+			c.refuses(t, "no such volume", "volume", "inspect", anon)
+			c.must(t, d, "volume", "rm", "shared-"+c.name)
+		})
+	}
+}
+
+// TestMountErrors: bad specs get docker's errors and leave nothing behind.
+func TestMountErrors(t *testing.T) {
+	d := startDaemon(t)
+	for _, c := range d.clis() {
+		t.Run(c.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				want string
+				args []string
+			}{
+				{"invalid volume specification: 'a:b:c:d'", []string{"-v", "a:b:c:d"}},
+				{"invalid mode: bogus", []string{"-v", "/tmp:/x:bogus"}},
+				{"Duplicate mount point: /x", []string{"-v", "v1:/x", "-v", "/tmp:/x"}},
+				{"includes invalid characters for a local volume name", []string{"-v", "a$b:/x"}},
+				{"No such container: nosuch", []string{"--volumes-from", "nosuch"}},
+			} {
+				// --pull never: a refusal must never send the docker CLI to a registry.
+				c.refuses(t, tc.want, append(append([]string{"create", "--pull", "never"}, tc.args...), testImage, "true")...)
+			}
+			if out := c.must(t, d, "ps", "-aq"); out != "" {
+				t.Fatalf("containers left by refused creates: %q", out)
+			}
+			if out := c.must(t, d, "volume", "ls", "-q"); out != "" {
+				t.Fatalf("volumes left by refused creates: %q", out)
+			}
+			c.refuses(t, `invalid option: "bogus"`, "volume", "create", "-o", "bogus=1", "x1")
+			c.refuses(t, `missing required option: "device"`, "volume", "create", "-o", "type=tmpfs", "x1")
+			c.refuses(t, "get nosuch: no such volume", "volume", "inspect", "nosuch")
+		})
+	}
+}
+
+// TestVolumeRestart: a daemon restart keeps volumes and the containers'
+// references; a device-backed volume (local driver options) is mounted
+// while a container uses it and unmounted after.
+func TestVolumeRestart(t *testing.T) {
+	d := startDaemon(t)
+	c := d.clis()[0]
+	c.must(t, d, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m,mode=0750", "tv")
+	c.must(t, d, "volume", "create", "kept")
+	data := filepath.Join(d.root, "volumes", "tv", "_data")
+	if m := mountsUnder(t, data); len(m) != 0 {
+		t.Fatalf("volume mounted before use: %v", m)
+	}
+	id := strings.TrimSpace(c.must(t, d, "run", "-d", "-v", "tv:/tv", "-v", "kept:/k", testImage, "sh", "-c", "echo x > /tv/f; echo y > /k/f; sleep 1000"))
+	if m := mountsUnder(t, data); len(m) != 1 {
+		t.Fatalf("device volume not mounted while used: %v", m)
+	}
+	d.kill()
+	d.start()
+	if got := c.must(t, d, "volume", "ls", "-q"); got != "kept\ntv\n" {
+		t.Fatalf("volumes after restart: %q", got)
+	}
+	c.refuses(t, "remove kept: volume is in use - ["+id+"]", "volume", "rm", "kept")
+	if got := c.must(t, d, "exec", id, "cat", "/tv/f"); got != "x\n" {
+		t.Fatalf("volume content after restart: %q", got)
+	}
+	// A second user shares the mounted filesystem.
+	if got := c.must(t, d, "run", "--rm", "-v", "tv:/tv", testImage, "cat", "/tv/f"); got != "x\n" {
+		t.Fatalf("second user of the tmpfs volume read %q", got)
+	}
+	if m := mountsUnder(t, data); len(m) != 1 {
+		t.Fatalf("device volume after the second user left: %v", m)
+	}
+	c.must(t, d, "rm", "-f", id)
+	if m := mountsUnder(t, data); len(m) != 0 {
+		t.Fatalf("device volume still mounted after its last user: %v", m)
+	}
+	c.must(t, d, "volume", "rm", "tv", "kept")
+	if m := mountsUnder(t, filepath.Join(d.root, "volumes")); len(m) != 0 {
+		t.Fatalf("mounts left: %v", m)
+	}
+}
