@@ -249,7 +249,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 	}
 	for k := range filters {
 		switch k {
-		case "id", "name", "label", "status":
+		case "id", "name", "label", "status", "volume":
 		default:
 			s.writeErr(w, badParam("invalid filter '%s'", k))
 			return
@@ -271,7 +271,8 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 		ok := matchAny(filters["id"], func(v string) bool { return strings.HasPrefix(c.ID, v) }) &&
 			matchAny(filters["name"], func(v string) bool { return strings.Contains(c.Name, strings.TrimPrefix(v, "/")) }) &&
 			matchAny(filters["status"], func(v string) bool { return v == apiStatus(c.State) }) &&
-			labelsMatch(filters["label"], c.Config.Labels)
+			labelsMatch(filters["label"], c.Config.Labels) &&
+			matchAny(filters["volume"], func(v string) bool { return usesVolume(c, v) })
 		if !ok {
 			continue
 		}

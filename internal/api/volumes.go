@@ -98,6 +98,16 @@ func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, apivolume.PruneReport{VolumesDeleted: rep.Deleted, SpaceReclaimed: rep.SpaceReclaimed})
 }
 
+// usesVolume is ps's volume filter: a mount of c named v, or at v.
+func usesVolume(c engine.Container, v string) bool {
+	for _, m := range c.MountPoints {
+		if m.Name == v || m.Destination == v || m.Source == v {
+			return true
+		}
+	}
+	return false
+}
+
 // mountPoints is a container's inspect "Mounts".
 func mountPoints(c engine.Container) []container.MountPoint {
 	out := make([]container.MountPoint, 0, len(c.MountPoints))

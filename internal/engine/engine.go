@@ -130,6 +130,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.restoreVolumes()
+	e.volumes.UnmountIdle()
 	return e, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -518,6 +519,10 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 			if src, err = e.volumes.Mount(mp.Name, id); err != nil {
 				return nil, err
 			}
+			e.Emit("volume", "mount", mp.Name, map[string]string{
+				"container": id, "destination": mp.Destination, "driver": mp.Driver,
+				"propagation": string(mp.Propagation), "read/write": strconv.FormatBool(mp.RW),
+			})
 			if mp.CopyData {
 				img, err := securejoin.SecureJoin(e.rootfsPath(id), mp.Destination)
 				if err != nil {
@@ -593,10 +598,15 @@ func (e *Engine) unmountVolumes(id string) {
 	}
 	e.mu.Unlock()
 	for _, mp := range mps {
-		if mp.Type == mount.TypeVolume {
-			if err := e.volumes.Unmount(mp.Name, id); err != nil {
-				e.log.Warn("unmount volume", "name", mp.Name, "container", id, "err", err)
-			}
+		if mp.Type != mount.TypeVolume {
+			continue
+		}
+		used, err := e.volumes.Unmount(mp.Name, id)
+		if err != nil {
+			e.log.Warn("unmount volume", "name", mp.Name, "container", id, "err", err)
+		}
+		if used {
+			e.Emit("volume", "unmount", mp.Name, map[string]string{"container": id, "driver": mp.Driver})
 		}
 	}
 }
@@ -609,7 +619,7 @@ func (e *Engine) releaseVolumes(c *Container, rm bool) {
 		if mp.Type != mount.TypeVolume {
 			continue
 		}
-		_ = e.volumes.Unmount(mp.Name, c.ID)
+		_, _ = e.volumes.Unmount(mp.Name, c.ID)
 		e.volumes.Release(mp.Name, c.ID)
 		if !rm || mp.Named {
 			continue

@@ -595,24 +595,46 @@ func (s *Store) Mount(name, id string) (string, error) {
 	return e.v.Mountpoint, nil
 }
 
-// Unmount ends container id's use; the last user's end unmounts a
-// device-backed volume. Unmounting what id does not use is a no-op.
-func (s *Store) Unmount(name, id string) error {
+// Unmount ends container id's use, reporting whether it was using the
+// volume; the last user's end unmounts a device-backed volume. Unmounting
+// what id does not use is a no-op.
+func (s *Store) Unmount(name, id string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.vols[name]
 	if !ok {
-		return nil
+		return false, nil
+	}
+	if _, used := e.active[id]; !used {
+		return false, nil
 	}
 	delete(e.active, id)
 	if len(e.active) > 0 || !e.mounted {
-		return nil
+		return true, nil
 	}
 	if err := snapshot.UnmountAll(e.v.Mountpoint); err != nil {
-		return fmt.Errorf("unmount volume %s: %w", name, err)
+		return true, fmt.Errorf("unmount volume %s: %w", name, err)
 	}
 	e.mounted = false
-	return nil
+	return true, nil
+}
+
+// UnmountIdle unmounts the device-backed volumes no container uses: an
+// earlier daemon's mounts whose users ended while it was down. Call it once
+// the running containers are marked (Mount).
+func (s *Store) UnmountIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, e := range s.vols {
+		if !e.mounted || len(e.active) > 0 {
+			continue
+		}
+		if err := snapshot.UnmountAll(e.v.Mountpoint); err != nil {
+			s.log.Warn("unmount idle volume", "name", name, "err", err)
+			continue
+		}
+		e.mounted = false
+	}
 }
 
 func mountDevice(v Volume) error {

@@ -70,6 +70,20 @@ func TestOOMKilled(t *testing.T) {
 // withHealthImage adds "hc:1": the test image with a HEALTHCHECK in its
 // config (a docker field the store keeps as it is), as docker build makes.
 func withHealthImage(t testing.TB, s *image.Service) {
+	imageWithConfig("hc:1", func(cfg map[string]any) {
+		cfg["Healthcheck"] = map[string]any{
+			"Test": []string{"CMD-SHELL", "test -e /tmp/ready"}, "Interval": int64(200 * time.Millisecond), "Retries": 1,
+		}
+	})(t, s)
+}
+
+// imageWithConfig returns a seed that adds image name: the test image with
+// its config's "config" object changed by edit.
+func imageWithConfig(name string, edit func(cfg map[string]any)) func(testing.TB, *image.Service) {
+	return func(t testing.TB, s *image.Service) { seedWithConfig(t, s, name, edit) }
+}
+
+func seedWithConfig(t testing.TB, s *image.Service, name string, edit func(cfg map[string]any)) {
 	ctx := context.Background()
 	d, err := s.Inspect(ctx, testImage)
 	if err != nil {
@@ -83,10 +97,8 @@ func withHealthImage(t testing.TB, s *image.Service) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg["config"].(map[string]any)["Healthcheck"] = map[string]any{
-		"Test": []string{"CMD-SHELL", "test -e /tmp/ready"}, "Interval": int64(200 * time.Millisecond), "Retries": 1,
-	}
-	op, err := s.Begin(ctx, "test image with a healthcheck")
+	edit(cfg["config"].(map[string]any))
+	op, err := s.Begin(ctx, "test image "+name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +114,7 @@ func withHealthImage(t testing.TB, s *image.Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Create(ctx, "hc:1", mDesc); err != nil {
+	if _, err := s.Create(ctx, name, mDesc); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,11 +3,13 @@ package engine_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cli is the docker CLI or berth's, against one daemon.
@@ -264,6 +266,7 @@ func TestMountErrors(t *testing.T) {
 func TestVolumeRestart(t *testing.T) {
 	d := startDaemon(t)
 	c := d.clis()[0]
+	since := fmt.Sprint(time.Now().Add(-time.Second).Unix())
 	c.must(t, d, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m,mode=0750", "tv")
 	c.must(t, d, "volume", "create", "kept")
 	data := filepath.Join(d.root, "volumes", "tv", "_data")
@@ -273,6 +276,13 @@ func TestVolumeRestart(t *testing.T) {
 	id := strings.TrimSpace(c.must(t, d, "run", "-d", "-v", "tv:/tv", "-v", "kept:/k", testImage, "sh", "-c", "echo x > /tv/f; echo y > /k/f; sleep 1000"))
 	if m := mountsUnder(t, data); len(m) != 1 {
 		t.Fatalf("device volume not mounted while used: %v", m)
+	}
+	if got := c.must(t, d, "ps", "-q", "--no-trunc", "--filter", "volume=kept"); got != id+"\n" {
+		t.Fatalf("ps --filter volume=kept: %q", got)
+	}
+	evs := c.must(t, d, "events", "--since", since, "--until", fmt.Sprint(time.Now().Add(time.Second).Unix()), "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.destination}}")
+	if want := "create tv <no value>\ncreate kept <no value>\nmount kept /k\nmount tv /tv\n"; evs != want {
+		t.Fatalf("volume events:\n%s\nwant\n%s", evs, want)
 	}
 	d.kill()
 	d.start()
@@ -297,5 +307,45 @@ func TestVolumeRestart(t *testing.T) {
 	c.must(t, d, "volume", "rm", "tv", "kept")
 	if m := mountsUnder(t, filepath.Join(d.root, "volumes")); len(m) != 0 {
 		t.Fatalf("mounts left: %v", m)
+	}
+}
+
+// TestImageVolumes: an image's VOLUME gets an anonymous volume filled from
+// the image, which `run --rm` removes with the container; a -v at the same
+// path replaces it.
+func TestImageVolumes(t *testing.T) {
+	d := startDaemon(t, imageWithConfig("volimg:1", func(cfg map[string]any) {
+		cfg["Volumes"] = map[string]any{"/etc": map[string]any{}}
+	}))
+	for _, c := range d.clis() {
+		t.Run(c.name, func(t *testing.T) {
+			id := strings.TrimSpace(c.must(t, d, "create", "volimg:1", "cat", "/etc/group"))
+			name := strings.TrimSpace(c.must(t, d, "inspect", "-f", `{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}`, id))
+			f := strings.Fields(name)
+			if len(f) != 4 || f[0] != "volume" || len(f[1]) != 64 || f[2] != "/etc" || f[3] != "true" {
+				t.Fatalf("image VOLUME mount: %q", name)
+			}
+			got := c.must(t, d, "start", "-a", id)
+			if !strings.Contains(got, "root:") {
+				t.Fatalf("image VOLUME not populated: %q", got)
+			}
+			if got := c.must(t, d, "volume", "inspect", "-f", "{{json .Labels}}", f[1]); got != `{"com.docker.volume.anonymous":""}`+"\n" {
+				t.Fatalf("anonymous volume labels: %s", got)
+			}
+			c.must(t, d, "rm", id)
+			c.must(t, d, "volume", "rm", f[1])
+
+			// run --rm takes its anonymous volumes along.
+			c.must(t, d, "run", "--rm", "volimg:1", "true")
+			if out := c.must(t, d, "volume", "ls", "-q"); out != "" {
+				t.Fatalf("volumes left by run --rm: %q", out)
+			}
+			// A user mount at the VOLUME's path replaces it.
+			host := t.TempDir()
+			c.must(t, d, "run", "--rm", "-v", host+":/etc:ro,rslave", "volimg:1", "true")
+			if out := c.must(t, d, "volume", "ls", "-q"); out != "" {
+				t.Fatalf("volumes made under a bind: %q", out)
+			}
+		})
 	}
 }
