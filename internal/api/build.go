@@ -139,7 +139,7 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		js.fail(s, err)
+		js.fail(s, clientError{err})
 		return
 	}
 	aux, _ := json.Marshal(buildtypes.Result{ID: res.ID.String()})
@@ -176,3 +176,19 @@ func (s *Server) buildPrune(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, buildtypes.CachePruneReport{CachesDeleted: keys, SpaceReclaimed: freed})
 }
+
+// clientError words an error for a stream's error line as writeErr words
+// it for a status: without the class suffix (": invalid argument").
+type clientError struct{ err error }
+
+func (e clientError) Error() string {
+	msg := e.err.Error()
+	for _, c := range classStatus {
+		if errors.Is(e.err, c.err) {
+			return strings.TrimSuffix(msg, ": "+c.err.Error())
+		}
+	}
+	return msg
+}
+
+func (e clientError) Unwrap() error { return e.err }

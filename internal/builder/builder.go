@@ -389,6 +389,9 @@ func (bd *build) metaEnv() shell.EnvGetter {
 func (bd *build) expand(word string, env shell.EnvGetter) (string, error) {
 	res, _, err := bd.lex.ProcessWord(word, env)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "failed to process") {
+			return "", fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
 		return "", fmt.Errorf("failed to process %q: %w: %w", word, err, errdefs.ErrInvalidArgument)
 	}
 	return res, nil

@@ -107,7 +107,7 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 	h := sha256.New()
 	for _, src := range srcs {
 		fmt.Fprintf(h, "%s\x00", src.base)
-		if err := hashSource(h, src); err != nil {
+		if err := hashSource(h, src, preserveOwner); err != nil {
 			return cs.fail("%v", err)
 		}
 	}
@@ -255,7 +255,7 @@ func isArchive(p string) bool {
 
 // hashSource feeds what a source is into h: names, modes, link targets
 // and contents, walking directories in order.
-func hashSource(h io.Writer, src source) error {
+func hashSource(h io.Writer, src source, withOwner bool) error {
 	if src.path == "" {
 		fmt.Fprintf(h, "data %o %d\x00", src.mode, len(src.data))
 		h.Write(src.data)
@@ -270,8 +270,13 @@ func hashSource(h io.Writer, src source) error {
 			return err
 		}
 		rel, _ := filepath.Rel(src.path, p)
-		fmt.Fprintf(h, "%s %o %d\x00", rel, fi.Mode(), fi.ModTime().Unix())
-		if st, ok := fi.Sys().(*unix.Stat_t); ok {
+		if rel == "." && fi.IsDir() {
+			return nil // the source directory itself is not copied
+		}
+		// Like docker's content hash: no mtimes (a touched file stays
+		// cached), owners only where COPY keeps them (--from).
+		fmt.Fprintf(h, "%s %o\x00", rel, fi.Mode())
+		if st, ok := fi.Sys().(*unix.Stat_t); ok && withOwner {
 			fmt.Fprintf(h, "%d:%d\x00", st.Uid, st.Gid)
 		}
 		switch {

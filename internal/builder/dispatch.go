@@ -61,7 +61,11 @@ func (bd *build) runStage(ctx context.Context, s *stage) error {
 			bd.printf("s")
 		}
 		bd.printf("\n")
-		s.st.cfg.Config.OnBuild = nil
+		s.st.cfg.Config.OnBuild = nil // triggers fire once, in the child
+		s.st.key = nextKey(s.st.key, "onbuild-cleared")
+		if err := s.st.seal(); err != nil {
+			return err
+		}
 		for _, t := range triggers {
 			ast, err := parser.Parse(strings.NewReader(t))
 			if err != nil || len(ast.AST.Children) != 1 {

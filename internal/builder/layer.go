@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/engine"
@@ -83,6 +86,13 @@ func (bd *build) layerStep(ctx context.Context, parent state, fn func(rootfs str
 	}
 	if stubs {
 		removeMountStubs(upper, lowers)
+	}
+	if bd.epoch != nil {
+		// The committed snapshot is what containers of this image see: it
+		// must match the layer blob, whose times Diff clamps too.
+		if err := clampTimes(upper, *bd.epoch); err != nil {
+			return parent, false, err
+		}
 	}
 	if dropEmpty {
 		if ents, err := os.ReadDir(upper); err == nil && len(ents) == 0 {
@@ -277,6 +287,40 @@ func mkdirIn(rootfs, dir string, uid, gid int) error {
 		}
 		if err := os.Lchown(real, uid, gid); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// clampTimes sets every mtime under dir later than epoch to epoch
+// (SOURCE_DATE_EPOCH), symlinks included, directories last so their
+// entries' changes do not move them again.
+func clampTimes(dir string, epoch time.Time) error {
+	ts := unix.NsecToTimespec(epoch.UnixNano())
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !fi.ModTime().After(epoch) {
+			return nil
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+			return nil
+		}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	if err != nil {
+		return fmt.Errorf("clamp times: %w", err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, dirs[i], []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("clamp times: %w", err)
 		}
 	}
 	return nil

@@ -1,0 +1,78 @@
+package build_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadInput feeds the builder broken Dockerfiles and contexts through
+// the docker CLI: each fails with a clear message (the Dockerfile line
+// where there is one), tags nothing, and leaves no container, mount or
+// build directory behind (the harness's cleanup checks the last two).
+func TestBadInput(t *testing.T) {
+	d := startDaemon(t)
+	parent := t.TempDir()
+	if err := os.WriteFile(filepath.Join(parent, "secret"), []byte("s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, dockerfile string
+		args             []string
+		code             int
+		want             string
+	}{
+		{"unknown instruction", "FROM busybox\nRUN true\nFOO bar\n", nil, 1,
+			"dockerfile parse error on line 3: unknown instruction: FOO"},
+		{"failing RUN", "FROM busybox\nRUN echo before\nRUN exit 3\n", nil, 3,
+			"The command '/bin/sh -c exit 3' returned a non-zero code: 3"},
+		{"missing target", "FROM busybox AS one\nRUN true\n", []string{"--target", "two"}, 1,
+			"failed to reach build target two in Dockerfile"},
+		{"COPY outside the context", "FROM busybox\nCOPY ../secret /s\n", nil, 1,
+			"COPY failed: forbidden path outside the build context: ../secret ()"},
+		{"COPY of a missing file", "FROM busybox\nCOPY nope.txt /n\n", nil, 1,
+			"dockerfile line 2: COPY failed: file not found in build context or excluded by .dockerignore: stat nope.txt: file does not exist"},
+		{"invalid ARG expansion", "FROM busybox\nARG NAME\nENV GREETING=${NAME:?unset}\n", nil, 1,
+			"dockerfile line 3: failed to process \"${NAME:?unset}\": NAME: unset"},
+		{"missing stage", "FROM busybox\nCOPY --from=nosuchstage /x /x\n", nil, 1,
+			"dockerfile line 2: invalid from flag value nosuchstage"},
+		{"COPY --from a later stage", "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\n", []string{"--target", "a"}, 1,
+			"dockerfile line 2: invalid from flag value b"},
+		{"bad EXPOSE", "FROM busybox\nEXPOSE 80/foo\n", nil, 1, "invalid proto: foo"},
+		{"several sources, file destination", "FROM busybox\nCOPY Dockerfile Dockerfile /dst\n", nil, 1,
+			"When using COPY with more than one source file, the destination must be a directory and end with a /"},
+		{"no FROM", "RUN true\n", nil, 1, "no build stage in current context"},
+		{"bad platform", "FROM --platform=linux/s390x busybox\n", nil, 1, "linux/s390x"},
+	}
+	for _, c := range cases {
+		dir := filepath.Join(parent, "ctx")
+		os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(c.dockerfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := d.run(dir, nil, dockerCLI, append(append([]string{"build", "-t", "bad:1"}, c.args...), ".")...)
+		if r.code != c.code || !strings.Contains(r.out+r.err, c.want) {
+			t.Errorf("%s: want exit %d and %q, got %s", c.name, c.code, c.want, r)
+		}
+		if r := d.docker("image", "inspect", "bad:1"); r.code == 0 {
+			t.Errorf("%s: bad:1 was tagged", c.name)
+			d.docker("rmi", "bad:1")
+		}
+	}
+	// berth's CLI reports the same and exits with the same codes.
+	dir := filepath.Join(parent, "ctx")
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN exit 3\n"), 0o644)
+	if r := d.run(dir, nil, binary(t), "build", "."); r.code != 3 || !strings.Contains(r.err, "returned a non-zero code: 3") {
+		t.Errorf("berth build of a failing RUN: %s", r)
+	}
+	if r := d.run(dir, nil, binary(t), "build", "-f", "Nope", "."); r.code != 1 || !strings.Contains(r.err, "Cannot locate specified Dockerfile: Nope") {
+		t.Errorf("berth build -f Nope: %s", r)
+	}
+	if r := d.docker("ps", "-aq"); strings.TrimSpace(r.out) != "" {
+		t.Errorf("containers left behind: %s", r.out)
+	}
+}

@@ -1,0 +1,138 @@
+package build_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestInstructions covers what TestMultiStage does not: ADD of a local
+// tar (unpacked) and of a URL (from a loopback server), heredocs in RUN
+// and COPY, exec-form RUN, SHELL, USER for RUN, --chown by name, globs,
+// ONBUILD triggers in a child build, and ENTRYPOINT resetting an inherited
+// CMD.
+func TestInstructions(t *testing.T) {
+	d := startDaemon(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/files/remote.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Last-Modified", time.Unix(1600000000, 0).UTC().Format(http.TimeFormat))
+		w.Write([]byte("from the web\n"))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	var tgz bytes.Buffer
+	zw := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(zw)
+	for _, f := range []struct{ name, body string }{{"pkg/bin/tool", "#!/bin/sh\necho tool\n"}, {"pkg/README", "readme\n"}} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o755, Size: int64(len(f.body)), Typeflag: tar.TypeReg, ModTime: time.Unix(1600000000, 0)})
+		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	zw.Close()
+
+	dir := contextDir(t, map[string]string{
+		"Dockerfile": `FROM busybox
+ADD pkg.tar.gz /opt/
+ADD http://` + ln.Addr().String() + `/files/remote.txt /web/
+RUN <<EOF
+echo line one > /heredoc
+echo line two >> /heredoc
+EOF
+COPY <<EOF /etc/greeting
+hello $USER_NAME
+EOF
+RUN ["/bin/sh", "-c", "echo exec form > /exec"]
+SHELL ["/bin/sh", "-ec"]
+RUN echo shell=$0 > /shell
+COPY conf/*.conf /etc/app/
+COPY --chown=nobody conf/a.conf /owned.conf
+USER nobody
+RUN id -u > /tmp/uid
+USER root
+ONBUILD RUN echo triggered > /triggered
+CMD ["echo", "parent"]
+`,
+		"pkg.tar.gz":  tgz.String(),
+		"conf/a.conf": "a", "conf/b.conf": "b", "conf/c.txt": "c",
+	})
+	d.must(d.run(dir, nil, dockerCLI, "build", "-t", "instr:parent", "."))
+	checks := map[string]string{
+		"cat /opt/pkg/README && /opt/pkg/bin/tool":               "readme\ntool\n",
+		"cat /web/remote.txt && stat -c '%a %Y' /web/remote.txt": "from the web\n600 1600000000\n",
+		"cat /heredoc /exec /shell":                              "line one\nline two\nexec form\nshell=/bin/sh\n",
+		"cat /etc/greeting":                                      "hello $USER_NAME\n",
+		"ls /etc/app":                                            "a.conf\nb.conf\n",
+		"stat -c '%u:%g' /owned.conf; cat /tmp/uid":              "65534:65534\n65534\n",
+	}
+	for cmd, want := range checks {
+		if got := d.must(d.docker("run", "--rm", "instr:parent", "sh", "-c", cmd)).out; got != want {
+			t.Errorf("%s: %q, want %q", cmd, got, want)
+		}
+	}
+	if cfg, _, _ := d.inspect("instr:parent"); len(cfg.OnBuild) != 1 || len(cfg.Shell) != 2 {
+		t.Errorf("OnBuild %v, Shell %v", cfg.OnBuild, cfg.Shell)
+	}
+	child := contextDir(t, map[string]string{"Dockerfile": "FROM instr:parent\nENTRYPOINT [\"cat\"]\n"})
+	r := d.must(d.run(child, nil, dockerCLI, "build", "-t", "instr:child", "."))
+	if !strings.Contains(r.out, "# Executing 1 build trigger") {
+		t.Errorf("no trigger ran:\n%s", r.out)
+	}
+	cfg, _, _ := d.inspect("instr:child")
+	if len(cfg.OnBuild) != 0 || len(cfg.Cmd) != 0 {
+		t.Errorf("child: OnBuild %v (want none), Cmd %v (reset by ENTRYPOINT)", cfg.OnBuild, cfg.Cmd)
+	}
+	if got := d.must(d.docker("run", "--rm", "instr:child", "/triggered")).out; got != "triggered\n" {
+		t.Errorf("child: %q", got)
+	}
+}
+
+// TestInputs covers the ways a context and Dockerfile arrive: -f outside
+// the context, -f -, a lone Dockerfile on stdin, a tar on stdin; and -q,
+// --iidfile.
+func TestInputs(t *testing.T) {
+	d := startDaemon(t)
+	dir := contextDir(t, map[string]string{"data.txt": "data\n"})
+	outside := filepath.Join(t.TempDir(), "Build.dockerfile")
+	if err := os.WriteFile(outside, []byte("FROM busybox\nCOPY data.txt /data.txt\nCMD [\"cat\", \"/data.txt\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	iid := filepath.Join(t.TempDir(), "iid")
+	r := d.must(d.run(dir, nil, dockerCLI, "build", "-q", "--iidfile", iid, "-f", outside, "-t", "in:outside", "."))
+	id, _ := os.ReadFile(iid)
+	if !strings.HasPrefix(string(id), "sha256:") || r.out != string(id) {
+		t.Errorf("-q printed %q, iidfile has %q", r.out, id)
+	}
+	if got := d.must(d.docker("run", "--rm", "in:outside")).out; got != "data\n" {
+		t.Errorf("-f outside the context: %q", got)
+	}
+	for _, cli := range []string{dockerCLI, binary(t)} {
+		r = d.must(d.runIn(dir, strings.NewReader("FROM busybox\nCOPY data.txt /d\n"), nil, cli, "build", "-f", "-", "-t", "in:stdinfile", "."))
+		if got := d.must(d.docker("run", "--rm", "in:stdinfile", "cat", "/d")).out; got != "data\n" {
+			t.Errorf("%s -f -: %q", cli, got)
+		}
+		r = d.must(d.runIn("", strings.NewReader("FROM busybox\nRUN echo lone > /lone\n"), nil, cli, "build", "-t", "in:lone", "-"))
+		if got := d.must(d.docker("run", "--rm", "in:lone", "cat", "/lone")).out; got != "lone\n" {
+			t.Errorf("%s build - < Dockerfile: %q", cli, got)
+		}
+		tarBody := tarOf(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY f /f\n", "f": "in a tar\n"}, true)
+		r = d.must(d.runIn("", bytes.NewReader(tarBody), nil, cli, "build", "-t", "in:tar", "-"))
+		if got := d.must(d.docker("run", "--rm", "in:tar", "cat", "/f")).out; got != "in a tar\n" {
+			t.Errorf("%s build - < context.tar.gz: %q", cli, got)
+		}
+	}
+}
