@@ -41,6 +41,15 @@ type daemonConfig struct {
 	LogOpts            map[string]string `json:"log-opts"`
 	LogDriver          string            `json:"log-driver"`
 	CgroupParent       string            `json:"cgroup-parent"`
+	// Networking, docker's keys: the default bridge's interface and its
+	// address with prefix length (bip, "172.17.0.1/16"), ip-forward.
+	Bridge    string `json:"bridge"`
+	BIP       string `json:"bip"`
+	IPForward *bool  `json:"ip-forward"`
+	// NFTable is berth's own: the nftables table (family ip) the daemon
+	// owns and rebuilds at start; two daemons on one host need two names.
+	// Default "berth", or "berth_<bridge>" with a non-default bridge.
+	NFTable string `json:"nft-table"`
 }
 
 func newDaemonCommand() *cobra.Command {
@@ -66,6 +75,10 @@ func newDaemonCommand() *cobra.Command {
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry to reach over plain HTTP")
 	f.StringSliceVar(&cfg.RegistryMirrors, "registry-mirror", nil, "Docker Hub mirror")
 	f.StringVar(&cfg.DefaultRuntime, "runtime", "berth", "OCI runtime (only berth's own for now)")
+	f.StringVarP(&cfg.Bridge, "bridge", "b", "", "interface of the default bridge network (default berth0)")
+	f.StringVar(&cfg.BIP, "bip", "", "address and prefix of the default bridge (e.g. 172.17.0.1/16)")
+	f.StringVar(&cfg.NFTable, "nft-table", "", "nftables table the daemon owns (default berth)")
+	f.Bool("ip-forward", true, "enable net.ipv4.ip_forward (outbound traffic of containers)")
 	return cmd
 }
 
@@ -102,6 +115,15 @@ func mergeConfigFile(cmd *cobra.Command, path string, cfg *daemonConfig) error {
 		cfg.RegistryMirrors = file.RegistryMirrors
 	}
 	cfg.LogOpts, cfg.LogDriver, cfg.CgroupParent = file.LogOpts, file.LogDriver, file.CgroupParent
+	set("bridge", &cfg.Bridge, file.Bridge)
+	set("bip", &cfg.BIP, file.BIP)
+	set("nft-table", &cfg.NFTable, file.NFTable)
+	if cmd.Flags().Changed("ip-forward") {
+		v, _ := cmd.Flags().GetBool("ip-forward")
+		cfg.IPForward = &v
+	} else {
+		cfg.IPForward = file.IPForward
+	}
 	return nil
 }
 
@@ -157,6 +179,11 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	if err != nil {
 		return fmt.Errorf("find berth executable: %w", err)
 	}
+	nm, err := openNetwork(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer nm.Close()
 	maxSize, maxFiles := int64(0), 1
 	if v := cfg.LogOpts["max-size"]; v != "" {
 		if maxSize, err = parseByteSize(v); err != nil {
@@ -170,7 +197,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	}
 	eng, err := engine.New(ctx, engine.Options{
 		Root: cfg.Root, ExecRoot: cfg.ExecRoot, Images: images, Logger: log,
-		LogMaxSize: maxSize, LogMaxFiles: maxFiles, CgroupParent: cfg.CgroupParent, InitBinary: exe,
+		LogMaxSize: maxSize, LogMaxFiles: maxFiles, CgroupParent: cfg.CgroupParent, InitBinary: exe, Network: nm,
 		Supervisor: func(ctx context.Context) (engine.Supervisor, error) {
 			return supervisor.Ensure(ctx, exe, cfg.ExecRoot, "--log-level", cfg.LogLevel)
 		},

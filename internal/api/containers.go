@@ -16,7 +16,6 @@ import (
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
 
 	"github.com/berth-dev/berth/internal/engine"
 )
@@ -27,7 +26,7 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	res, err := s.eng.Create(r.Context(), r.URL.Query().Get("name"), req.Config, req.HostConfig)
+	res, err := s.eng.CreateWithNetworking(r.Context(), r.URL.Query().Get("name"), req.Config, req.HostConfig, req.NetworkingConfig)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -185,21 +184,19 @@ func (s *Server) inspect(c engine.Container) container.InspectResponse {
 			StartedAt:  formatTime(st.StartedAt),
 			FinishedAt: formatTime(st.FinishedAt),
 		},
-		Image:          c.ImageID,
-		ResolvConfPath: dir + "/resolv.conf",
-		HostnamePath:   dir + "/hostname",
-		HostsPath:      dir + "/hosts",
-		LogPath:        s.eng.LogPath(c.ID),
-		Name:           c.Name,
-		RestartCount:   c.RestartCount,
-		Driver:         "overlayfs",
-		Platform:       "linux",
-		HostConfig:     c.HostConfig,
-		Config:         c.Config,
-		Mounts:         mountPoints(c),
-		NetworkSettings: &container.NetworkSettings{
-			Networks: map[string]*network.EndpointSettings{},
-		},
+		Image:           c.ImageID,
+		ResolvConfPath:  dir + "/resolv.conf",
+		HostnamePath:    dir + "/hostname",
+		HostsPath:       dir + "/hosts",
+		LogPath:         s.eng.LogPath(c.ID),
+		Name:            c.Name,
+		RestartCount:    c.RestartCount,
+		Driver:          "overlayfs",
+		Platform:        "linux",
+		HostConfig:      c.HostConfig,
+		Config:          c.Config,
+		Mounts:          mountPoints(c),
+		NetworkSettings: s.eng.NetworkSettings(c),
 	}
 	return resp
 }
@@ -276,7 +273,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			continue
 		}
-		out = append(out, summary(c))
+		out = append(out, s.summary(c))
 		if limit > 0 && len(out) == limit {
 			break
 		}
@@ -295,7 +292,7 @@ func labelsMatch(want []string, labels map[string]string) bool {
 	return true
 }
 
-func summary(c engine.Container) container.Summary {
+func (s *Server) summary(c engine.Container) container.Summary {
 	cmd := strings.Join(append([]string{c.Path}, c.Args...), " ")
 	labels := c.Config.Labels
 	if labels == nil {
@@ -308,13 +305,13 @@ func summary(c engine.Container) container.Summary {
 		ImageID: c.ImageID,
 		Command: cmd,
 		Created: c.Created.Unix(),
-		Ports:   []container.PortSummary{},
+		Ports:   s.eng.PortSummary(c),
 		Labels:  labels,
 		State:   container.ContainerState(apiStatus(c.State)),
 		Status:  statusText(c.State),
 		Mounts:  mountPoints(c),
 		NetworkSettings: &container.NetworkSettingsSummary{
-			Networks: map[string]*network.EndpointSettings{},
+			Networks: s.eng.NetworkSettings(c).Networks,
 		},
 	}
 	sum.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
@@ -626,43 +623,12 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 // containerPrune removes stopped containers; filters: until (a time) and
 // label / label! (docker's).
 func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := listFilters(r.URL.Query().Get("filters"))
+	keepBy, err := pruneFilters(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	var until time.Time
-	for k, vals := range f {
-		switch k {
-		case "label", "label!":
-		case "until":
-			if len(vals) != 1 {
-				s.writeErr(w, badParam("more than one until filter"))
-				return
-			}
-			if until, err = eventTime(vals[0]); err != nil {
-				s.writeErr(w, err)
-				return
-			}
-		default:
-			s.writeErr(w, badParam("invalid filter '%s'", k))
-			return
-		}
-	}
-	keep := func(c engine.Container) bool {
-		if !until.IsZero() && c.Created.After(until) {
-			return true
-		}
-		if len(f["label"]) > 0 && !labelsMatch(f["label"], c.Config.Labels) {
-			return true
-		}
-		for _, l := range f["label!"] {
-			if labelsMatch([]string{l}, c.Config.Labels) {
-				return true
-			}
-		}
-		return false
-	}
+	keep := func(c engine.Container) bool { return keepBy(c.Created, c.Config.Labels) }
 	ids, err := s.eng.Prune(r.Context(), keep)
 	if err != nil {
 		s.writeErr(w, err)

@@ -110,6 +110,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /build", s.build)
 	m.HandleFunc("POST /build/prune", s.buildPrune)
 	s.volumeRoutes()
+
+	s.networkRoutes(m)
 }
 
 // ServeHTTP strips the version prefix, refuses versions out of range and

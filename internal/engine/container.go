@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 )
 
 // Status values, docker's words.
@@ -44,15 +45,19 @@ func (s State) Running() bool { return s.Status == StatusRunning }
 // Docker API's own types: they are what inspect returns, and docker's
 // vocabulary for run options.
 type Container struct {
-	ID           string
-	Name         string // with docker's leading slash
-	Created      time.Time
-	Image        string // as the user named it
-	ImageID      string // the config digest
-	Path         string
-	Args         []string
-	Config       *container.Config
-	HostConfig   *container.HostConfig
+	ID         string
+	Name       string // with docker's leading slash
+	Created    time.Time
+	Image      string // as the user named it
+	ImageID    string // the config digest
+	Path       string
+	Args       []string
+	Config     *container.Config
+	HostConfig *container.HostConfig
+	// Networks are the container's endpoint configurations by network
+	// name (NetworkID, Aliases, IPAMConfig), docker's NetworkSettings.Networks
+	// without the live fields; replaced, never changed in place.
+	Networks     map[string]*network.EndpointSettings `json:",omitempty"`
 	State        State
 	RestartCount int
 	// ManuallyStopped: the user stopped or killed it; restart policies
@@ -67,6 +72,7 @@ type Container struct {
 	restartDelay time.Duration // the back-off's current step
 	starting     chan struct{} // set while a start is in flight, closed at its end
 	fsBusy       chan struct{} // set while a copy holds the stopped rootfs mounted (ctrfs.go)
+	releasing    chan struct{} // set while an exit's rootfs/network teardown runs
 	exited       chan struct{} // closed at the next exit; replaced on start
 	removed      chan struct{} // closed when the container is gone
 }
@@ -77,7 +83,7 @@ func (c *Container) snapshot() Container {
 	cp := *c
 	cp.Args = append([]string(nil), c.Args...)
 	cp.MountPoints = append([]MountPoint(nil), c.MountPoints...)
-	cp.exited, cp.removed, cp.starting, cp.fsBusy = nil, nil, nil, nil
+	cp.exited, cp.removed, cp.starting, cp.fsBusy, cp.releasing = nil, nil, nil, nil, nil
 	return cp
 }
 

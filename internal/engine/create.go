@@ -28,6 +28,12 @@ type CreateResult struct {
 // config the way docker does, and prepares its writable snapshot. Nothing
 // runs until Start.
 func (e *Engine) Create(ctx context.Context, name string, cfg *container.Config, hc *container.HostConfig) (CreateResult, error) {
+	return e.CreateWithNetworking(ctx, name, cfg, hc, nil)
+}
+
+// CreateWithNetworking is Create with the request's NetworkingConfig
+// (--network-alias, --ip, more networks).
+func (e *Engine) CreateWithNetworking(ctx context.Context, name string, cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) (CreateResult, error) {
 	if cfg == nil {
 		return CreateResult{}, fmt.Errorf("config cannot be empty in order to create a container: %w", errdefs.ErrInvalidArgument)
 	}
@@ -67,13 +73,17 @@ func (e *Engine) Create(ctx context.Context, name string, cfg *container.Config,
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return CreateResult{}, fmt.Errorf("no command specified: %w", errdefs.ErrInvalidArgument)
 	}
+	nets, err := e.prepareNetworking(cfg, hc, nc)
+	if err != nil {
+		return CreateResult{}, err
+	}
 	id := newID()
-	if cfg.Hostname == "" && hc.NetworkMode != "host" {
+	if cfg.Hostname == "" && hc.NetworkMode != "host" && !hc.NetworkMode.IsContainer() {
 		cfg.Hostname = id[:12]
 	}
 	c := &Container{
 		ID: id, Created: time.Now().UTC(), Image: cfg.Image, ImageID: img.ID.String(),
-		Config: cfg, HostConfig: hc,
+		Config: cfg, HostConfig: hc, Networks: nets,
 		State:   State{Status: StatusCreated},
 		exited:  make(chan struct{}),
 		removed: make(chan struct{}),
@@ -207,9 +217,11 @@ func validateHostConfig(hc *container.HostConfig) error {
 		return err
 	}
 	switch nm := string(hc.NetworkMode); nm {
-	case "", "default", "bridge", "none", "host":
+	case "":
 	default:
-		return fmt.Errorf("network %s not found: %w", nm, errdefs.ErrNotFound)
+		if strings.HasPrefix(nm, "container:") && len(nm) == len("container:") {
+			return fmt.Errorf("invalid network mode: %s: %w", nm, errdefs.ErrInvalidArgument)
+		}
 	}
 	if lc := hc.LogConfig.Type; lc != "" && lc != "json-file" {
 		return fmt.Errorf("logging driver %q is not supported (only json-file): %w", lc, errdefs.ErrInvalidArgument)

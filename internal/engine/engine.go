@@ -17,8 +17,9 @@
 // does. The mount lives in the host's mount namespace, so it survives the
 // daemon.
 //
-// Networking, for now: a container gets a private network namespace with
-// loopback up (docker's --network none); --network host shares the host's.
+// Networking (network.go): bridge networks through internal/network, a
+// namespace per container made before it starts; --network none is a
+// private namespace with loopback up, --network host the host's.
 package engine
 
 import (
@@ -37,6 +38,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/runtime/cgroup"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/supervisor"
@@ -80,6 +82,9 @@ type Options struct {
 	// InitBinary is bind-mounted read-only as the container's init with
 	// --init (berth itself: `supervise reap`, see supervisor.Reap).
 	InitBinary string
+	// Network is the daemon's network manager (bridges, IPAM, NAT, DNS);
+	// nil gives every container a private namespace with loopback only.
+	Network *network.Manager
 }
 
 // Engine manages containers.
@@ -87,6 +92,7 @@ type Engine struct {
 	root, execRoot string
 	images         *image.Service
 	volumes        *volume.Store
+	net            *network.Manager
 	log            *slog.Logger
 	opts           Options
 
@@ -112,7 +118,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.CgroupParent = "/berth"
 	}
 	e := &Engine{
-		root: opts.Root, execRoot: opts.ExecRoot, images: opts.Images, log: opts.Logger, opts: opts,
+		root: opts.Root, execRoot: opts.ExecRoot, images: opts.Images, net: opts.Network, log: opts.Logger, opts: opts,
 		byID: map[string]*Container{}, names: map[string]string{}, events: newEventHub(),
 		execs: execTable{m: map[string]*Exec{}},
 	}
@@ -155,6 +161,7 @@ func (e *Engine) Run(ctx context.Context, ready chan<- struct{}) {
 		}
 		e.reconcile(ctx, sup)
 		if ready != nil {
+			e.restoreNetwork(ctx)
 			close(ready)
 			ready = nil
 			go e.restartOnBoot(ctx)

@@ -40,6 +40,14 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 		e.mu.Unlock()
 		return err
 	}
+	// The last exit's teardown (rootfs, network namespace) must be over
+	// before a new start makes them again.
+	for c.releasing != nil {
+		ch := c.releasing
+		e.mu.Unlock()
+		<-ch
+		e.mu.Lock()
+	}
 	if manual {
 		cancelRestart(c)
 		c.RestartCount, c.ManuallyStopped = 0, false
@@ -85,6 +93,10 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
 		return e.startFailed(id, err)
 	}
+	if err := e.setupNetwork(ctx, id); err != nil {
+		_ = snapshot.UnmountAll(e.rootfsPath(id))
+		return e.startFailed(id, err)
+	}
 	maxSize, maxFiles := e.opts.LogMaxSize, e.opts.LogMaxFiles
 	if lo, err := logOptions(hc.LogConfig.Config, maxSize, maxFiles); err == nil {
 		maxSize, maxFiles = lo.maxSize, lo.maxFiles
@@ -96,11 +108,13 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	})
 	if err != nil {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
+		e.teardownNetwork(context.WithoutCancel(ctx), id)
 		return e.startFailed(id, err)
 	}
-	if needsLoopback(hc) {
+	if e.needsLoopback(hc) {
 		if err := loopbackUp(pid); err != nil {
 			_ = sup.Delete(context.WithoutCancel(ctx), id)
+			e.teardownNetwork(context.WithoutCancel(ctx), id)
 			return e.startFailed(id, err)
 		}
 	}
@@ -113,6 +127,7 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	e.mu.Unlock()
 	if saveErr != nil {
 		_ = sup.Delete(context.WithoutCancel(ctx), id)
+		e.teardownNetwork(context.WithoutCancel(ctx), id)
 		return saveErr
 	}
 	if err := sup.Start(ctx, id); err != nil {
@@ -278,7 +293,6 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 		NanoCPUs:       hc.NanoCPUs,
 		CPUShares:      hc.CPUShares,
 		ShmSize:        hc.ShmSize,
-		NetworkMode:    string(hc.NetworkMode),
 		CgroupsPath:    filepath.Join(e.opts.CgroupParent, id),
 		HostsPath:      filepath.Join(dir, "hosts"),
 		HostnamePath:   filepath.Join(dir, "hostname"),
@@ -286,6 +300,11 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 		Tmpfs:          hc.Tmpfs,
 	}
 	o.Tty = cfg.Tty
+	mode, netns, err := e.netnsSpec(id, hc)
+	if err != nil {
+		return o, err
+	}
+	o.NetworkMode, o.NetnsPath = mode, netns
 	if hc.PidsLimit != nil {
 		o.PidsLimit = *hc.PidsLimit
 	}
@@ -308,7 +327,17 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 	return o, nil
 }
 
-func needsLoopback(hc *container.HostConfig) bool { return hc.NetworkMode != "host" }
+// needsLoopback: a namespace the runtime made (--network none, or no
+// network manager) has lo down; bridge namespaces get it up when attached.
+func (e *Engine) needsLoopback(hc *container.HostConfig) bool {
+	switch parseNetworkMode(hc.NetworkMode).kind {
+	case modeNone:
+		return true
+	case modeBridge:
+		return e.net == nil
+	}
+	return false
+}
 
 // handleExit records a container's exit, once: later reports of the same
 // exit (an event after a reconcile read the file) find it not running.
@@ -339,12 +368,21 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 	e.emitContainer(c, "die", map[string]string{"exitCode": strconv.Itoa(st.ExitCode)})
 	autoRemove := c.HostConfig.AutoRemove
 	restart := c.State.Status == StatusExited && shouldRestart(c, st.ExitCode, false)
+	releasing := make(chan struct{})
+	c.releasing = releasing
 	e.mu.Unlock()
 	if err := snapshot.UnmountAll(e.rootfsPath(id)); err != nil {
 		e.log.Warn("unmount rootfs", "id", id, "err", err)
 	}
 	e.unmountVolumes(id)
+	e.teardownNetwork(context.Background(), id)
 	_ = os.RemoveAll(e.bundlePath(id))
+	e.mu.Lock()
+	if c.releasing == releasing {
+		c.releasing = nil
+	}
+	close(releasing)
+	e.mu.Unlock()
 	if restart {
 		e.mu.Lock()
 		if c.State.Status == StatusExited { // not removed or started meanwhile
@@ -646,6 +684,7 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 		}
 		<-exited
 	}
+	e.teardownNetwork(context.WithoutCancel(ctx), id)
 	if err := snapshot.UnmountAll(e.rootfsPath(id)); err != nil {
 		return restore(fmt.Errorf("unmount rootfs of %s: %w", id, err))
 	}

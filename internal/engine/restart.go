@@ -73,7 +73,9 @@ func (e *Engine) restart(id string, t *time.Timer) {
 		return
 	}
 	c.restartTimer = nil
-	c.State.Restarting = false
+	// State.Restarting stays set until the start replaces the state: a
+	// start takes a while (network setup), and "exited" in between would
+	// tell clients the policy gave up.
 	c.RestartCount++
 	_ = e.save(c)
 	e.mu.Unlock()
@@ -82,6 +84,10 @@ func (e *Engine) restart(id string, t *time.Timer) {
 		// A container that cannot start is tried again with more back-off,
 		// as docker does, while its policy allows.
 		e.mu.Lock()
+		if c, ok := e.byID[id]; ok {
+			c.State.Restarting = false
+			_ = e.save(c)
+		}
 		if c, ok := e.byID[id]; ok && c.State.Status == StatusExited && shouldRestart(c, c.State.ExitCode, false) {
 			c.State.FinishedAt = time.Now().UTC()
 			e.scheduleRestart(c)

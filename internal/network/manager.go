@@ -35,6 +35,7 @@ type Config struct {
 	NATTable       string   // nftables table (family ip); default "berth"
 	DefaultBridge  string   // interface of the "bridge" network; default "berth0"
 	DefaultSubnet  string   // of the "bridge" network; default: first free of ipam.DefaultPools
+	DefaultGateway string   // of the "bridge" network (docker's bip address); default: the subnet's first
 	HostResolvConf string   // default /etc/resolv.conf
 	DNSUpstreams   []string // host:port forwarders; default: from HostResolvConf
 	// EnableIPForward sets net.ipv4.ip_forward=1 (needed for outbound NAT
@@ -175,7 +176,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		n := &NetworkInfo{ID: newID(), Name: pd.name, Driver: pd.driver, Predefined: true, Created: time.Now().UTC(), Endpoints: map[string]EndpointInfo{}}
 		if pd.driver == "bridge" {
 			n.Bridge = cfg.DefaultBridge
-			if err := m.addPool(n, NetworkSpec{Subnet: cfg.DefaultSubnet}); err != nil {
+			if err := m.addPool(n, NetworkSpec{Subnet: cfg.DefaultSubnet, Gateway: cfg.DefaultGateway}); err != nil {
 				return nil, fmt.Errorf("network: default bridge: %w", err)
 			}
 		}
@@ -799,4 +800,38 @@ func (m *Manager) Files(containerID string, o FilesOptions) (hosts, hostname, re
 	}
 	hosts = HostsFile(HostsOptions{Hostname: o.Hostname, Domainname: o.Domainname, IPs: ips, ExtraHosts: extra})
 	return hosts, HostnameFile(o.Hostname), resolv, nil
+}
+
+// Purge removes, without opening a Manager, what a daemon with this state
+// dir and nftables table left on the host: the veths on its bridges, the
+// bridges and the table. It returns the veths it found (an orderly
+// shutdown with every container gone leaves none). For tests and
+// uninstalling; the state files stay.
+func Purge(stateDir, table string) (veths []string, err error) {
+	var st stateFile
+	b, err := os.ReadFile(filepath.Join(stateDir, "networks.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	if err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("network: decode state: %w", err)
+		}
+	}
+	var bridges []string
+	for _, n := range st.Networks {
+		if n.Bridge != "" {
+			bridges = append(bridges, n.Bridge)
+		}
+	}
+	var errs []error
+	veths, err = RemoveStaleVeths(bridges, nil)
+	errs = append(errs, err)
+	for _, br := range bridges {
+		errs = append(errs, DeleteBridge(br))
+	}
+	if table != "" {
+		errs = append(errs, nat.DeleteTable(table))
+	}
+	return veths, errors.Join(errs...)
 }

@@ -23,8 +23,8 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 )
 
-// Network modes Build understands; other modes belong to the network
-// package, which does not exist yet.
+// Network modes Build understands; bridge and container: modes reach it as
+// a NetnsPath made or found by the engine.
 const (
 	// NetworkPrivate is a fresh network namespace with only a loopback
 	// interface (docker's --network none). The engine brings lo up.
@@ -70,6 +70,10 @@ type Options struct {
 	ShmSize    int64 // 0 = DefaultShmSize
 
 	NetworkMode string
+	// NetnsPath joins an existing network namespace (a bridge endpoint's
+	// namespace made by the engine, or another container's); it wins over
+	// NetworkMode.
+	NetnsPath   string
 	CgroupsPath string
 
 	// Files the engine wrote in the container's directory, bound over the
@@ -150,14 +154,14 @@ func Build(opts Options) (*specs.Spec, error) {
 			Resources: resources(opts),
 		},
 	}
-	switch opts.NetworkMode {
-	case NetworkPrivate, "none", "default", "bridge":
-		// bridge is docker's default; until berth has one, a container on
-		// it gets a private namespace with loopback only.
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
-	case NetworkHost:
+	switch {
+	case opts.NetnsPath != "":
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: opts.NetnsPath})
+	case opts.NetworkMode == NetworkHost:
 	default:
-		return nil, fmt.Errorf("network mode %q is not supported yet: %w", opts.NetworkMode, errdefs.ErrNotImplemented)
+		// A fresh namespace with loopback only (--network none, and any
+		// mode the engine did not give a namespace path).
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 	if !opts.Privileged {
 		s.Linux.MaskedPaths = slices.Clone(MaskedPaths)

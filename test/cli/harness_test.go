@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/imagetest"
+	"github.com/berth-dev/berth/internal/network/nettest"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -104,6 +105,7 @@ type daemon struct {
 	cmd            *exec.Cmd
 	logs           bytes.Buffer
 	done           chan struct{}
+	net            nettest.Names
 }
 
 func startDaemon(t *testing.T) *daemon {
@@ -127,7 +129,8 @@ func startDaemon(t *testing.T) *daemon {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "daemon.json")
-	if err := os.WriteFile(cfg, []byte("{}"), 0o600); err != nil {
+	d.net = nettest.New()
+	if err := os.WriteFile(cfg, []byte(d.net.ConfigJSON()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(berthBinary(t), "daemon", "--root", d.root, "--exec-root", d.run,
@@ -198,6 +201,7 @@ func (d *daemon) stop() {
 			}
 		}
 	}
+	d.net.Cleanup(d.t, d.root)
 	if d.t.Failed() {
 		d.t.Logf("daemon log (tail):\n%s", tail(d.logs.String(), 4000))
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/imagetest"
+	"github.com/berth-dev/berth/internal/network/nettest"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -67,6 +68,7 @@ type daemon struct {
 	cmd      *exec.Cmd
 	logs     *bytes.Buffer
 	exited   chan struct{}
+	net      nettest.Names // its own bridge and nftables table
 }
 
 // seedImage puts the busybox test image into root's image store before a
@@ -94,7 +96,7 @@ func startDaemon(t *testing.T, seeds ...func(testing.TB, *image.Service)) *daemo
 	dir := t.TempDir()
 	d := &daemon{
 		t: t, root: filepath.Join(dir, "root"), execRoot: filepath.Join(dir, "exec"),
-		sock: filepath.Join(dir, "berth.sock"),
+		sock: filepath.Join(dir, "berth.sock"), net: nettest.New(),
 	}
 	seedImage(t, d.root, seeds...)
 	d.start()
@@ -108,7 +110,7 @@ func (d *daemon) start() {
 	d.cmd = exec.Command(binary(d.t), "daemon", "--root", d.root, "--exec-root", d.execRoot,
 		"--host", "unix://"+d.sock, "--config", filepath.Join(d.root, "no-daemon.json"), "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	_ = os.WriteFile(filepath.Join(d.root, "no-daemon.json"), []byte("{}"), 0o600)
+	_ = os.WriteFile(filepath.Join(d.root, "no-daemon.json"), []byte(d.net.ConfigJSON()), 0o600)
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
@@ -247,6 +249,7 @@ func (d *daemon) cleanup() {
 	if len(leftovers) > 0 {
 		t.Errorf("runtime state left behind for %v", leftovers)
 	}
+	d.net.Cleanup(t, d.root)
 	if t.Failed() {
 		t.Logf("daemon log:\n%s", tail(d.logs.String(), 6000))
 		if b, err := os.ReadFile(filepath.Join(d.execRoot, "supervisor.log")); err == nil {

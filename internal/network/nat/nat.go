@@ -375,3 +375,18 @@ func ctStatusDNAT(dnat bool) []expr.Any {
 		&expr.Cmp{Op: op, Register: 1, Data: []byte{0, 0, 0, 0}},
 	}
 }
+
+// DeleteTable deletes the table of that name if it exists, without
+// rebuilding it first (Open does): cleanup of a daemon that is gone.
+func DeleteTable(name string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	t, err := c.ListTableOfFamily(name, nftables.TableFamilyIPv4)
+	if err != nil {
+		return nil
+	}
+	c.DelTable(t)
+	return c.Flush()
+}
