@@ -12,15 +12,6 @@ import (
 	"github.com/berth-dev/berth/internal/engine"
 )
 
-// opsRoutes are the container operations on files and images: docker cp,
-// diff, export, commit, update, disk usage.
-func (s *Server) opsRoutes() {
-	m := s.mux
-	m.HandleFunc("HEAD /containers/{id}/archive", s.containerStatPath)
-	m.HandleFunc("GET /containers/{id}/archive", s.containerArchive)
-	m.HandleFunc("PUT /containers/{id}/archive", s.containerExtract)
-}
-
 func archivePathParam(r *http.Request) (string, error) {
 	p := r.URL.Query().Get("path")
 	if p == "" {
@@ -55,9 +46,20 @@ func (s *Server) containerArchive(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	s.streamTar(w, "archive "+p, func(start func() io.Writer) error {
+		return s.eng.ArchivePath(r.Context(), r.PathValue("id"), p, func(st container.PathStat) io.Writer {
+			setPathStat(w, st)
+			return start()
+		})
+	})
+}
+
+// streamTar answers with the tar stream run writes to what start returns.
+// An error before start is reported in docker's shape; after it the
+// status is sent, and cutting the stream short is all that is left.
+func (s *Server) streamTar(w http.ResponseWriter, what string, run func(start func() io.Writer) error) {
 	started := false
-	err = s.eng.ArchivePath(r.Context(), r.PathValue("id"), p, func(st container.PathStat) io.Writer {
-		setPathStat(w, st)
+	err := run(func() io.Writer {
 		w.Header().Set("Content-Type", "application/x-tar")
 		w.WriteHeader(http.StatusOK)
 		started = true
@@ -65,9 +67,7 @@ func (s *Server) containerArchive(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		if started {
-			// The status is sent; cutting the stream short is all that is
-			// left (the client sees a truncated tar).
-			s.log.Warn("archive", "path", p, "err", err)
+			s.log.Warn("tar stream cut short", "what", what, "err", err)
 			panic(http.ErrAbortHandler)
 		}
 		s.writeErr(w, err)

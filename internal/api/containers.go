@@ -152,7 +152,12 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.inspect(c))
+	resp := s.inspect(c)
+	if boolParam(r, "size") {
+		sum := s.sizedSummary(r.Context(), c)
+		resp.SizeRw, resp.SizeRootFs = &sum.SizeRw, &sum.SizeRootFs
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func formatTime(t time.Time) string {
@@ -273,7 +278,11 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			continue
 		}
-		out = append(out, s.summary(c))
+		if boolParam(r, "size") {
+			out = append(out, s.sizedSummary(r.Context(), c))
+		} else {
+			out = append(out, s.summary(c))
+		}
 		if limit > 0 && len(out) == limit {
 			break
 		}

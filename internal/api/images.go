@@ -10,6 +10,7 @@ import (
 	imagetypes "github.com/moby/moby/api/types/image"
 
 	"github.com/berth-dev/berth/internal/content"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
@@ -23,18 +24,24 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 		if !boolParam(r, "all") && len(im.RepoTags) == 0 && len(im.RepoDigests) == 0 {
 			// dangling images are listed too by docker unless filtered
 		}
-		out = append(out, imagetypes.Summary{
-			ID:          im.ID.String(),
-			RepoTags:    nonNil(im.RepoTags),
-			RepoDigests: nonNil(im.RepoDigests),
-			Created:     im.Created.Unix(),
-			Size:        im.Size,
-			SharedSize:  -1,
-			Containers:  -1,
-			Labels:      map[string]string{},
-		})
+		out = append(out, imageSummary(im))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// imageSummary is an image as the list shows it: sharing and users are
+// only counted by /system/df.
+func imageSummary(im image.Summary) imagetypes.Summary {
+	return imagetypes.Summary{
+		ID:          im.ID.String(),
+		RepoTags:    nonNil(im.RepoTags),
+		RepoDigests: nonNil(im.RepoDigests),
+		Created:     im.Created.Unix(),
+		Size:        im.Size,
+		SharedSize:  -1,
+		Containers:  -1,
+		Labels:      map[string]string{},
+	}
 }
 
 func nonNil(s []string) []string {

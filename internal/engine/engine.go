@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/network"
@@ -61,6 +63,7 @@ type Supervisor interface {
 	Resume(ctx context.Context, id string) error
 	Pids(ctx context.Context, id string) ([]int, error)
 	Stats(ctx context.Context, id string) (*cgroup.Stats, error)
+	Update(ctx context.Context, id string, res *specs.LinuxResources) error
 }
 
 // Options configure an Engine.

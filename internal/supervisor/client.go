@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/runtime/cgroup"
 )
@@ -121,6 +123,12 @@ func (c *Client) Pids(ctx context.Context, id string) ([]int, error) {
 func (c *Client) Stats(ctx context.Context, id string) (*cgroup.Stats, error) {
 	resp, err := c.call(ctx, Request{Method: MethodStats, ID: id})
 	return resp.Stats, err
+}
+
+// Update writes new resource limits to the container's cgroup.
+func (c *Client) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	_, err := c.call(ctx, Request{Method: MethodUpdate, ID: id, Resources: res})
+	return err
 }
 
 // Resize sets the terminal size of a Tty container.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/runtime/cgroup"
 )
@@ -37,6 +39,8 @@ const (
 	MethodResume = "resume"
 	MethodPids   = "pids"
 	MethodStats  = "stats"
+	// MethodUpdate writes new resource limits to the container's cgroup.
+	MethodUpdate = "update"
 )
 
 // Request is one call.
@@ -52,6 +56,8 @@ type Request struct {
 	// Width and Height are a resize's terminal size.
 	Width  int `json:"width,omitempty"`
 	Height int `json:"height,omitempty"`
+	// Resources are an update's new limits.
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 }
 
 // CreateRequest describes a container to create from a bundle.

@@ -207,7 +207,7 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 		err = s.delete(ctx, req.ID)
 	case MethodList:
 		resp.Containers = s.list()
-	case MethodPause, MethodResume, MethodPids, MethodStats:
+	case MethodPause, MethodResume, MethodPids, MethodStats, MethodUpdate:
 		if _, err = s.get(req.ID); err != nil {
 			break
 		}
@@ -220,6 +220,12 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 			resp.Pids, err = s.rt.Ps(ctx, req.ID)
 		case MethodStats:
 			resp.Stats, err = s.rt.Stats(ctx, req.ID)
+		case MethodUpdate:
+			if req.Resources == nil {
+				err = fmt.Errorf("update without resources: %w", errdefs.ErrInvalidArgument)
+				break
+			}
+			err = s.rt.Update(ctx, req.ID, req.Resources)
 		}
 	case MethodResize:
 		if req.ExecID != "" {

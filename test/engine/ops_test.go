@@ -3,6 +3,7 @@ package engine_test
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -171,4 +172,164 @@ func TestCopy(t *testing.T) {
 	if st != 400 {
 		t.Errorf("GET without a path: %d %q", st, body)
 	}
+}
+
+// TestDiffExportCommit: docker diff after files are touched and removed,
+// docker export's tar, docker commit (with --change) and a run of the
+// committed image seeing the change; sizes in ps -s, inspect -s and
+// system df.
+func TestDiffExportCommit(t *testing.T) {
+	d := startDaemon(t)
+	d.mustDocker("run", "--name", "c1", testImage, "sh", "-c",
+		"mkdir -p /added/new && echo data > /added/new/file && echo changed >> /etc/group && rm /etc/passwd && touch /tmp/t")
+	out := d.mustDocker("diff", "c1")
+	want := "C /etc\nD /etc/passwd\nC /etc/group\nA /added\nA /added/new\nA /added/new/file\nC /tmp\nA /tmp/t\n"
+	if sortLines(out) != sortLines(want) {
+		t.Fatalf("docker diff:\n%s\nwant (in any order):\n%s", out, want)
+	}
+	// A directory comes before what changed in it.
+	if strings.Index(out, "C /etc\n") > strings.Index(out, "/etc/group") || strings.Index(out, "A /added\n") > strings.Index(out, "A /added/new\n") {
+		t.Fatalf("docker diff order:\n%s", out)
+	}
+
+	dir := t.TempDir()
+	d.mustDocker("export", "-o", filepath.Join(dir, "c1.tar"), "c1")
+	names := tarNames(t, readFile(t, filepath.Join(dir, "c1.tar")))
+	has := func(n string) bool { i := sort.SearchStrings(names, n); return i < len(names) && names[i] == n }
+	if !has("added/new/file") || !has("bin/busybox") || !has("etc/group") || has("etc/passwd") {
+		t.Fatalf("docker export: %d entries, added/new/file %v bin/busybox %v etc/passwd %v", len(names), has("added/new/file"), has("bin/busybox"), has("etc/passwd"))
+	}
+	if out := d.mustDocker("export", "c1"); len(tarNames(t, out)) != len(names) {
+		t.Fatal("docker export to stdout differs from -o")
+	}
+
+	id := strings.TrimSpace(d.mustDocker("commit", "-a", "me", "-m", "a message", "-c", "ENV COMMITTED=yes", "-c", `CMD ["cat", "/added/new/file"]`, "c1", "committed:v1"))
+	if !strings.HasPrefix(id, "sha256:") {
+		t.Fatalf("docker commit: %q", id)
+	}
+	if out := d.mustDocker("run", "--rm", "committed:v1"); out != "data\n" {
+		t.Fatalf("run of the committed image: %q", out)
+	}
+	if out := d.mustDocker("run", "--rm", "committed:v1", "sh", "-c", "echo $COMMITTED; test -e /etc/passwd || echo gone"); out != "yes\ngone\n" {
+		t.Fatalf("env and deletion in the committed image: %q", out)
+	}
+	out = d.mustDocker("image", "inspect", "-f", "{{.Author}}|{{.Comment}}|{{len .RootFS.Layers}}", "committed:v1")
+	base := d.mustDocker("image", "inspect", "-f", "{{len .RootFS.Layers}}", testImage)
+	if out != "me|a message|"+strings.TrimSpace(base)+"\n" && !strings.HasPrefix(out, "me|") {
+		t.Fatalf("committed image: %q (base layers %s)", out, base)
+	}
+	if out := d.mustDocker("history", "--format", "{{.Comment}}", "committed:v1"); !strings.HasPrefix(out, "a message\n") {
+		t.Fatalf("history of the committed image: %q", out)
+	}
+	// A running container is paused while committed, and runs on.
+	d.mustDocker("run", "-d", "--name", "r1", testImage, "sh", "-c", "echo x > /made; sleep 1000")
+	waitFor(t, func() bool { _, _, code := d.docker("exec", "r1", "test", "-e", "/made"); return code == 0 }, "r1's file")
+	d.mustDocker("commit", "r1", "committed:running")
+	if out := d.mustDocker("inspect", "-f", "{{.State.Status}}", "r1"); out != "running\n" {
+		t.Fatalf("state after commit: %q", out)
+	}
+	if out := d.mustDocker("run", "--rm", "committed:running", "cat", "/made"); out != "x\n" {
+		t.Fatalf("committed running container: %q", out)
+	}
+
+	// Sizes: c1 wrote a few bytes.
+	out = d.mustDocker("ps", "-a", "-s", "--filter", "name=c1", "--format", "{{.Size}}")
+	if !strings.Contains(out, "B (virtual ") {
+		t.Fatalf("ps -s: %q", out)
+	}
+	out = d.mustDocker("inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "c1")
+	var rw, rootfs int64
+	if _, err := fmt.Sscan(out, &rw, &rootfs); err != nil || rw < 5 || rw > 4096 || rootfs <= rw {
+		t.Fatalf("inspect -s: %q", out)
+	}
+	out = d.mustDocker("system", "df")
+	if !strings.HasPrefix(out, "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\nImages          3         ") ||
+		!strings.Contains(out, "\nContainers      2         1         ") || !strings.Contains(out, "\nBuild Cache     0         0         0B        0B") {
+		t.Fatalf("system df:\n%s", out)
+	}
+	if out := d.mustDocker("system", "df", "-v"); !strings.Contains(out, "committed") || !strings.Contains(out, "c1") {
+		t.Fatalf("system df -v:\n%s", out)
+	}
+
+	// Bad input.
+	if _, errOut, code := d.docker("commit", "c1", "Bad/Name"); code == 0 || !strings.Contains(errOut, "invalid reference format: repository name") || !strings.Contains(errOut, "must be lowercase") {
+		t.Errorf("commit to a bad name: exit %d, %q", code, errOut)
+	}
+	if st, body := d.request("POST", "/commit?container=c1&repo=Bad", ""); st != 400 || !strings.Contains(body, "must be lowercase") {
+		t.Errorf("API commit to a bad name: %d %s", st, body)
+	}
+	if _, errOut, code := d.docker("commit", "-c", "RUN true", "c1", "x:1"); code == 0 || !strings.Contains(errOut, "run is not a valid change command") {
+		t.Errorf("commit with a bad change: exit %d, %q", code, errOut)
+	}
+	for _, args := range [][]string{{"diff", "nosuch"}, {"export", "nosuch"}, {"commit", "nosuch"}} {
+		if _, errOut, code := d.docker(args...); code == 0 || !strings.Contains(errOut, "No such container: nosuch") {
+			t.Errorf("docker %v: exit %d, %q", args, code, errOut)
+		}
+	}
+	if out := d.mustDocker("images", "-q"); len(strings.Fields(out)) != 3 {
+		t.Errorf("images after bad commits: %q", out)
+	}
+}
+
+func sortLines(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	sort.Strings(l)
+	return strings.Join(l, "\n")
+}
+
+// TestUpdate: docker update of a running container's memory reaches its
+// cgroup (v1 memory.limit_in_bytes) and its HostConfig; a stopped
+// container's update applies at the next start.
+func TestUpdate(t *testing.T) {
+	d := startDaemon(t)
+	id := strings.TrimSpace(d.mustDocker("run", "-d", "--name", "u1", "-m", "64m", testImage, "sleep", "1000"))
+	cg := cgroupFile(t, id, "memory", "memory.limit_in_bytes", "memory.max")
+	if got := strings.TrimSpace(readFile(t, cg)); got != "67108864" {
+		t.Fatalf("memory limit before update: %s", got)
+	}
+	if out := d.mustDocker("update", "-m", "96m", "--memory-swap", "200m", "--cpu-shares", "512", "--pids-limit", "77", "--restart", "on-failure:3", "u1"); out != "u1\n" {
+		t.Fatalf("docker update output: %q", out)
+	}
+	if got := strings.TrimSpace(readFile(t, cg)); got != "100663296" {
+		t.Fatalf("memory limit after update: %s", got)
+	}
+	if got := strings.TrimSpace(readFile(t, cgroupFile(t, id, "pids", "pids.max", "pids.max"))); got != "77" {
+		t.Fatalf("pids limit after update: %s", got)
+	}
+	out := d.mustDocker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.CPUShares}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", "u1")
+	if out != "100663296 512 77 on-failure:3\n" {
+		t.Fatalf("inspect after update: %q", out)
+	}
+	d.mustDocker("stop", "-t", "0", "u1")
+	d.mustDocker("update", "-m", "80m", "u1")
+	d.mustDocker("start", "u1")
+	if got := strings.TrimSpace(readFile(t, cg)); got != "83886080" {
+		t.Fatalf("memory limit of a stopped container's update after start: %s", got)
+	}
+	if _, errOut, code := d.docker("update", "-m", "1m", "u1"); code == 0 || !strings.Contains(errOut, "Minimum memory limit allowed is 6MB") {
+		t.Errorf("update below the minimum: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := d.docker("update", "-m", "64m", "nosuch"); code == 0 || !strings.Contains(errOut, "No such container: nosuch") {
+		t.Errorf("update of a missing container: exit %d, %q", code, errOut)
+	}
+	d.mustDocker("run", "-d", "--rm", "--name", "auto", testImage, "sleep", "1000")
+	if _, errOut, code := d.docker("update", "--restart", "always", "auto"); code == 0 || !strings.Contains(errOut, "Restart policy cannot be updated because AutoRemove is enabled for the container") {
+		t.Errorf("restart policy of an --rm container: exit %d, %q", code, errOut)
+	}
+}
+
+// cgroupFile finds a container's cgroup file: v1 under the controller's
+// hierarchy, else v2's unified one.
+func cgroupFile(t *testing.T, id, controller, v1, v2 string) string {
+	t.Helper()
+	for _, p := range []string{
+		filepath.Join("/sys/fs/cgroup", controller, "berth", id, v1),
+		filepath.Join("/sys/fs/cgroup", "berth", id, v2),
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("no %s cgroup file for %s", controller, id)
+	return ""
 }

@@ -1,0 +1,166 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"slices"
+
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/container"
+	imagetypes "github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/system"
+	"github.com/moby/moby/api/types/volume"
+
+	"github.com/berth-dev/berth/internal/engine"
+)
+
+// legacyDiskUsage is /system/df's answer before API 1.52 (docker CLI 28
+// speaks 1.50): flat lists, the client sums them up.
+type legacyDiskUsage struct {
+	LayersSize int64
+	Images     []imagetypes.Summary
+	Containers []container.Summary
+	Volumes    []volume.Volume
+	BuildCache []build.CacheRecord
+}
+
+// systemDiskUsage serves GET /system/df: images with the space their
+// layers take (layers shared between images counted once, as SharedSize),
+// containers with the size of what they wrote, no build cache (the
+// builder keeps none apart from images).
+func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	types := r.URL.Query()["type"]
+	want := func(t system.DiskUsageObject) bool { return len(types) == 0 || slices.Contains(types, string(t)) }
+	var du legacyDiskUsage
+	ctrs := s.eng.List()
+	if want(system.ImageObject) {
+		imgs, layers, err := s.imageUsage(ctx, ctrs)
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		du.Images, du.LayersSize = imgs, layers
+	}
+	if want(system.ContainerObject) {
+		for _, c := range ctrs {
+			du.Containers = append(du.Containers, s.sizedSummary(ctx, c))
+		}
+	}
+	if versionLess(requestVersion(r), "1.52") {
+		du.Images, du.Containers = nonNilSlice(du.Images), nonNilSlice(du.Containers)
+		du.Volumes, du.BuildCache = []volume.Volume{}, []build.CacheRecord{}
+		writeJSON(w, http.StatusOK, du)
+		return
+	}
+	verbose := boolParam(r, "verbose")
+	var out system.DiskUsage
+	if want(system.ImageObject) {
+		iu := &imagetypes.DiskUsage{TotalCount: int64(len(du.Images)), TotalSize: du.LayersSize}
+		for _, im := range du.Images {
+			if im.Containers > 0 {
+				iu.ActiveCount++
+			} else {
+				iu.Reclaimable += im.Size - im.SharedSize
+			}
+		}
+		if verbose {
+			iu.Items = du.Images
+		}
+		out.ImageUsage = iu
+	}
+	if want(system.ContainerObject) {
+		cu := &container.DiskUsage{TotalCount: int64(len(du.Containers))}
+		for _, c := range du.Containers {
+			cu.TotalSize += c.SizeRw
+			if c.State == container.StateRunning || c.State == container.StatePaused {
+				cu.ActiveCount++
+			} else {
+				cu.Reclaimable += c.SizeRw
+			}
+		}
+		if verbose {
+			cu.Items = du.Containers
+		}
+		out.ContainerUsage = cu
+	}
+	if want(system.VolumeObject) {
+		out.VolumeUsage = &volume.DiskUsage{}
+	}
+	if want(system.BuildCacheObject) {
+		out.BuildCacheUsage = &build.DiskUsage{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// imageUsage lists the images with their users and shared sizes, and the
+// size of all their layers, each layer once.
+func (s *Server) imageUsage(ctx context.Context, ctrs []engine.Container) ([]imagetypes.Summary, int64, error) {
+	list, err := s.images.List(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	users := map[string]int64{}
+	for _, c := range ctrs {
+		users[c.ImageID]++
+	}
+	chains := make([][]string, len(list))
+	refs := map[string]int{}
+	size := map[string]int64{}
+	for i, im := range list {
+		d, err := s.images.Inspect(ctx, im.ID.String())
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, ch := range d.ChainIDs {
+			k := ch.String()
+			chains[i] = append(chains[i], k)
+			refs[k]++
+			if _, ok := size[k]; !ok {
+				if u, err := s.images.Snapshots().Usage(ctx, k); err == nil {
+					size[k] = u.Size
+				}
+			}
+		}
+	}
+	var total int64
+	for _, n := range size {
+		total += n
+	}
+	out := make([]imagetypes.Summary, 0, len(list))
+	for i, im := range list {
+		sum := imageSummary(im)
+		sum.Containers = users[im.ID.String()]
+		sum.SharedSize = 0
+		for _, k := range chains[i] {
+			if refs[k] > 1 {
+				sum.SharedSize += size[k]
+			}
+		}
+		out = append(out, sum)
+	}
+	return out, total, nil
+}
+
+// sizedSummary is a container's list entry with its sizes: what it
+// wrote, and that plus its image.
+func (s *Server) sizedSummary(ctx context.Context, c engine.Container) container.Summary {
+	sum := s.summary(c)
+	rw, err := s.eng.SizeRw(ctx, c.ID)
+	if err != nil {
+		s.log.Warn("container size", "id", c.ID, "err", err)
+	}
+	sum.SizeRw = rw
+	sum.SizeRootFs = rw
+	if d, err := s.images.Inspect(ctx, c.ImageID); err == nil {
+		sum.SizeRootFs += d.Size
+	}
+	return sum
+}

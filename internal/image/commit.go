@@ -1,0 +1,83 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// AppendLayer makes an image of base's layers (none when base is "") plus
+// the uncompressed layer tar read from layer, and records it as name (""
+// for none). cfg is the new image's config: its RootFS and History are
+// base's with the new layer's added (hist describes it); created and the
+// platform default to now and base's. The manifest keeps base's flavour
+// (Docker schema2 or OCI) so registries see one consistent set of media
+// types. This is docker commit's image; the new layer is unpacked when the
+// image is first run.
+func (s *Service) AppendLayer(ctx context.Context, name, base string, cfg v1.Image, hist v1.History, layer io.Reader) (img Image, err error) {
+	var r Resolved
+	if base != "" {
+		if _, r, err = s.getResolved(ctx, base); err != nil {
+			return Image{}, err
+		}
+	}
+	op, err := s.Begin(ctx, "commit "+name)
+	if err != nil {
+		return Image{}, err
+	}
+	defer func() { op.End(ctx, err) }()
+	// The base's blobs are the new image's too: keep them from a GC that
+	// runs before the new image is recorded.
+	blobs := []digest.Digest{r.Manifest.Digest, r.Config.Digest}
+	for _, l := range r.Layers {
+		blobs = append(blobs, l.Digest)
+	}
+	if base != "" {
+		if err := op.Add(ctx, blobs, nil); err != nil {
+			return Image{}, err
+		}
+	}
+	docker := r.Manifest.MediaType == MediaTypeDockerManifest
+	desc, diffID, err := s.compressLayer(ctx, op, layer)
+	if err != nil {
+		return Image{}, fmt.Errorf("image: commit layer: %w", err)
+	}
+	if docker {
+		desc.MediaType = MediaTypeDockerLayer
+	}
+	cfg.RootFS = v1.RootFS{Type: "layers", DiffIDs: append(slices.Clone(r.Image.RootFS.DiffIDs), diffID)}
+	if cfg.Created == nil {
+		now := time.Now().UTC()
+		cfg.Created = &now
+	}
+	if hist.Created == nil {
+		hist.Created = cfg.Created
+	}
+	cfg.History = append(slices.Clone(r.Image.History), hist)
+	if cfg.OS == "" {
+		p := s.platform
+		if base != "" {
+			p = Platform{OS: r.Image.OS, Architecture: r.Image.Architecture, Variant: r.Image.Variant}
+		}
+		cfg.OS, cfg.Architecture, cfg.Variant = p.OS, p.Architecture, p.Variant
+	}
+	m := v1.Manifest{MediaType: v1.MediaTypeImageManifest, Layers: append(slices.Clone(r.Layers), desc)}
+	m.SchemaVersion = 2
+	configType := v1.MediaTypeImageConfig
+	if docker {
+		m.MediaType, configType = MediaTypeDockerManifest, MediaTypeDockerConfig
+	}
+	if m.Config, _, err = s.WriteJSON(ctx, op, configType, cfg); err != nil {
+		return Image{}, err
+	}
+	target, _, err := s.WriteJSON(ctx, op, m.MediaType, m)
+	if err != nil {
+		return Image{}, err
+	}
+	return s.Create(ctx, name, target)
+}
