@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/volume"
 
 	"github.com/berth-dev/berth/internal/engine"
+	volstore "github.com/berth-dev/berth/internal/volume"
 )
 
 // legacyDiskUsage is /system/df's answer before API 1.52 (docker CLI 28
@@ -47,9 +48,21 @@ func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
 			du.Containers = append(du.Containers, s.sizedSummary(ctx, c))
 		}
 	}
+	if want(system.VolumeObject) {
+		vols, err := s.eng.VolumeList(nil)
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		for _, v := range vols {
+			av := apiVolume(v)
+			av.UsageData = &volume.UsageData{RefCount: int64(v.RefCount), Size: volstore.DirSize(v.Mountpoint)}
+			du.Volumes = append(du.Volumes, av)
+		}
+	}
 	if versionLess(requestVersion(r), "1.52") {
 		du.Images, du.Containers = nonNilSlice(du.Images), nonNilSlice(du.Containers)
-		du.Volumes, du.BuildCache = []volume.Volume{}, []build.CacheRecord{}
+		du.Volumes, du.BuildCache = nonNilSlice(du.Volumes), []build.CacheRecord{}
 		writeJSON(w, http.StatusOK, du)
 		return
 	}
@@ -85,7 +98,19 @@ func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
 		out.ContainerUsage = cu
 	}
 	if want(system.VolumeObject) {
-		out.VolumeUsage = &volume.DiskUsage{}
+		vu := &volume.DiskUsage{TotalCount: int64(len(du.Volumes))}
+		for _, v := range du.Volumes {
+			vu.TotalSize += v.UsageData.Size
+			if v.UsageData.RefCount > 0 {
+				vu.ActiveCount++
+			} else {
+				vu.Reclaimable += v.UsageData.Size
+			}
+		}
+		if verbose {
+			vu.Items = du.Volumes
+		}
+		out.VolumeUsage = vu
 	}
 	if want(system.BuildCacheObject) {
 		out.BuildCacheUsage = &build.DiskUsage{}

@@ -4,19 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/moby/moby/api/types/container"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/snapshot"
+	"github.com/berth-dev/berth/internal/volume"
 )
 
 // docker diff, export and the container sizes, read from the container's
@@ -282,29 +280,5 @@ func (e *Engine) SizeRw(ctx context.Context, id string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var size int64
-	seen := map[uint64]bool{}
-	err = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if fi.Size() == 0 || !ok || seen[st.Ino] {
-			return nil
-		}
-		seen[st.Ino] = true
-		size += fi.Size()
-		return nil
-	})
-	return size, err
+	return volume.DirSize(upper), nil
 }

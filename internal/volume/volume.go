@@ -519,7 +519,7 @@ func (s *Store) Prune(f Filters) (PruneReport, error) {
 		}
 		var size int64
 		if !e.mounted {
-			size = dirSize(v.Mountpoint)
+			size = DirSize(v.Mountpoint)
 		}
 		if err := s.removeLocked(n, false); err != nil {
 			s.log.Warn("prune volume", "name", n, "err", err)
@@ -531,8 +531,9 @@ func (s *Store) Prune(f Filters) (PruneReport, error) {
 	return rep, nil
 }
 
-// dirSize sums the sizes of the regular files under dir, each inode once.
-func dirSize(dir string) int64 {
+// DirSize sums the sizes of the regular files under dir, each inode once
+// (docker's measure of volumes and of what a container wrote).
+func DirSize(dir string) int64 {
 	var total int64
 	seen := map[uint64]bool{}
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {

@@ -242,9 +242,11 @@ func TestDiffExportCommit(t *testing.T) {
 	if _, err := fmt.Sscan(out, &rw, &rootfs); err != nil || rw < 5 || rw > 4096 || rootfs <= rw {
 		t.Fatalf("inspect -s: %q", out)
 	}
+	d.mustDocker("run", "--rm", "-v", "vol1:/v", testImage, "sh", "-c", "echo hi > /v/f")
 	out = d.mustDocker("system", "df")
 	if !strings.HasPrefix(out, "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\nImages          3         ") ||
-		!strings.Contains(out, "\nContainers      2         1         ") || !strings.Contains(out, "\nBuild Cache     0         0         0B        0B") {
+		!strings.Contains(out, "\nContainers      2         1         ") ||
+		!strings.Contains(out, "\nLocal Volumes   1         0         3B        3B (100%)") || !strings.Contains(out, "\nBuild Cache     0         0         0B        0B") {
 		t.Fatalf("system df:\n%s", out)
 	}
 	if out := d.mustDocker("system", "df", "-v"); !strings.Contains(out, "committed") || !strings.Contains(out, "c1") {
