@@ -13,6 +13,7 @@ echo "built bin/berth ($(du -h bin/berth | cut -f1), static)"
 
 demo=$(mktemp -d /tmp/berth-demo.XXXXXX)
 daemon=
+bridge=bdemo$$ # its own bridge (and nftables table berth_$bridge), removed at the end
 cleanup() {
 	[ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
 	# The supervisor outlives the daemon on purpose (live restore): stop it too.
@@ -20,6 +21,9 @@ cleanup() {
 		kill "$(cat "$demo/exec/supervisor.pid")" 2>/dev/null || true
 		sleep 0.2
 	fi
+	# The daemon's default bridge and nftables table stay for live restore.
+	ip link del "$bridge" 2>/dev/null || true
+	nft delete table ip "berth_$bridge" 2>/dev/null || true
 	grep -o " $demo[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$demo"
 }
@@ -34,7 +38,7 @@ sed -i -e 's/"terminal": true/"terminal": false/' \
 
 # 2. The daemon, an image, and the CLI.
 go run ./bench/cli/seed "$demo/root" busybox:latest
-echo '{}' >"$demo/daemon.json"
+echo "{\"bridge\": \"$bridge\", \"ip-forward\": false}" >"$demo/daemon.json"
 ./bin/berth daemon --root "$demo/root" --exec-root "$demo/exec" --host "unix://$demo/berth.sock" \
 	--config "$demo/daemon.json" >"$demo/daemon.log" 2>&1 &
 daemon=$!

@@ -15,6 +15,7 @@ for tool in hyperfine python3 "$docker"; do
 done
 work=$(mktemp -d /tmp/berth-bench-cli.XXXXXX)
 daemon=
+bridge=bbcli$$ # the daemon's own bridge and nftables table (berth_$bridge)
 cleanup() {
 	if [ -n "$daemon" ]; then
 		ids=$("$work/berth" ps -aq 2>/dev/null || true)
@@ -24,13 +25,15 @@ cleanup() {
 		[ -f "$work/exec/supervisor.pid" ] && kill "$(cat "$work/exec/supervisor.pid")" 2>/dev/null || true
 	fi
 	sleep 0.3
+	ip link del "$bridge" 2>/dev/null || true
+	nft delete table ip "berth_$bridge" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
 CGO_ENABLED=0 go -C "$repo" build -trimpath -o "$work/berth" ./cmd/berth
 go -C "$repo" run ./bench/cli/seed "$work/root" busybox:latest
-echo '{}' > "$work/daemon.json"
+echo "{\"bridge\": \"$bridge\", \"ip-forward\": false}" > "$work/daemon.json"
 "$work/berth" daemon --root "$work/root" --exec-root "$work/exec" --host "unix://$work/berth.sock" \
 	--config "$work/daemon.json" >"$work/daemon.log" 2>&1 &
 daemon=$!

@@ -24,6 +24,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/imagetest"
+	"github.com/berth-dev/berth/internal/network/nettest"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -72,6 +73,7 @@ type daemon struct {
 	cmd            *exec.Cmd
 	logs           *bytes.Buffer
 	exited         chan struct{}
+	net            nettest.Names // its own bridge and nftables table
 }
 
 // startDaemon runs a daemon on fresh directories holding the busybox test
@@ -84,7 +86,7 @@ func startDaemon(t *testing.T) *daemon {
 		t.Skip("test needs the docker CLI at " + dockerCLI)
 	}
 	dir := t.TempDir()
-	d := &daemon{t: t, root: filepath.Join(dir, "root"), execRoot: filepath.Join(dir, "exec"), sock: filepath.Join(dir, "berth.sock")}
+	d := &daemon{t: t, root: filepath.Join(dir, "root"), execRoot: filepath.Join(dir, "exec"), sock: filepath.Join(dir, "berth.sock"), net: nettest.New()}
 	s, err := image.Open(context.Background(), d.root, image.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +104,7 @@ func (d *daemon) start() {
 	d.t.Helper()
 	d.logs = &bytes.Buffer{}
 	cfg := filepath.Join(d.root, "daemon.json")
-	_ = os.WriteFile(cfg, []byte("{}"), 0o600)
+	_ = os.WriteFile(cfg, []byte(d.net.ConfigJSON()), 0o600)
 	d.cmd = exec.Command(binary(d.t), "daemon", "--root", d.root, "--exec-root", d.execRoot,
 		"--host", "unix://"+d.sock, "--config", cfg, "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
@@ -242,6 +244,7 @@ func (d *daemon) cleanup() {
 			_ = syscall.Unmount(f[4], syscall.MNT_DETACH)
 		}
 	}
+	d.net.Cleanup(t, d.root)
 	if left, _ := os.ReadDir(filepath.Join(d.root, "builder")); len(left) > 0 {
 		t.Errorf("build directories left behind: %v", left)
 	}
