@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/mountinfo"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -354,7 +355,7 @@ func parseMountOptions(hc *container.HostConfig) (map[string]MountPoint, error) 
 	}
 	for dst := range hc.Tmpfs {
 		if !path.IsAbs(dst) {
-			return nil, fmt.Errorf("invalid mount config for type \"tmpfs\": invalid mount path: '%s' mount path must be absolute: %w", dst, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("invalid mount path: '%s' mount path must be absolute: %w", dst, errdefs.ErrInvalidArgument)
 		}
 		if _, ok := byDst[path.Clean(dst)]; ok {
 			return nil, duplicate(path.Clean(dst))
@@ -515,6 +516,9 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 					return nil, fmt.Errorf("error while creating mount source path '%s': %w", src, err)
 				}
 			}
+			if err := checkPropagation(src, mp.Propagation); err != nil {
+				return nil, err
+			}
 		case mount.TypeVolume:
 			if src, err = e.volumes.Mount(mp.Name, id); err != nil {
 				return nil, err
@@ -538,6 +542,9 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 			if mp.TmpfsData != "" {
 				o = append(o, strings.Split(mp.TmpfsData, ",")...)
 			}
+			if !mp.RW && !slices.Contains(o, "ro") {
+				o = append(o, "ro") // --volumes-from :ro
+			}
 			ms = append(ms, specs.Mount{Destination: mp.Destination, Type: "tmpfs", Source: "tmpfs", Options: o})
 			continue
 		}
@@ -559,6 +566,45 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 		return strings.Count(ms[i].Destination, "/") < strings.Count(ms[j].Destination, "/")
 	})
 	return ms, nil
+}
+
+// checkPropagation refuses, as docker does, a shared or slave bind whose
+// source lies on a mount that cannot propagate that way (the kernel would
+// quietly make it private).
+func checkPropagation(src string, p mount.Propagation) error {
+	var need string
+	switch p {
+	case mount.PropagationShared, mount.PropagationRShared:
+		need = "shared"
+	case mount.PropagationSlave, mount.PropagationRSlave:
+		need = "shared or slave"
+	default:
+		return nil
+	}
+	if real, err := filepath.EvalSymlinks(src); err == nil {
+		src = real
+	}
+	infos, err := mountinfo.GetMounts(mountinfo.ParentsFilter(src))
+	if err != nil {
+		return fmt.Errorf("propagation of %s: %w", src, err)
+	}
+	var parent *mountinfo.Info
+	for _, i := range infos {
+		if parent == nil || len(i.Mountpoint) >= len(parent.Mountpoint) {
+			parent = i
+		}
+	}
+	if parent == nil {
+		return nil
+	}
+	opt := strings.Fields(parent.Optional)
+	has := func(tag string) bool {
+		return slices.ContainsFunc(opt, func(o string) bool { return strings.HasPrefix(o, tag+":") })
+	}
+	if has("shared") || (need != "shared" && has("master")) {
+		return nil
+	}
+	return fmt.Errorf("path %s is mounted on %s but it is not a %s mount: %w", src, parent.Mountpoint, need, errdefs.ErrInvalidArgument)
 }
 
 // bindSpec is the runtime mount of a bind or volume mount point whose host

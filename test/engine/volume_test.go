@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -189,9 +190,9 @@ func TestMounts(t *testing.T) {
 
 			// --volumes-from, read-only.
 			src := "src-" + c.name
-			c.must(t, d, "run", "--name", src, "-v", "/anon", "-v", "shared-"+c.name+":/s", "-v", host+":/h", testImage,
+			c.must(t, d, "run", "--name", src, "-v", "/anon", "-v", "shared-"+c.name+":/s", "-v", host+":/h", "--mount", "type=tmpfs,dst=/tm", testImage,
 				"sh", "-c", "echo a > /anon/f; echo s > /s/f")
-			got = c.must(t, d, "run", "--rm", "--volumes-from", src+":ro", testImage, "sh", "-c", "cat /anon/f /s/f /h/f; touch /s/g || echo refused")
+			got = c.must(t, d, "run", "--rm", "--volumes-from", src+":ro", testImage, "sh", "-c", "cat /anon/f /s/f /h/f; touch /tm/g || touch /s/g || echo refused")
 			if !strings.HasPrefix(got, "a\ns\nhost") || !strings.HasSuffix(got, "refused\n") {
 				t.Fatalf("--volumes-from: %q", got)
 			}
@@ -227,6 +228,43 @@ func TestMounts(t *testing.T) {
 			c.must(t, d, "volume", "rm", "shared-"+c.name)
 		})
 	}
+}
+
+// TestBindPropagation: a slave or shared bind needs a source on a mount
+// that propagates (docker's check), and then gets the host's new mounts.
+func TestBindPropagation(t *testing.T) {
+	d := startDaemon(t)
+	src := t.TempDir()
+	if err := syscall.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(src, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", src, "", syscall.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range d.clis() {
+		c.refuses(t, "path "+src+" is mounted on "+src+" but it is not a shared or slave mount",
+			"run", "--rm", "--pull", "never", "-v", src+":/s:rslave", testImage, "true")
+		c.refuses(t, "but it is not a shared mount", "run", "--rm", "--pull", "never", "--mount", "type=bind,src="+src+",dst=/s,bind-propagation=rshared", testImage, "true")
+	}
+	if err := syscall.Mount("", src, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	c := d.clis()[0]
+	id := strings.TrimSpace(c.must(t, d, "run", "-d", "-v", src+":/s:rslave", testImage, "sleep", "1000"))
+	// A mount made on the host after the start reaches the container.
+	sub := filepath.Join(src, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(sub, syscall.MNT_DETACH)
+	if got := c.must(t, d, "exec", id, "sh", "-c", "grep -c ' /s/sub ' /proc/mounts"); got != "1\n" {
+		t.Fatalf("host mount did not propagate into an rslave bind: %q", got)
+	}
+	c.must(t, d, "rm", "-f", id)
 }
 
 // TestMountErrors: bad specs get docker's errors and leave nothing behind.
@@ -342,7 +380,7 @@ func TestImageVolumes(t *testing.T) {
 			}
 			// A user mount at the VOLUME's path replaces it.
 			host := t.TempDir()
-			c.must(t, d, "run", "--rm", "-v", host+":/etc:ro,rslave", "volimg:1", "true")
+			c.must(t, d, "run", "--rm", "-v", host+":/etc:ro", "volimg:1", "true")
 			if out := c.must(t, d, "volume", "ls", "-q"); out != "" {
 				t.Fatalf("volumes made under a bind: %q", out)
 			}
