@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/api"
+	"github.com/berth-dev/berth/internal/builder"
 	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
@@ -216,6 +217,9 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		return nil
 	}
 
+	if err := builder.Recover(ctx, images, filepath.Join(cfg.Root, "builder")); err != nil {
+		log.Warn("builder: leftovers of interrupted builds", "err", err)
+	}
 	handler := api.New(eng, images, api.Info{
 		Version: version, Root: cfg.Root, ExecRoot: cfg.ExecRoot, DefaultRuntime: cfg.DefaultRuntime,
 		InsecureRegistries: cfg.InsecureRegistries, Mirrors: cfg.RegistryMirrors,

@@ -38,13 +38,17 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/builder/cache"
 	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/meta"
+	"github.com/berth-dev/berth/internal/snapshot"
 )
 
 // Runner runs a RUN step's container; the engine implements it.
@@ -73,13 +77,12 @@ type Config struct {
 	Runner Runner
 	Pull   PullFunc
 	// WorkDir holds contexts and mount points of builds in progress
-	// (<root>/builder); it is emptied at New.
+	// (<root>/builder); see CleanWorkDir.
 	WorkDir string
 	Logger  *slog.Logger
 }
 
-// New returns a Builder. Leftovers of builds a crash interrupted are
-// unmounted and removed from WorkDir.
+// New returns a Builder.
 func New(c Config) (*Builder, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -117,6 +120,13 @@ type Result struct {
 type Progress interface {
 	io.Writer
 }
+
+// opLabel and opName mark the leases of builds (image.Op's label), so
+// Recover finds those of interrupted builds.
+const (
+	opLabel = "berth.op"
+	opName  = "build"
+)
 
 // sourceDateEpochArg is the build argument (and environment variable)
 // that makes builds reproducible.
@@ -208,7 +218,7 @@ func (b *Builder) Build(ctx context.Context, contextDir string, dfOnly bool, opt
 	if err := bd.parse(); err != nil {
 		return res, err
 	}
-	bd.op, err = b.images.Begin(ctx, "build")
+	bd.op, err = b.images.Begin(ctx, opName)
 	if err != nil {
 		return res, err
 	}
@@ -529,4 +539,62 @@ func (b *Builder) Prune(ctx context.Context) ([]string, uint64, error) {
 		return keys, 0, err
 	}
 	return keys, uint64(max(st.Bytes, 0)), nil
+}
+
+// Recover removes what builds a crash interrupted left: the mounts and
+// directories in the work directory, their operations' leases and their
+// step snapshots (a build is not resumed, unlike a pull). The daemon calls
+// it at start, before any build can run; blobs they wrote go at the next GC.
+func Recover(ctx context.Context, images *image.Service, dir string) error {
+	errs := []error{cleanWorkDir(dir)}
+	errs = append(errs, images.Meta().Update(ctx, func(tx *meta.Tx) error {
+		ls, err := tx.ListLeases()
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			if l.Labels[opLabel] == opName {
+				if err := tx.DeleteLease(l.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}))
+	var keys []string
+	snaps := images.Snapshots()
+	errs = append(errs, snaps.Walk(ctx, func(_ context.Context, i snapshot.Info) error {
+		if strings.HasPrefix(i.Key, snapshotPrefix) {
+			keys = append(keys, i.Key)
+		}
+		return nil
+	}))
+	for _, k := range keys {
+		if err := snaps.Remove(ctx, k); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("builder: recover: %w", err)
+	}
+	return nil
+}
+
+// cleanWorkDir unmounts (lazily) and removes everything in dir.
+func cleanWorkDir(dir string) error {
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return fmt.Errorf("builder: clean %s: %w", dir, err)
+	}
+	// Deepest first, so a mount on top of another goes before it.
+	slices.SortFunc(mounts, func(a, b *mountinfo.Info) int { return len(b.Mountpoint) - len(a.Mountpoint) })
+	for _, m := range mounts {
+		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("builder: clean %s: unmount %s: %w", dir, m.Mountpoint, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("builder: clean %s: %w", dir, err)
+	}
+	return nil
 }

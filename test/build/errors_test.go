@@ -1,10 +1,13 @@
 package build_test
 
 import (
+	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBadInput feeds the builder broken Dockerfiles and contexts through
@@ -74,5 +77,69 @@ func TestBadInput(t *testing.T) {
 	}
 	if r := d.docker("ps", "-aq"); strings.TrimSpace(r.out) != "" {
 		t.Errorf("containers left behind: %s", r.out)
+	}
+}
+
+// TestInterrupted ends a build in the middle of a RUN (the client goes
+// away): the step's container is killed and its snapshot, mounts and
+// directories go; the next build starts clean. A daemon killed in a build
+// leaves mounts that the next start removes.
+func TestInterrupted(t *testing.T) {
+	d := startDaemon(t)
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 60\n"})
+	cmd := exec.Command(dockerCLI, "build", "-t", "int:1", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_BUILDKIT=0", "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "started" {
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	waitFor(t, "the RUN container to go", func() bool {
+		entries, _ := os.ReadDir(filepath.Join(d.execRoot, "runtime"))
+		left, _ := os.ReadDir(filepath.Join(d.root, "builder"))
+		return len(entries) == 0 && len(left) == 0
+	})
+	if r := d.docker("image", "inspect", "int:1"); r.code == 0 {
+		t.Errorf("an interrupted build tagged its image")
+	}
+	// A daemon killed while a build runs: its next start unmounts and
+	// removes what the build left (the harness checks mounts at the end).
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo started && sleep 2\n"), 0o644)
+	cmd = exec.Command(dockerCLI, "build", "-t", "int:2", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_BUILDKIT=0", "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"))
+	out, _ = cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc = bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "started" {
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.exited
+	_ = cmd.Wait()
+	// The supervisor still runs the step's container: let it end.
+	waitFor(t, "the orphaned RUN container to end", func() bool {
+		entries, _ := os.ReadDir(filepath.Join(d.execRoot, "runtime"))
+		return len(entries) == 0
+	})
+	d.start()
+	d.must(d.run(dir, nil, dockerCLI, "build", "-t", "int:3", "."))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }

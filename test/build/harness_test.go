@@ -25,6 +25,7 @@ import (
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/imagetest"
 	"github.com/berth-dev/berth/internal/network/nettest"
+	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -247,6 +248,16 @@ func (d *daemon) cleanup() {
 	d.net.Cleanup(t, d.root)
 	if left, _ := os.ReadDir(filepath.Join(d.root, "builder")); len(left) > 0 {
 		t.Errorf("build directories left behind: %v", left)
+	}
+	// Every container is gone: any snapshot not committed is a leftover.
+	if s, err := image.Open(context.Background(), d.root, image.Options{}); err == nil {
+		_ = s.Snapshots().Walk(context.Background(), func(_ context.Context, i snapshot.Info) error {
+			if i.Kind != snapshot.KindCommitted {
+				t.Errorf("snapshot left behind: %s (%s)", i.Key, i.Kind)
+			}
+			return nil
+		})
+		s.Close()
 	}
 	if t.Failed() {
 		t.Logf("daemon log:\n%s", tail(d.logs.String(), 6000))
