@@ -532,7 +532,7 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 				if err != nil {
 					return nil, err
 				}
-				if _, err := volume.CopyUp(ctx, img, src); err != nil {
+				if _, err := e.volumes.Populate(ctx, mp.Name, img); err != nil {
 					return nil, err
 				}
 				mp.CopyData, copied = false, true

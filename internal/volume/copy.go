@@ -11,12 +11,25 @@ import (
 	"github.com/berth-dev/berth/internal/archive"
 )
 
-// CopyUp fills an empty volume directory dst with the content the image has
-// at src (a path in a container's mounted rootfs), docker's "populate a new
-// volume": files, ownership, modes, links and xattrs go through the layer
-// tar code, and dst takes src's own owner and mode. It reports whether it
-// copied: nothing happens when dst is not empty or src is not a directory.
-func CopyUp(ctx context.Context, src, dst string) (bool, error) {
+// Populate fills the volume called name, if it is empty, with the content
+// the image has at src (a path in a starting container's mounted rootfs):
+// docker's copy-up of a new volume. Two containers starting on the same new
+// volume copy one after the other, so the second finds it full.
+func (s *Store) Populate(ctx context.Context, name, src string) (bool, error) {
+	s.copyMu.Lock()
+	defer s.copyMu.Unlock()
+	v, err := s.Get(name)
+	if err != nil {
+		return false, err
+	}
+	return copyUp(ctx, src, v.Mountpoint)
+}
+
+// copyUp fills an empty directory dst with the tree at src: files,
+// ownership, modes, links and xattrs go through the layer tar code, and
+// dst takes src's own owner and mode. It reports whether it copied:
+// nothing happens when dst is not empty or src is not a directory.
+func copyUp(ctx context.Context, src, dst string) (bool, error) {
 	fi, err := os.Lstat(src)
 	if err != nil || !fi.IsDir() {
 		return false, nil

@@ -94,6 +94,8 @@ type Store struct {
 
 	mu   sync.Mutex
 	vols map[string]*entry
+	// copyMu serialises Populate (a long copy must not hold mu).
+	copyMu sync.Mutex
 }
 
 // Open loads the volumes under root (<daemon root>/volumes), removing
