@@ -43,6 +43,7 @@ import (
 	"github.com/berth-dev/berth/internal/distribution"
 	"github.com/berth-dev/berth/internal/distribution/registrytest"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 const repo = "bench/debianlike"
@@ -135,7 +136,7 @@ func main() {
 		die(err)
 	}
 	atExit(func() {
-		if err := unmountUnder(runRoot); err != nil {
+		if err := testutil.UnmountUnder(runRoot); err != nil {
 			fmt.Fprintln(os.Stderr, "pull bench: cleanup:", err)
 		}
 		if *keep {

@@ -7,21 +7,18 @@ package main
 // private directory, and everything started is stopped by its PID.
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // puller is one tool pulling the image cold, once per run.
@@ -317,7 +314,7 @@ func (p *podmanPeer) pull(ctx context.Context) error {
 }
 
 func (p *podmanPeer) close() {
-	if err := unmountUnder(p.runBase); err != nil {
+	if err := testutil.UnmountUnder(p.runBase); err != nil {
 		fmt.Fprintln(os.Stderr, "pull bench: cleanup:", err)
 	}
 	os.RemoveAll(p.runBase)
@@ -339,50 +336,4 @@ func killUnder(dir string) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-}
-
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var mps []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			mps = append(mps, mp)
-		}
-	}
-	slices.SortFunc(mps, func(a, b string) int { return len(b) - len(a) })
-	var errs []error
-	for _, mp := range mps {
-		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func unescapeMount(s string) string {
-	// mountinfo escapes space, tab, newline and backslash as \ooo.
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &c); err == nil {
-				b.WriteByte(byte(c))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

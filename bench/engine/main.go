@@ -1,0 +1,653 @@
+// Command engine measures berth's daemon side by side with a private
+// dockerd (Debian docker.io) and podman in one run, all three running the
+// same busybox image pulled from one loopback registry (`berth registry
+// serve`): `run --rm busybox true` latency (hyperfine), 50 containers run
+// and removed sequentially and 4-way parallel, the daemons' idle memory,
+// and the memory each running container adds. berth and dockerd are
+// driven with the docker CLI (/usr/local/bin/docker), podman with its own.
+//
+// bench/engine/run.sh builds berth, seeds the image, and runs this inside
+// a private mount namespace where /sys/fs/cgroup/unified is unmounted
+// (crun, podman's runtime, refuses this host's hybrid cgroup layout); the
+// daemons are started in the host's mount namespace through nsenter
+// (-hostns), so only podman sees the pure cgroup v1 view.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/dockerd"
+)
+
+type config struct {
+	berth, work, hostNS, seedRoot string
+	docker                        string
+	runs, n, par, mem             int
+	podmanRuntime, podmanNet      string
+	peers                         map[string]bool
+}
+
+func main() {
+	var c config
+	var peers string
+	flag.StringVar(&c.berth, "berth", "", "the berth binary")
+	flag.StringVar(&c.work, "work", "", "a private directory for every store, socket and log")
+	flag.StringVar(&c.seedRoot, "seed", "", "a berth root holding busybox:latest (bench/cli/seed)")
+	flag.StringVar(&c.hostNS, "hostns", "", "mount namespace (a /proc/PID/ns/mnt path) to start the daemons in")
+	flag.StringVar(&c.docker, "docker", "/usr/local/bin/docker", "the docker CLI")
+	flag.IntVar(&c.runs, "runs", 30, "hyperfine runs per command")
+	flag.IntVar(&c.n, "n", 50, "containers run and removed sequentially and in parallel")
+	flag.IntVar(&c.par, "par", 4, "parallel workers")
+	flag.IntVar(&c.mem, "mem", 20, "running containers for the per-container memory")
+	flag.StringVar(&c.podmanRuntime, "podman-runtime", "crun", "podman's OCI runtime")
+	flag.StringVar(&c.podmanNet, "podman-network", "none", "podman's --network (its default bridge would add firewall rules to the host)")
+	flag.StringVar(&peers, "peers", "docker,podman", "peers to run beside berth")
+	flag.Parse()
+	if c.berth == "" || c.work == "" || c.seedRoot == "" {
+		log.Fatal("need -berth, -work and -seed")
+	}
+	c.peers = map[string]bool{}
+	for _, p := range strings.Split(peers, ",") {
+		if p != "" {
+			c.peers[p] = true
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	b := &bench{config: c}
+	err := b.run(ctx)
+	b.cleanup()
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// system is one container system under test.
+type system struct {
+	name string
+	// cli is the command line prefix that talks to it (docker -H … or
+	// podman --root …); env is added to the caller's environment.
+	cli []string
+	env []string
+	// runArgs go between "run" and the image (podman's runtime, network).
+	runArgs []string
+	// daemonPids returns the daemon processes (none for podman).
+	daemonPids func() []int
+}
+
+func (s *system) command(args ...string) *exec.Cmd {
+	all := append(slices.Clone(s.cli), args...)
+	cmd := exec.Command(all[0], all[1:]...)
+	cmd.Env = append(os.Environ(), s.env...)
+	return cmd
+}
+
+func (s *system) do(args ...string) (string, error) {
+	cmd := s.command(args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", s.name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// runTrue is `run --rm busybox true` for this system.
+func (s *system) runTrue() []string {
+	return append(append(append(slices.Clone(s.cli), "run", "--rm"), s.runArgs...), "busybox", "true")
+}
+
+type bench struct {
+	config
+	registry  *exec.Cmd
+	berthD    *exec.Cmd
+	berthSock string
+	dockerD   *exec.Cmd
+	dockerX   chan struct{}
+	peer      *dockerd.Daemon
+	podmanDir string
+	systems   []*system
+}
+
+func (b *bench) wrap(args ...string) *exec.Cmd {
+	if b.hostNS != "" {
+		args = append([]string{"nsenter", "--mount=" + b.hostNS, "--"}, args...)
+	}
+	return exec.Command(args[0], args[1:]...)
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitFor(what string, ok func() bool) error {
+	for deadline := time.Now().Add(time.Minute); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out waiting for %s", what)
+		}
+	}
+	return nil
+}
+
+func (b *bench) run(ctx context.Context) error {
+	reg, err := freePort()
+	if err != nil {
+		return err
+	}
+	b.registry = exec.Command(b.berth, "registry", "serve", "--addr", reg, "--root", filepath.Join(b.work, "registry"))
+	if err := startLogged(b.registry, filepath.Join(b.work, "registry.log")); err != nil {
+		return err
+	}
+	if err := waitFor("the registry", func() bool {
+		c, err := net.Dial("tcp", reg)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}); err != nil {
+		return err
+	}
+	if err := b.startBerth(reg); err != nil {
+		return err
+	}
+	berth := b.systems[0]
+	// The image goes from berth's seeded store to the registry, and every
+	// system (berth too) pulls it from there.
+	remote := reg + "/library/busybox:latest"
+	for _, args := range [][]string{{"tag", "busybox:latest", remote}, {"push", remote}, {"rmi", "busybox:latest", remote}} {
+		if _, err := berth.do(args...); err != nil {
+			return err
+		}
+	}
+	if b.peers["docker"] {
+		if err := b.startDocker(reg); err != nil {
+			return err
+		}
+	}
+	if b.peers["podman"] {
+		if err := b.setupPodman(reg); err != nil {
+			return err
+		}
+	}
+	for _, s := range b.systems {
+		local := "busybox:latest"
+		if s.name == "podman" {
+			local = "docker.io/library/busybox:latest"
+		}
+		for _, args := range [][]string{{"pull", "-q", remote}, {"tag", remote, local}, {"rmi", remote}} {
+			if _, err := s.do(args...); err != nil {
+				return err
+			}
+		}
+		if _, err := s.do(append(append([]string{"run", "--rm"}, s.runArgs...), "busybox", "true")...); err != nil {
+			return err
+		}
+	}
+	time.Sleep(3 * time.Second)
+	idleFresh := b.idle()
+
+	fmt.Printf("\n## run --rm busybox true (hyperfine -N, %d runs each, same invocation)\n", b.runs)
+	lat, err := b.latency(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n## %d containers run --rm busybox true, sequential and %d-way parallel\n", b.n, b.par)
+	seq, par := map[string]time.Duration{}, map[string]time.Duration{}
+	for _, s := range b.systems {
+		if seq[s.name], err = b.many(ctx, s, 1); err != nil {
+			return err
+		}
+		fmt.Printf("%-8s sequential %6.2f s\n", s.name, seq[s.name].Seconds())
+	}
+	for _, s := range b.systems {
+		if par[s.name], err = b.many(ctx, s, b.par); err != nil {
+			return err
+		}
+		fmt.Printf("%-8s parallel   %6.2f s\n", s.name, par[s.name].Seconds())
+	}
+	time.Sleep(5 * time.Second)
+	idleAfter := b.idle()
+
+	fmt.Printf("\n## memory per running container (%d × run -d busybox sleep 1000)\n", b.mem)
+	per := map[string]perContainer{}
+	for _, s := range b.systems {
+		p, err := b.perContainer(s)
+		if err != nil {
+			return err
+		}
+		per[s.name] = p
+	}
+	b.report(lat, seq, par, idleFresh, idleAfter, per)
+	return nil
+}
+
+func startLogged(cmd *exec.Cmd, logPath string) error {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd.Start()
+}
+
+func (b *bench) startBerth(reg string) error {
+	dir := filepath.Join(b.work, "berth")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cfg, _ := json.Marshal(map[string]any{"registry-mirrors": []string{"http://" + reg}, "insecure-registries": []string{reg}})
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), cfg, 0o644); err != nil {
+		return err
+	}
+	b.berthSock = filepath.Join(dir, "berth.sock")
+	b.berthD = b.wrap(b.berth, "daemon", "--root", b.seedRoot, "--exec-root", filepath.Join(dir, "exec"),
+		"--host", "unix://"+b.berthSock, "--config", filepath.Join(dir, "daemon.json"))
+	if err := startLogged(b.berthD, filepath.Join(dir, "daemon.log")); err != nil {
+		return err
+	}
+	s := &system{name: "berth", cli: []string{b.docker, "-H", "unix://" + b.berthSock},
+		env: []string{"DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
+	s.daemonPids = func() []int {
+		return []int{b.berthD.Process.Pid, readPid(filepath.Join(dir, "exec", "supervisor.pid"))}
+	}
+	b.systems = append(b.systems, s)
+	return waitFor("berth daemon", func() bool { _, err := s.do("version"); return err == nil })
+}
+
+func (b *bench) startDocker(reg string) error {
+	peer, err := dockerd.Prepare(dockerd.Options{Dir: filepath.Join(b.work, "docker"), Mirror: reg, Wrapper: b.wrapper()})
+	if err != nil {
+		return err
+	}
+	b.peer = peer
+	b.dockerD = peer.Command()
+	if err := startLogged(b.dockerD, filepath.Join(b.work, "dockerd.log")); err != nil {
+		return err
+	}
+	b.dockerX = make(chan struct{})
+	go func() { _ = b.dockerD.Wait(); close(b.dockerX) }()
+	s := &system{name: "docker", cli: []string{b.docker, "-H", "unix://" + peer.Sock},
+		env: []string{"DOCKER_CONFIG=" + filepath.Join(b.work, "docker-cli")}}
+	s.daemonPids = func() []int { return []int{b.dockerD.Process.Pid, peer.ContainerdPid()} }
+	b.systems = append(b.systems, s)
+	return waitFor("dockerd", func() bool { return peer.Ping(context.Background()) })
+}
+
+func (b *bench) wrapper() []string {
+	if b.hostNS == "" {
+		return nil
+	}
+	return []string{"nsenter", "--mount=" + b.hostNS, "--"}
+}
+
+func (b *bench) setupPodman(reg string) error {
+	if _, err := exec.LookPath("podman"); err != nil {
+		return errors.New("needs podman (bench/engine/run.sh installs it)")
+	}
+	dir := filepath.Join(b.work, "podman")
+	// podman wants its runroot short: /run, like its default.
+	run := fmt.Sprintf("/run/berth-bench-engine-%d", os.Getpid())
+	b.podmanDir = run
+	files := map[string]string{
+		"containers.conf": fmt.Sprintf(`[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+tmp_dir = "%[1]s/tmp"
+[network]
+network_config_dir = "%[1]s/networks"
+`, dir),
+		"storage.conf":    fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = \"%s/graph\"\nrunroot = \"%s/run\"\n", dir, run),
+		"registries.conf": fmt.Sprintf("unqualified-search-registries = []\n[[registry]]\nlocation = %q\ninsecure = true\n", reg),
+		"auth.json":       "{}\n",
+	}
+	for _, sub := range []string{"tmp", "networks"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return err
+		}
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	s := &system{name: "podman",
+		cli: []string{"podman", "--root", filepath.Join(dir, "graph"), "--runroot", filepath.Join(run, "run"),
+			"--runtime", b.podmanRuntime, "--cgroup-manager", "cgroupfs"},
+		env: []string{
+			"CONTAINERS_CONF=" + filepath.Join(dir, "containers.conf"),
+			"CONTAINERS_STORAGE_CONF=" + filepath.Join(dir, "storage.conf"),
+			"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(dir, "registries.conf"),
+			"REGISTRY_AUTH_FILE=" + filepath.Join(dir, "auth.json"),
+			// podman has no mirror setting that cannot fall back: any
+			// registry but loopback is sent to a closed port.
+			"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.0/8,localhost",
+		},
+		runArgs:    []string{"--pull=never", "--network", b.podmanNet, "--cgroup-parent", "/berth-bench-podman"},
+		daemonPids: func() []int { return nil },
+	}
+	b.systems = append(b.systems, s)
+	return nil
+}
+
+// latency runs hyperfine over every system's `run --rm busybox true` and
+// returns the medians.
+func (b *bench) latency(ctx context.Context) (map[string]time.Duration, error) {
+	out := filepath.Join(b.work, "latency.json")
+	args := []string{"-N", "--warmup", "3", "--runs", strconv.Itoa(b.runs), "--export-json", out}
+	var env []string
+	for _, s := range b.systems {
+		args = append(args, "-n", s.name, strings.Join(s.runTrue(), " "))
+		env = append(env, s.env...)
+	}
+	cmd := exec.CommandContext(ctx, "hyperfine", args...)
+	// The systems' variables do not collide (DOCKER_CONFIG is the only
+	// shared name; both docker CLIs may use either).
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("hyperfine: %w", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	var res struct {
+		Results []struct {
+			Command string  `json:"command"`
+			Median  float64 `json:"median"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, err
+	}
+	med := map[string]time.Duration{}
+	for _, r := range res.Results {
+		med[r.Command] = time.Duration(r.Median * float64(time.Second))
+	}
+	return med, nil
+}
+
+// many runs b.n `run --rm busybox true` with par workers and returns the
+// wall time.
+func (b *bench) many(ctx context.Context, s *system, par int) (time.Duration, error) {
+	jobs := make(chan int)
+	errs := make(chan error, b.n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				argv := s.runTrue()
+				cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+				cmd.Env = append(os.Environ(), s.env...)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs <- fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, out)
+				}
+			}
+		}()
+	}
+	for i := 0; i < b.n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	return elapsed, <-errs
+}
+
+// mem is VmRSS and Pss in KiB.
+type mem struct{ rss, pss int }
+
+func (m mem) add(o mem) mem { return mem{m.rss + o.rss, m.pss + o.pss} }
+
+func (m mem) String() string {
+	return fmt.Sprintf("RSS %.1f MiB, Pss %.1f MiB", float64(m.rss)/1024, float64(m.pss)/1024)
+}
+
+func memOf(pid int) mem {
+	rss, pss := testutil.ProcMem(pid)
+	return mem{rss, pss}
+}
+
+func sumMem(pids []int) (m mem) {
+	for _, p := range pids {
+		m = m.add(memOf(p))
+	}
+	return m
+}
+
+func (b *bench) idle() map[string]mem {
+	out := map[string]mem{}
+	for _, s := range b.systems {
+		out[s.name] = sumMem(s.daemonPids())
+	}
+	return out
+}
+
+func readPid(path string) int {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	return pid
+}
+
+func ppid(pid int) int {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+// perContainer is what running containers add, per container.
+type perContainer struct {
+	// keeper: the per-container process (shim, conmon) or, for berth, the
+	// supervisor's growth; daemon: the daemons' growth; ctr: the
+	// container's own process.
+	keeper, daemon, ctr mem
+}
+
+func (b *bench) perContainer(s *system) (perContainer, error) {
+	daemons := s.daemonPids()
+	before := make([]mem, len(daemons))
+	for i, pid := range daemons {
+		before[i] = memOf(pid)
+	}
+	var ids []string
+	for i := 0; i < b.mem; i++ {
+		out, err := s.do(append(append([]string{"run", "-d"}, s.runArgs...), "busybox", "sleep", "1000")...)
+		if err != nil {
+			return perContainer{}, err
+		}
+		f := strings.Fields(out)
+		ids = append(ids, f[len(f)-1])
+	}
+	defer s.do(append([]string{"rm", "-f"}, ids...)...)
+	time.Sleep(2 * time.Second)
+	var keepers, ctrs []int
+	for _, id := range ids {
+		out, err := s.do("inspect", "-f", "{{.State.Pid}}", id)
+		if err != nil {
+			return perContainer{}, err
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(out))
+		ctrs = append(ctrs, pid)
+		if p := ppid(pid); !slices.Contains(daemons, p) && !slices.Contains(keepers, p) {
+			keepers = append(keepers, p)
+		}
+	}
+	n := len(ids)
+	div := func(m mem) mem { return mem{m.rss / n, m.pss / n} }
+	var p perContainer
+	p.ctr = div(sumMem(ctrs))
+	p.keeper = div(sumMem(keepers))
+	for i, pid := range daemons {
+		now := memOf(pid)
+		growth := div(mem{now.rss - before[i].rss, now.pss - before[i].pss})
+		if s.name == "berth" && i == 1 {
+			// The supervisor (berth's second process) keeps every
+			// container: its growth is berth's per-container keeper.
+			p.keeper = p.keeper.add(growth)
+			continue
+		}
+		p.daemon = p.daemon.add(growth)
+	}
+	fmt.Printf("%-8s per container: keeper %s; daemon growth %s; container process %s (%d separate keeper processes)\n",
+		s.name, p.keeper, p.daemon, p.ctr, len(keepers))
+	return p, nil
+}
+
+func ratio(peer, berth time.Duration) string {
+	if berth <= 0 || peer <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1fx", float64(peer)/float64(berth))
+}
+
+func (b *bench) report(lat, seq, par map[string]time.Duration, idleFresh, idleAfter map[string]mem, per map[string]perContainer) {
+	names := make([]string, 0, len(b.systems))
+	for _, s := range b.systems {
+		names = append(names, s.name)
+	}
+	sort.SliceStable(names, func(i, j int) bool { return names[i] == "berth" })
+	fmt.Println("\n## summary (berth's advantage = peer / berth)")
+	row := func(label string, f func(string) string) {
+		fmt.Printf("| %s |", label)
+		for _, n := range names {
+			fmt.Printf(" %s |", f(n))
+		}
+		fmt.Println()
+	}
+	fmt.Printf("| measure | %s |\n|---|%s\n", strings.Join(names, " | "), strings.Repeat("---|", len(names)))
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+	row("`run --rm busybox true`, median", func(n string) string {
+		if n == "berth" {
+			return ms(lat[n])
+		}
+		return ms(lat[n]) + " (" + ratio(lat[n], lat["berth"]) + ")"
+	})
+	for _, x := range []struct {
+		label string
+		m     map[string]time.Duration
+	}{{fmt.Sprintf("%d × run --rm, sequential", b.n), seq}, {fmt.Sprintf("%d × run --rm, %d-way parallel", b.n, b.par), par}} {
+		row(x.label, func(n string) string {
+			s := fmt.Sprintf("%.2f s", x.m[n].Seconds())
+			if n != "berth" {
+				s += " (" + ratio(x.m[n], x.m["berth"]) + ")"
+			}
+			return s
+		})
+	}
+	mib := func(kb int) string { return fmt.Sprintf("%.1f", float64(kb)/1024) }
+	for _, x := range []struct {
+		label string
+		m     map[string]mem
+	}{{"daemon idle RSS / Pss MiB (after pull + 1 run)", idleFresh}, {"daemon idle RSS / Pss MiB (after the runs)", idleAfter}} {
+		row(x.label, func(n string) string {
+			if n == "podman" {
+				return "n/a (no daemon)"
+			}
+			return mib(x.m[n].rss) + " / " + mib(x.m[n].pss)
+		})
+	}
+	row("per running container: keeper (shim / conmon / supervisor growth) RSS / Pss MiB", func(n string) string {
+		return mib(per[n].keeper.rss) + " / " + mib(per[n].keeper.pss)
+	})
+	row("per running container: daemons' growth RSS / Pss MiB", func(n string) string {
+		return mib(per[n].daemon.rss) + " / " + mib(per[n].daemon.pss)
+	})
+	row("per running container: the container's process RSS / Pss MiB", func(n string) string {
+		return mib(per[n].ctr.rss) + " / " + mib(per[n].ctr.pss)
+	})
+	row("per running container: all added RSS / Pss MiB", func(n string) string {
+		t := per[n].keeper.add(per[n].daemon).add(per[n].ctr)
+		return mib(t.rss) + " / " + mib(t.pss)
+	})
+}
+
+// cleanup removes every container, stops the daemons by PID, and removes
+// the peers' state (run.sh removes the work directory afterwards).
+func (b *bench) cleanup() {
+	for _, s := range b.systems {
+		if out, err := s.do("ps", "-aq"); err == nil && strings.TrimSpace(out) != "" {
+			_, _ = s.do(append([]string{"rm", "-f"}, strings.Fields(out)...)...)
+		}
+	}
+	if b.dockerD != nil {
+		b.peer.Stop(b.dockerD, b.dockerX)
+		if err := b.peer.Cleanup(); err != nil {
+			log.Printf("dockerd cleanup: %v", err)
+		}
+	}
+	if b.berthD != nil {
+		stopPid(b.berthD)
+		if pid := readPid(filepath.Join(b.work, "berth", "exec", "supervisor.pid")); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	if b.registry != nil {
+		stopPid(b.registry)
+	}
+	if b.podmanDir != "" {
+		_ = testutil.UnmountUnder(b.podmanDir)
+		_ = testutil.UnmountUnder(filepath.Join(b.work, "podman"))
+		_ = os.RemoveAll(b.podmanDir)
+		for _, cg := range glob("/sys/fs/cgroup/*/berth-bench-podman", "/sys/fs/cgroup/berth-bench-podman") {
+			_ = os.Remove(cg)
+		}
+	}
+}
+
+func glob(patterns ...string) (out []string) {
+	for _, p := range patterns {
+		m, _ := filepath.Glob(p)
+		out = append(out, m...)
+	}
+	return out
+}
+
+func stopPid(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _, _ = cmd.Process.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
