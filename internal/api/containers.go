@@ -558,7 +558,11 @@ func (s *Server) forwardStdin(ctx context.Context, id string, in io.Reader, keys
 		return
 	}
 	defer dst.Close()
-	_, err = io.Copy(dst, newEscapeReader(in, keys))
+	src := in
+	if len(keys) > 0 {
+		src = newEscapeReader(in, keys)
+	}
+	_, err = io.Copy(dst, src)
 	if errors.Is(err, errDetached) {
 		detach()
 		return
@@ -584,6 +588,9 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeErr(w, err)
 		return
+	}
+	if !c.Config.Tty {
+		keys = nil // docker detaches only from a tty: other stdin passes whole
 	}
 	conn, buf, ok := s.hijack(w, r, c.Config.Tty)
 	if !ok {

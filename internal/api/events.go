@@ -13,12 +13,17 @@ import (
 // one key are alternatives), docker's rule.
 type eventFilter map[string][]string
 
+// eventFilterKeys are the keys berth filters on; docker ignores other
+// keys (it neither refuses nor applies them), and so does berth.
 var eventFilterKeys = map[string]bool{
 	"type": true, "event": true, "container": true, "image": true, "label": true, "scope": true,
 }
 
 func (f eventFilter) match(m events.Message) bool {
 	for k, vals := range f {
+		if !eventFilterKeys[k] {
+			continue
+		}
 		ok := false
 		for _, v := range vals {
 			switch k {
@@ -85,12 +90,6 @@ func (s *Server) systemEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeErr(w, err)
 		return
-	}
-	for k := range raw {
-		if !eventFilterKeys[k] {
-			s.writeErr(w, badParam("invalid filter '%s'", k))
-			return
-		}
 	}
 	f := eventFilter(raw)
 	ctx := r.Context()

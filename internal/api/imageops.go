@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	imagetypes "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -316,11 +315,8 @@ func (s *Server) imageHistory(w http.ResponseWriter, r *http.Request, name strin
 		}
 		out = append(out, item)
 	}
-	if len(out) == 0 { // an image without history: one entry per layer
-		for _, l := range d.Layers {
-			out = append(out, imagetypes.HistoryResponseItem{ID: "<missing>", Size: l.Size, Tags: []string{}, Created: created(d)})
-		}
-	}
+	// An image whose config has no history has none to show: docker
+	// answers an empty list too.
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 		out[i], out[j] = out[j], out[i]
 	}
@@ -329,11 +325,4 @@ func (s *Server) imageHistory(w http.ResponseWriter, r *http.Request, name strin
 		out[0].Tags = nonNil(d.RepoTags)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-func created(d image.Details) int64 {
-	if d.Image.Created != nil {
-		return d.Image.Created.Unix()
-	}
-	return time.Time{}.Unix()
 }

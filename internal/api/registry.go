@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -91,14 +90,16 @@ func (s *Server) systemAuth(w http.ResponseWriter, r *http.Request) {
 	rt, err := transport.NewWithContext(ctx, reg, auth, s.transport, []string{reg.Scope(transport.PullScope)})
 	if err == nil {
 		var req *http.Request
-		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+"/v2/", nil); err == nil {
+		endpoint := reg.Scheme() + "://" + reg.RegistryStr() + "/v2/"
+		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil); err == nil {
 			var resp *http.Response
 			if resp, err = (&http.Client{Transport: rt}).Do(req); err == nil {
 				resp.Body.Close()
-				if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-					err = errors.New("incorrect username or password")
-				} else if resp.StatusCode != http.StatusOK {
-					err = fmt.Errorf("registry answered %s", resp.Status)
+				if resp.StatusCode != http.StatusOK {
+					// docker's words for a refused login.
+					s.writeErr(w, fmt.Errorf("login attempt to %s failed with status: %d %s: %w",
+						endpoint, resp.StatusCode, http.StatusText(resp.StatusCode), errdefs.ErrPermissionDenied))
+					return
 				}
 			}
 		}

@@ -109,7 +109,10 @@ func (e *Engine) Top(ctx context.Context, ref, psArgs string) (titles []string, 
 	for _, p := range pids {
 		want[p] = true
 	}
-	return filterPs(out, want)
+	if titles, rows, err = filterPs(out, want); err == nil {
+		e.emitContainer(&c, "top", nil) // docker logs a top event too
+	}
+	return titles, rows, err
 }
 
 // filterPs keeps ps's header and the rows of the wanted pids; the last

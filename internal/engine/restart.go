@@ -47,6 +47,9 @@ func (e *Engine) scheduleRestart(c *Container) {
 		c.restartDelay = min(c.restartDelay*2, restartMaxDelay)
 	}
 	c.State.Restarting = true
+	// Counted when the restart is decided, as docker does: inspect shows
+	// the coming run's count while the container waits in the back-off.
+	c.RestartCount++
 	_ = e.save(c)
 	id := c.ID
 	var t *time.Timer
@@ -76,21 +79,20 @@ func (e *Engine) restart(id string, t *time.Timer) {
 	// State.Restarting stays set until the start replaces the state: a
 	// start takes a while (network setup), and "exited" in between would
 	// tell clients the policy gave up.
-	c.RestartCount++
-	_ = e.save(c)
 	e.mu.Unlock()
 	if err := e.start(context.Background(), id, false); err != nil && !errdefs.IsNotFound(err) {
 		e.log.Warn("restart", "id", id, "err", err)
 		// A container that cannot start is tried again with more back-off,
 		// as docker does, while its policy allows.
 		e.mu.Lock()
-		if c, ok := e.byID[id]; ok {
+		if c, ok := e.byID[id]; ok && c.State.Status == StatusExited {
 			c.State.Restarting = false
-			_ = e.save(c)
-		}
-		if c, ok := e.byID[id]; ok && c.State.Status == StatusExited && shouldRestart(c, c.State.ExitCode, false) {
-			c.State.FinishedAt = time.Now().UTC()
-			e.scheduleRestart(c)
+			if shouldRestart(c, c.State.ExitCode, false) {
+				c.State.FinishedAt = time.Now().UTC()
+				e.scheduleRestart(c)
+			} else {
+				_ = e.save(c)
+			}
 		}
 		e.mu.Unlock()
 	}

@@ -558,7 +558,13 @@ func (s *Service) deleteRecords(ctx context.Context, victims []Image, keep *Imag
 			}
 		}
 		if !deleteImage {
+			if keep == nil {
+				return untagRepoDigests(tx, victims, &out)
+			}
 			return nil
+		}
+		if err := untagRepoDigests(tx, victims, &out); err != nil {
+			return err
 		}
 		refs, err := tx.ListRefs("")
 		if err != nil {
@@ -590,6 +596,44 @@ func (s *Service) deleteRecords(ctx context.Context, victims []Image, keep *Imag
 		return nil, fmt.Errorf("image: remove: %w", err)
 	}
 	return out, nil
+}
+
+// untagRepoDigests drops, as docker's rmi does, the repo digests
+// (repo@sha256:…) of the untagged images' repositories once no tag of
+// that repository names the image any more, and reports each as untagged.
+func untagRepoDigests(tx *meta.Tx, untagged []Image, out *[]RemoveResult) error {
+	rest, err := tx.ListImages()
+	if err != nil {
+		return err
+	}
+	refs, err := tx.ListRefs("")
+	if err != nil {
+		return err
+	}
+	for _, v := range untagged {
+		gone, ok := v.Reference()
+		if !ok {
+			continue
+		}
+		tagged := slices.ContainsFunc(rest, func(r meta.Image) bool {
+			other, ok := fromRecord(r).Reference()
+			return ok && r.Target.Digest == v.Target.Digest && other.Name() == gone.Name()
+		})
+		if tagged {
+			continue
+		}
+		for _, ref := range refs {
+			r, err := ParseReference(ref.Name)
+			if err != nil || ref.Digest != v.Target.Digest || r.IsTagged() || r.Name() != gone.Name() {
+				continue
+			}
+			if err := tx.DeleteRef(ref.Name); err != nil {
+				return err
+			}
+			*out = append(*out, RemoveResult{Untagged: r.Familiar()})
+		}
+	}
+	return nil
 }
 
 func shortID(d digest.Digest) string {

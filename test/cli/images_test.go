@@ -66,8 +66,9 @@ func TestImageVerbs(t *testing.T) {
 	d.must("tag", testImage, reg+"/y")
 	samePush(t, d, reg+"/y") // no tag: "Using default tag: latest"
 
-	// rmi of one of two names only untags; then pull it back.
-	if out := d.must("rmi", ref); out != "Untagged: "+ref+"\n" {
+	// rmi of one of two names only untags (the tag, and the repository's
+	// digest with its last tag, as docker does); then pull it back.
+	if out := d.must("rmi", ref); !strings.HasPrefix(out, "Untagged: "+ref+"\nUntagged: "+reg+"/x@sha256:") || strings.Count(out, "\n") != 2 {
 		t.Errorf("rmi: %q", out)
 	}
 	sameErrors(t, d, "rmi", "nosuch:1")
@@ -106,7 +107,9 @@ func TestImageVerbs(t *testing.T) {
 	if !strings.Contains(screen, "\x1b[J") || !strings.Contains(screen, ": Already exists\r\n") || !strings.HasSuffix(screen, ref+"\r\n") {
 		t.Errorf("pull on a terminal:\n%q", screen)
 	}
-	mustOut(t, d, "Untagged: "+ref+"\n", "image", "rm", ref)
+	if out := d.must("image", "rm", ref); !strings.HasPrefix(out, "Untagged: "+ref+"\nUntagged: "+reg+"/x@sha256:") || strings.Count(out, "\n") != 2 {
+		t.Errorf("image rm: %q", out)
+	}
 	sameErrors(t, d, "image", "rm", ref)
 
 	same(t, d, "history", testImage)

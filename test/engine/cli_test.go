@@ -51,7 +51,9 @@ func TestVersionInfo(t *testing.T) {
 		t.Fatalf("docker version: %q", out)
 	}
 	out = d.mustDocker("info", "--format", "{{.Driver}} {{.LoggingDriver}} {{.Images}}")
-	if out != "overlayfs json-file 1\n" {
+	// berth names its driver as docker 25+ with the containerd image store
+	// does; Debian's docker 20.10 says overlay2.
+	if out != "overlayfs json-file 1\n" && !(onDocker && out == "overlay2 json-file 1\n") {
 		t.Fatalf("docker info: %q", out)
 	}
 	out = d.mustDocker("images", "--format", "{{.Repository}}:{{.Tag}}")
@@ -129,15 +131,16 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("docker %v: exit %d, %q", args, code, errOut)
 		}
 	}
-	resp, body := d.request("POST", "/v1.50/containers/create", "{not json")
-	if resp != 400 || !strings.Contains(body, `"message":"invalid JSON`) {
+	// docker 24+ answers 400 "invalid JSON: …"; Debian's 20.10 still a 500.
+	resp, body := d.request("POST", d.api("/containers/create"), "{not json")
+	if (resp != 400 || !strings.Contains(body, `"message":"invalid JSON`)) && !(onDocker && resp == 500) {
 		t.Errorf("malformed create body: %d %s", resp, body)
 	}
-	resp, body = d.request("GET", "/v1.50/containers/nosuch/json", "")
+	resp, body = d.request("GET", d.api("/containers/nosuch/json"), "")
 	if resp != 404 || body != `{"message":"No such container: nosuch"}`+"\n" {
 		t.Errorf("unknown container: %d %q", resp, body)
 	}
-	resp, body = d.request("GET", "/v1.50/nothing/here", "")
+	resp, body = d.request("GET", d.api("/nothing/here"), "")
 	if resp != 404 || !strings.Contains(body, `"message":"page not found"`) {
 		t.Errorf("unknown route: %d %s", resp, body)
 	}

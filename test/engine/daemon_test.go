@@ -3,6 +3,11 @@
 // and socket; cleanup removes every container through the API, stops the
 // daemon and its supervisor by pid, and checks that no mount, cgroup or
 // process is left behind.
+//
+// BERTH_TEST_TARGET=docker runs the same tests against a private dockerd
+// (Debian docker.io, internal/testutil/dockerd) instead, so what berth
+// claims to share with docker is checked against docker; tests that look
+// at berth's internals skip there (berthOnly).
 package engine_test
 
 import (
@@ -23,11 +28,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/image/imagetest"
+	"github.com/berth-dev/berth/internal/imagearchive"
 	"github.com/berth-dev/berth/internal/network/nettest"
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/dockerd"
 )
+
+// onDocker is set by BERTH_TEST_TARGET=docker: the tests drive a private
+// dockerd instead of berth.
+var onDocker = os.Getenv("BERTH_TEST_TARGET") == "docker"
+
+// berthOnly skips a test (or the rest of one) that inspects berth's own
+// internals when the suite runs against dockerd.
+func berthOnly(t testing.TB, why string) {
+	t.Helper()
+	if onDocker {
+		t.Skip("BERTH_TEST_TARGET=docker: " + why)
+	}
+}
 
 const (
 	dockerCLI = "/usr/local/bin/docker"
@@ -69,7 +90,15 @@ type daemon struct {
 	logs     *bytes.Buffer
 	exited   chan struct{}
 	net      nettest.Names // its own bridge and nftables table
+	// peer is the private dockerd in BERTH_TEST_TARGET=docker mode.
+	peer *dockerd.Daemon
+	// version is the API version raw requests use (see api): dockerd
+	// 20.10 answers up to 1.41.
+	version string
 }
+
+// api prefixes an API path with the version both targets speak.
+func (d *daemon) api(path string) string { return "/v" + d.version + path }
 
 // seedImage puts the busybox test image into root's image store before a
 // daemon opens it (bbolt allows one process at a time).
@@ -78,11 +107,30 @@ func seedImage(t testing.TB, root string, seeds ...func(testing.TB, *image.Servi
 	if err != nil {
 		t.Fatal(err)
 	}
-	imagetest.Create(t, s, testImage)
+	if onDocker {
+		createFlat(t, s)
+	} else {
+		imagetest.Create(t, s, testImage)
+	}
 	for _, seed := range seeds {
 		seed(t, s)
 	}
 	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createFlat makes the test image as one layer holding the tree the
+// three layers of imagetest's image unpack to: docker's overlay2 cannot
+// apply that image's second layer, which hardlinks a file of the first
+// (berth can).
+func createFlat(t testing.TB, s *image.Service) {
+	_, tree := imagetest.Layers(t)
+	var layer bytes.Buffer
+	if err := archive.Tar(context.Background(), tree, &layer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateFromLayers(context.Background(), testImage, imagetest.Config(), &layer); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -96,27 +144,88 @@ func startDaemon(t *testing.T, seeds ...func(testing.TB, *image.Service)) *daemo
 	dir := t.TempDir()
 	d := &daemon{
 		t: t, root: filepath.Join(dir, "root"), execRoot: filepath.Join(dir, "exec"),
-		sock: filepath.Join(dir, "berth.sock"), net: nettest.New(),
+		sock: filepath.Join(dir, "berth.sock"), net: nettest.New(), version: "1.50",
 	}
 	seedImage(t, d.root, seeds...)
+	if onDocker {
+		d.startDocker(t, dir)
+		return d
+	}
 	d.start()
 	t.Cleanup(d.cleanup)
 	return d
 }
 
+// startDocker starts a private dockerd (live restore on, as berth always
+// is) with a loopback berth registry as its mirror, and loads the images
+// seeded into d.root's berth store with `docker load`.
+func (d *daemon) startDocker(t *testing.T, dir string) {
+	requireDockerCLI(t)
+	if err := dockerd.Available(); err != nil {
+		t.Skip(err)
+	}
+	peer, err := dockerd.Prepare(dockerd.Options{Dir: filepath.Join(dir, "dockerd"), Mirror: startRegistry(t), LiveRestore: true, LogLevel: "info"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.peer, d.sock, d.version = peer, peer.Sock, "1.41"
+	d.execRoot = peer.ExecRoot()
+	t.Cleanup(func() {
+		if err := peer.Cleanup(); err != nil {
+			t.Logf("dockerd cleanup: %v", err)
+		}
+	})
+	d.start()
+	t.Cleanup(d.cleanup)
+	archive := filepath.Join(dir, "images.tar")
+	saveSeeded(t, d.root, archive)
+	d.mustDocker("load", "-i", archive)
+}
+
+// saveSeeded writes every image of root's berth store to path as a
+// `docker save` tarball.
+func saveSeeded(t testing.TB, root, path string) {
+	ctx := context.Background()
+	s, err := image.Open(ctx, root, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	list, err := s.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, img := range list {
+		names = append(names, img.RepoTags...)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := imagearchive.New(s).Save(ctx, f, names...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (d *daemon) start() {
 	d.t.Helper()
 	d.logs = &bytes.Buffer{}
-	d.cmd = exec.Command(binary(d.t), "daemon", "--root", d.root, "--exec-root", d.execRoot,
-		"--host", "unix://"+d.sock, "--config", filepath.Join(d.root, "no-daemon.json"), "--log-level", "debug")
+	if d.peer != nil {
+		d.cmd = d.peer.Command()
+	} else {
+		d.cmd = exec.Command(binary(d.t), "daemon", "--root", d.root, "--exec-root", d.execRoot,
+			"--host", "unix://"+d.sock, "--config", filepath.Join(d.root, "no-daemon.json"), "--log-level", "debug")
+		_ = os.WriteFile(filepath.Join(d.root, "no-daemon.json"), []byte(d.net.ConfigJSON()), 0o600)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	_ = os.WriteFile(filepath.Join(d.root, "no-daemon.json"), []byte(d.net.ConfigJSON()), 0o600)
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
 	d.exited = make(chan struct{})
 	go func() { _ = d.cmd.Wait(); close(d.exited) }()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if resp, err := d.http().Get("http://berth/_ping"); err == nil {
 			resp.Body.Close()
@@ -224,6 +333,12 @@ func (d *daemon) cleanup() {
 			_ = d.cmd.Process.Kill()
 			<-d.exited
 		}
+	}
+	if d.peer != nil {
+		if t.Failed() {
+			t.Logf("dockerd log:\n%s", tail(d.logs.String(), 6000))
+		}
+		return // dockerd's leftovers are removed by peer.Cleanup
 	}
 	leftovers := d.runtimeIDs()
 	if pid := d.supervisorPid(); pid > 0 {

@@ -77,8 +77,9 @@ func TestPushPull(t *testing.T) {
 	if out := d.mustDocker("push", ref); !strings.Contains(out, "Layer already exists") {
 		t.Fatalf("second docker push:\n%s", out)
 	}
+	// The repository's last tag goes, and with it its repo digest.
 	out = d.mustDocker("rmi", ref)
-	if out != "Untagged: "+ref+"\n" {
+	if lines := strings.Split(out, "\n"); len(lines) != 3 || lines[0] != "Untagged: "+ref || !strings.HasPrefix(lines[1], "Untagged: "+reg+"/x@sha256:") {
 		t.Fatalf("docker rmi of one of two names: %q", out)
 	}
 	out = d.mustDocker("rmi", testImage)
@@ -145,7 +146,8 @@ func TestSaveLoadImport(t *testing.T) {
 	if out := d.mustDocker("run", "--rm", testImage, "echo", "loaded"); out != "loaded\n" {
 		t.Fatalf("run of the loaded image: %q", out)
 	}
-	if out := d.mustDocker("history", "-q", testImage); len(strings.Fields(out)) == 0 {
+	// The test image's config records no history: docker shows none.
+	if out := d.mustDocker("history", "-q", testImage); out != "" {
 		t.Fatalf("docker history: %q", out)
 	}
 
@@ -174,7 +176,8 @@ func TestSaveLoadImport(t *testing.T) {
 	if out := d.mustDocker("images", "--format", "{{.Repository}}"); out != "busybox\n" {
 		t.Fatalf("images after prune: %q", out)
 	}
-	if _, errOut, code := d.docker("save", "nosuch:1"); code == 0 || !strings.Contains(errOut, "No such image") {
+	// Debian's docker 20.10 says "reference does not exist" here.
+	if _, errOut, code := d.docker("save", "nosuch:1"); code == 0 || (!strings.Contains(errOut, "No such image") && !(onDocker && strings.Contains(errOut, "reference does not exist"))) {
 		t.Fatalf("save of an unknown image: exit %d, %q", code, errOut)
 	}
 }
@@ -199,7 +202,7 @@ func TestLoginPush(t *testing.T) {
 		t.Fatalf("push without credentials: exit %d, %q", code, errOut)
 	}
 	if _, errOut, code := d.dockerIn(strings.NewReader("wrong"), "login", "-u", "alice", "--password-stdin", reg); code == 0 ||
-		!strings.Contains(errOut, "incorrect username or password") {
+		!strings.Contains(errOut, "login attempt to http://"+reg+"/v2/ failed with status: 401 Unauthorized") {
 		t.Fatalf("login with a wrong password: exit %d, %q", code, errOut)
 	}
 	out, errOut, code := d.dockerIn(strings.NewReader("secret"), "login", "-u", "alice", "--password-stdin", reg)

@@ -1,13 +1,12 @@
 package engine_test
 
 import (
-	"fmt"
 	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestMeasure prints the figures issue 5 asks for (daemon+supervisor idle
@@ -18,6 +17,7 @@ func TestMeasure(t *testing.T) {
 	if os.Getenv("BERTH_MEASURE") != "1" {
 		t.Skip("set BERTH_MEASURE=1")
 	}
+	berthOnly(t, "measures berth's daemon and supervisor; bench/engine compares with dockerd")
 	d := startDaemon(t)
 	d.mustDocker("run", "--rm", testImage, "true") // warm caches
 	time.Sleep(time.Second)
@@ -66,19 +66,4 @@ func TestMeasure(t *testing.T) {
 func mib(kb int) float64 { return float64(kb) / 1024 }
 
 // memOf returns VmRSS and Pss (KiB) of pid.
-func memOf(pid int) (rss, pss int) {
-	field := func(path, key string) int {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return 0
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, key); ok {
-				n, _ := strconv.Atoi(strings.Fields(v)[0])
-				return n
-			}
-		}
-		return 0
-	}
-	return field(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:"), field(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:")
-}
+func memOf(pid int) (rss, pss int) { return testutil.ProcMem(pid) }

@@ -147,16 +147,54 @@ func TestTty(t *testing.T) {
 }
 
 // TestDetachKeys: a raw API client (the docker CLI strips the keys itself)
-// typing the detach sequence ends its attach; the container runs on.
+// typing the detach sequence into a tty container's attach ends the
+// attach and the container runs on; without a tty docker applies no
+// detach keys, and the bytes reach the container.
 func TestDetachKeys(t *testing.T) {
 	d := startDaemon(t)
-	d.mustDocker("run", "-d", "-i", "--name", "dk", testImage, "cat")
+	d.mustDocker("run", "-d", "-i", "-t", "--name", "dk", testImage, "cat")
+	br, conn := d.rawAttach(t, "dk", "ctrl-a,x")
+	_, _ = io.WriteString(conn, "hi\n")
+	var seen []byte
+	for !bytes.Contains(seen, []byte("hi")) {
+		b, err := br.ReadByte()
+		if err != nil {
+			t.Fatalf("echo through attach: %q %v", seen, err)
+		}
+		seen = append(seen, b)
+	}
+	_, _ = io.WriteString(conn, "\x01x")
+	if rest, err := io.ReadAll(br); err != nil || bytes.Contains(rest, []byte("x")) {
+		t.Fatalf("attach after the detach keys: %q %v", rest, err)
+	}
+	if o := d.mustDocker("inspect", "-f", "{{.State.Status}}", "dk"); o != "running\n" {
+		t.Fatalf("container after detach: %q", o)
+	}
+
+	d.mustDocker("run", "-d", "-i", "--name", "nt", testImage, "cat")
+	br, conn = d.rawAttach(t, "nt", "ctrl-a,x")
+	_, _ = io.WriteString(conn, "\x01x\n")
+	var hdr [8]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		t.Fatalf("echo through a non-tty attach: %v", err)
+	}
+	line := make([]byte, hdr[7])
+	if _, err := io.ReadFull(br, line); err != nil || string(line) != "\x01x\n" {
+		t.Fatalf("the detach keys without a tty reached cat as: %q %v", line, err)
+	}
+}
+
+// rawAttach attaches to a container's stdin and stdout over a hijacked
+// API connection with the given detach keys; the reader starts after the
+// response headers and has a 10 s deadline.
+func (d *daemon) rawAttach(t *testing.T, name, keys string) (*bufio.Reader, net.Conn) {
 	conn, err := net.Dial("unix", d.sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1.50/containers/dk/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-a,x HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+		d.api("/containers/"+name+"/attach?stream=1&stdin=1&stdout=1&detachKeys="+keys))
 	br := bufio.NewReader(conn)
 	for {
 		l, err := br.ReadString('\n')
@@ -167,21 +205,6 @@ func TestDetachKeys(t *testing.T) {
 			break
 		}
 	}
-	_, _ = io.WriteString(conn, "hi\n")
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var hdr [8]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil {
-		t.Fatalf("echo through attach: %v", err)
-	}
-	line := make([]byte, hdr[7])
-	if _, err := io.ReadFull(br, line); err != nil || string(line) != "hi\n" {
-		t.Fatalf("echo through attach: %q %v", line, err)
-	}
-	_, _ = io.WriteString(conn, "\x01x")
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Fatalf("attach after the detach keys: %v", err)
-	}
-	if o := d.mustDocker("inspect", "-f", "{{.State.Status}}", "dk"); o != "running\n" {
-		t.Fatalf("container after detach: %q", o)
-	}
+	return br, conn
 }
