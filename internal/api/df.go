@@ -69,12 +69,13 @@ func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
 	verbose := boolParam(r, "verbose")
 	var out system.DiskUsage
 	if want(system.ImageObject) {
-		iu := &imagetypes.DiskUsage{TotalCount: int64(len(du.Images)), TotalSize: du.LayersSize}
+		// Reclaimable as docker counts it: all but what the images in
+		// use hold alone.
+		iu := &imagetypes.DiskUsage{TotalCount: int64(len(du.Images)), TotalSize: du.LayersSize, Reclaimable: du.LayersSize}
 		for _, im := range du.Images {
 			if im.Containers > 0 {
 				iu.ActiveCount++
-			} else {
-				iu.Reclaimable += im.Size - im.SharedSize
+				iu.Reclaimable -= im.Size - im.SharedSize
 			}
 		}
 		if verbose {

@@ -84,11 +84,15 @@ func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
 	cfg := &dockerspec.DockerOCIImageConfig{ImageConfig: d.Image.Config}
 	// docker's own fields (Healthcheck, OnBuild, Shell) are only in the
 	// config blob: the image service decodes the OCI subset.
+	var comment struct {
+		Comment string `json:"comment"` // docker commit's message
+	}
 	if raw, err := content.ReadBlob(r.Context(), s.images.Content(), d.Config); err == nil {
 		var full dockerspec.DockerOCIImage
 		if json.Unmarshal(raw, &full) == nil {
 			cfg = &full.Config
 		}
+		_ = json.Unmarshal(raw, &comment)
 	}
 	resp := imagetypes.InspectResponse{
 		ID:           d.ID.String(),
@@ -96,6 +100,7 @@ func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
 		RepoDigests:  nonNil(d.RepoDigests),
 		Created:      created,
 		Author:       d.Image.Author,
+		Comment:      comment.Comment,
 		Config:       cfg,
 		Architecture: d.Image.Architecture,
 		Variant:      d.Image.Variant,

@@ -72,7 +72,13 @@ func (s *Service) AppendLayer(ctx context.Context, name, base string, cfg v1.Ima
 	if docker {
 		m.MediaType, configType = MediaTypeDockerManifest, MediaTypeDockerConfig
 	}
-	if m.Config, _, err = s.WriteJSON(ctx, op, configType, cfg); err != nil {
+	// docker keeps a commit's message in the config too ("comment"),
+	// where image inspect reads it.
+	withComment := struct {
+		v1.Image
+		Comment string `json:"comment,omitempty"`
+	}{cfg, hist.Comment}
+	if m.Config, _, err = s.WriteJSON(ctx, op, configType, withComment); err != nil {
 		return Image{}, err
 	}
 	target, _, err := s.WriteJSON(ctx, op, m.MediaType, m)

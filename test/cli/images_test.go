@@ -15,7 +15,7 @@ import (
 
 // registry runs `berth registry serve` on a free loopback port (plain
 // HTTP, as docker uses for 127.0.0.0/8) and returns its address.
-func registry(t *testing.T) string {
+func registry(t *testing.T, flags ...string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -24,7 +24,7 @@ func registry(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	var out bytes.Buffer
-	cmd := exec.Command(berthBinary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled")
+	cmd := exec.Command(berthBinary(t), append([]string{"registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled"}, flags...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,4 +66,81 @@ func TestCopyCLI(t *testing.T) {
 	if b, k := d.berth("cp", "c1:/srv/d"), d.docker("cp", "c1:/srv/d"); b.code != k.code {
 		t.Errorf("cp with one argument: exit %d, docker %d", b.code, k.code)
 	}
+}
+
+// TestOpsCLI: diff, export, commit, update, system df/prune through berth,
+// with docker's CLI giving the same output where the output is the daemon's.
+func TestOpsCLI(t *testing.T) {
+	d := startDaemon(t)
+	d.must("run", "--name", "c1", testImage, "sh", "-c", "echo hi > /hello && rm /etc/group && mkdir /newdir")
+	if out := same(t, d, "diff", "c1"); !strings.Contains(out, "A /hello\n") || !strings.Contains(out, "D /etc/group\n") || !strings.Contains(out, "A /newdir\n") {
+		t.Errorf("diff: %q", out)
+	}
+	if out := same(t, d, "export", "c1"); !strings.Contains(out, "hello") {
+		t.Errorf("export: %d bytes", len(out))
+	}
+	dir := t.TempDir()
+	d.must("export", "-o", filepath.Join(dir, "c1.tar"), "c1")
+	if b, err := os.ReadFile(filepath.Join(dir, "c1.tar")); err != nil || !strings.Contains(string(b), "hello") {
+		t.Errorf("export -o: %v", err)
+	}
+	id := strings.TrimSpace(d.must("commit", "-m", "msg", "-a", "me", "-c", `CMD ["cat", "/hello"]`, "c1", "snap:1"))
+	if !strings.HasPrefix(id, "sha256:") {
+		t.Fatalf("commit: %q", id)
+	}
+	mustOut(t, d, "hi\n", "run", "--rm", "snap:1")
+	mustOut(t, d, "me msg\n", "image", "inspect", "-f", "{{.Author}} {{.Comment}}", "snap:1")
+	d.must("run", "-d", "--name", "r1", testImage, "sleep", "1000")
+	mustOut(t, d, "r1\n", "update", "-m", "48m", "--cpus", "0.5", "--restart", "unless-stopped", "r1")
+	mustOut(t, d, "50331648 500000000 unless-stopped\n", "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}", "r1")
+	same(t, d, "ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}")
+	same(t, d, "system", "df")
+	same(t, d, "system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Active}} {{.Size}} {{.Reclaimable}}")
+	if out := d.must("system", "df", "-v"); !strings.Contains(out, "Images space usage:") || !strings.Contains(out, "snap") || !strings.Contains(out, "r1") {
+		t.Errorf("system df -v:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"diff", "nosuch"}, {"export", "nosuch"}, {"commit", "nosuch"}, {"commit", "c1", "Bad:Name"},
+		{"commit", "-c", "RUN true", "c1", "x:1"}, {"update", "-m", "64m", "nosuch"}, {"update", "-m", "1m", "r1"},
+		{"update", "r1"}, {"update", "--restart", "bogus", "r1"},
+	} {
+		sameErrors(t, d, args...)
+	}
+	d.must("stop", "-t", "0", "r1")
+	out := d.must("system", "prune", "-f")
+	if !strings.Contains(out, "Deleted Containers:\n") || !strings.Contains(out, "Total reclaimed space:") {
+		t.Errorf("system prune -f:\n%s", out)
+	}
+	if out := d.must("ps", "-aq"); out != "" {
+		t.Errorf("containers after system prune: %q", out)
+	}
+	// "no" is an answer: nothing happens, exit 0.
+	d.must("create", "--name", "kept", testImage, "true")
+	r := runIn(t, d, "n\n", "system", "prune")
+	if r.code != 0 || !strings.Contains(r.out, "WARNING! This will remove:\n  - all stopped containers\n") || !strings.Contains(r.out, "Are you sure you want to continue? [y/N] ") {
+		t.Errorf("system prune answered no: exit %d, %q %q", r.code, r.out, r.err)
+	}
+	mustOut(t, d, "kept\n", "ps", "-a", "--format", "{{.Names}}")
+	out = d.must("system", "prune", "-a", "-f", "--volumes")
+	if !strings.Contains(out, "Deleted Images:\n") || !strings.Contains(out, "untagged: snap:1") {
+		t.Errorf("system prune -a -f --volumes:\n%s", out)
+	}
+}
+
+// runIn runs berth with stdin.
+func runIn(t *testing.T, d *daemon, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(berthBinary(t), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, d.env()...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	r := result{out: o.String(), err: e.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

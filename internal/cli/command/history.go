@@ -129,26 +129,31 @@ func (c *CLI) saveCommand() *cobra.Command {
 		}
 		defer rc.Close()
 		if output != "" {
-			// Written beside the target and renamed, so a failed save
-			// never leaves half an archive under the name asked for.
-			f, err := os.CreateTemp(dirOf(output), ".berth-save-*")
-			if err != nil {
-				return fmt.Errorf("failed to save image: %w", err)
-			}
-			defer os.Remove(f.Name())
-			if _, err := io.Copy(f, rc); err != nil {
-				f.Close()
-				return fmt.Errorf("failed to save image: %w", err)
-			}
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("failed to save image: %w", err)
-			}
-			return os.Rename(f.Name(), output)
+			return writeAtomically(output, rc, "failed to save image")
 		}
 		_, err = io.Copy(out, rc)
 		return err
 	})
 	return cmd
+}
+
+// writeAtomically writes r to path through a temporary file beside it,
+// renamed at the end, so a failed copy never leaves half an archive under
+// the name asked for; errors start with what.
+func writeAtomically(path string, r io.Reader, what string) error {
+	f, err := os.CreateTemp(dirOf(path), ".berth-*")
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return os.Rename(f.Name(), path)
 }
 
 func dirOf(path string) string {

@@ -72,7 +72,7 @@ func (c *CLI) pull(ctx context.Context, api *client.Client, name string, out io.
 }
 
 func (c *CLI) pullAll(ctx context.Context, api *client.Client, name string, all bool, out io.Writer) error {
-	stream, err := api.ImagePull(ctx, name, client.ImagePullOptions{All: all})
+	stream, err := api.ImagePull(ctx, name, client.ImagePullOptions{All: all, RegistryAuth: c.registryAuth(name)})
 	if err != nil {
 		return c.explain(err)
 	}
@@ -115,7 +115,11 @@ func (c *CLI) pushCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		stream, err := api.ImagePush(ctx, reference.FamiliarString(ref), client.ImagePushOptions{All: all, RegistryAuth: "e30="})
+		pushAuth := c.registryAuth(reference.FamiliarString(ref))
+		if pushAuth == "" {
+			pushAuth = "e30=" // "{}": anonymous
+		}
+		stream, err := api.ImagePush(ctx, reference.FamiliarString(ref), client.ImagePushOptions{All: all, RegistryAuth: pushAuth})
 		if err != nil {
 			return c.explain(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/docker/go-units"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
@@ -85,18 +86,26 @@ func (c *CLI) imagePruneCommand() *cobra.Command {
 		func(ctx context.Context, api *client.Client, f client.Filters) (string, uint64, error) {
 			f.Add("dangling", fmt.Sprint(!all))
 			res, err := api.ImagePrune(ctx, client.ImagePruneOptions{Filters: f})
-			if err != nil || len(res.Report.ImagesDeleted) == 0 {
+			if err != nil {
 				return "", 0, err
 			}
-			var b strings.Builder
-			b.WriteString("Deleted Images:\n")
-			for _, d := range res.Report.ImagesDeleted {
-				if d.Untagged != "" {
-					fmt.Fprintf(&b, "untagged: %s\n", d.Untagged)
-				} else {
-					fmt.Fprintf(&b, "deleted: %s\n", d.Deleted)
-				}
-			}
-			return b.String(), res.Report.SpaceReclaimed, nil
+			return deletedImages(res.Report.ImagesDeleted), res.Report.SpaceReclaimed, nil
 		})
+}
+
+// deletedImages is an image prune's report, docker's lines ("" for none).
+func deletedImages(ds []image.DeleteResponse) string {
+	if len(ds) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("Deleted Images:\n")
+	for _, d := range ds {
+		if d.Untagged != "" {
+			fmt.Fprintf(&b, "untagged: %s\n", d.Untagged)
+		} else {
+			fmt.Fprintf(&b, "deleted: %s\n", d.Deleted)
+		}
+	}
+	return b.String()
 }
