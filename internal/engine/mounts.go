@@ -47,6 +47,13 @@ type MountPoint struct {
 	CreateSource bool `json:",omitempty"`
 	// TmpfsData is a tmpfs mount's options (size=…,mode=…).
 	TmpfsData string `json:",omitempty"`
+	// NonRecursive: bind-recursive=disabled, the submounts of the source
+	// are not bound.
+	NonRecursive bool `json:",omitempty"`
+	// ReadOnlyTopOnly: bind-recursive=writable, read-only but the
+	// submounts keep their own flags (docker before 25). Otherwise a
+	// read-only bind or volume is read-only through all its submounts.
+	ReadOnlyTopOnly bool `json:",omitempty"`
 }
 
 // API returns the inspect form.
@@ -275,6 +282,11 @@ func parseMount(m mount.Mount) (MountPoint, error) {
 				mp.Propagation = bo.Propagation
 			}
 			mp.CreateSource = bo.CreateMountpoint
+			mp.NonRecursive = bo.NonRecursive
+			mp.ReadOnlyTopOnly = bo.ReadOnlyNonRecursive
+			if bo.ReadOnlyForceRecursive && bo.Propagation != "" && bo.Propagation != mount.PropagationRPrivate {
+				return MountPoint{}, mountErr(t, "BindOptions.ReadOnlyForceRecursive requires BindOptions.Propagation to be 'rprivate'")
+			}
 		}
 		if _, err := os.Stat(mp.Source); err != nil && !mp.CreateSource {
 			if errors.Is(err, os.ErrNotExist) {
@@ -615,8 +627,16 @@ func bindSpec(mp MountPoint, src string) specs.Mount {
 		prop = string(mount.PropagationRPrivate)
 	}
 	o := []string{"rbind", prop}
+	if mp.NonRecursive {
+		o[0] = "bind"
+	}
 	if !mp.RW {
 		o = append(o, "ro")
+		if !mp.ReadOnlyTopOnly && !mp.NonRecursive {
+			// docker 25+: read-only all the way down (mount_setattr,
+			// Linux 5.12+; the runtime refuses it on older kernels).
+			o = append(o, "rro")
+		}
 	}
 	return specs.Mount{Destination: mp.Destination, Type: "bind", Source: src, Options: o}
 }

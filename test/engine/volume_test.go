@@ -267,6 +267,33 @@ func TestBindPropagation(t *testing.T) {
 	c.must(t, d, "rm", "-f", id)
 }
 
+// TestReadOnlyRecursive: a read-only bind is read-only in the source's
+// submounts too (docker 25+), unless bind-recursive=writable.
+func TestReadOnlyRecursive(t *testing.T) {
+	d := startDaemon(t)
+	src := t.TempDir()
+	sub := filepath.Join(src, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(sub, syscall.MNT_DETACH) })
+	for _, c := range d.clis() {
+		for _, args := range [][]string{{"-v", src + ":/s:ro"}, {"--mount", "type=bind,src=" + src + ",dst=/s,ro"}} {
+			out, errOut, code := c.run(append(append([]string{"run", "--rm"}, args...), testImage, "touch", "/s/sub/x")...)
+			if code != 1 || !strings.Contains(errOut, "Read-only file system") {
+				t.Fatalf("%s %v: write below a read-only bind: exit %d %q %q", c.name, args, code, out, errOut)
+			}
+		}
+		c.must(t, d, "run", "--rm", "--mount", "type=bind,src="+src+",dst=/s,ro,bind-recursive=writable", testImage, "touch", "/s/sub/x")
+		if got := c.must(t, d, "run", "--rm", "--mount", "type=bind,src="+src+",dst=/s,bind-recursive=disabled", testImage, "ls", "/s/sub"); got != "" {
+			t.Fatalf("%s: bind-recursive=disabled shows the submount: %q", c.name, got)
+		}
+	}
+}
+
 // TestMountErrors: bad specs get docker's errors and leave nothing behind.
 func TestMountErrors(t *testing.T) {
 	d := startDaemon(t)
