@@ -166,6 +166,22 @@ func (bd *build) imageState(ctx context.Context, ref string) (state, error) {
 	if err := json.Unmarshal(raw, &st.cfg); err != nil {
 		return st, fmt.Errorf("decode config of %s: %w", ref, err)
 	}
+	// A base without a history entry per layer (imported, hand-made)
+	// gets placeholders first, so the history stays in step with the
+	// layers the build adds (podman and others check that it is).
+	nonEmpty := 0
+	for _, h := range st.cfg.History {
+		if !h.EmptyLayer {
+			nonEmpty++
+		}
+	}
+	if missing := len(st.cfg.RootFS.DiffIDs) - nonEmpty; missing > 0 {
+		pad := make([]v1.History, missing)
+		for i := range pad {
+			pad[i] = v1.History{Created: st.cfg.Created, Comment: "base layer without history"}
+		}
+		st.cfg.History = append(pad, st.cfg.History...)
+	}
 	// Normalise through our own encoding, so a clone is exact.
 	return st, st.seal()
 }

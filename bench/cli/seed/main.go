@@ -49,7 +49,7 @@ func seed(ctx context.Context, root, name string) error {
 	cfg := v1.Image{Config: v1.ImageConfig{
 		Cmd: []string{"sh"},
 		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-	}}
+	}, History: []v1.History{{CreatedBy: "berth bench seed: busybox-static"}}} // podman wants one entry per layer
 	if _, err := s.CreateFromLayers(ctx, name, cfg, pr); err != nil {
 		return fmt.Errorf("create image: %w", err)
 	}
