@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestCopyCLI: berth cp both ways against a running and a stopped
@@ -130,7 +132,13 @@ func TestOpsCLI(t *testing.T) {
 // runIn runs berth with stdin.
 func runIn(t *testing.T, d *daemon, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(berthBinary(t), args...)
+	return runBinIn(t, d, berthBinary(t), stdin, args...)
+}
+
+// runBinIn runs bin (berth or docker) against d with stdin.
+func runBinIn(t *testing.T, d *daemon, bin, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, d.env()...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e strings.Builder
@@ -143,4 +151,57 @@ func runIn(t *testing.T, d *daemon, stdin string, args ...string) result {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestLoginCLI: berth login against berth's registry with htpasswd auth
+// (wrong then right password), push and pull with the stored credentials,
+// logout; the credentials file is docker's, so both CLIs share a login.
+func TestLoginCLI(t *testing.T) {
+	d := startDaemon(t)
+	h, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(pw, []byte("alice:"+string(h)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := registry(t, "--htpasswd", pw)
+	ref := reg + "/private/bb:1"
+	d.must("tag", testImage, ref)
+	if r := d.berth("push", ref); r.code == 0 {
+		t.Fatalf("push without credentials succeeded: %q", r.out)
+	}
+	b := runIn(t, d, "wrong\n", "login", "-u", "alice", "--password-stdin", reg)
+	k := runBinIn(t, d, dockerCLI, "wrong\n", "login", "-u", "alice", "--password-stdin", reg)
+	if b.code != k.code || b.err != k.err || b.code == 0 {
+		t.Errorf("login with a wrong password:\nberth  %d %q\ndocker %d %q", b.code, b.err, k.code, k.err)
+	}
+	b = runIn(t, d, "s3cret\n", "login", "-u", "alice", "--password-stdin", reg)
+	if b.code != 0 || b.out != "Login Succeeded\n" {
+		t.Fatalf("login: exit %d, %q %q", b.code, b.out, b.err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(d.dir, "docker-config", "config.json"))
+	if err != nil || !strings.Contains(string(cfg), `"`+reg+`"`) {
+		t.Fatalf("credentials not stored in docker's config file: %s %v", cfg, err)
+	}
+	if out := d.must("push", ref); !strings.Contains(out, "1: digest: sha256:") {
+		t.Fatalf("push with credentials:\n%s", out)
+	}
+	d.must("rmi", ref)
+	if out := d.must("pull", ref); !strings.Contains(out, "Status: Downloaded newer image for "+ref) && !strings.Contains(out, "Image is up to date") {
+		t.Fatalf("pull with credentials:\n%s", out)
+	}
+	mustOut(t, d, "ok\n", "run", "--rm", ref, "echo", "ok")
+	// docker's CLI uses the login berth stored.
+	if r := d.docker("push", ref); r.code != 0 {
+		t.Fatalf("docker push with berth's login: %d %s", r.code, r.err)
+	}
+	mustOut(t, d, "Removing login credentials for "+reg+"\n", "logout", reg)
+	if r := d.berth("pull", ref); r.code == 0 {
+		t.Fatal("pull after logout succeeded")
+	}
+	same(t, d, "logout", reg)
+	sameErrors(t, d, "login", "-u", "alice", "--password-stdin", "-p", "x", reg)
+	sameErrors(t, d, "login", "--password-stdin", reg)
 }

@@ -220,16 +220,6 @@ func (c *CLI) logoutCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		loggedIn := false
-		for _, k := range keys {
-			if _, ok := cfg.AuthConfigs[k]; ok {
-				loggedIn = true
-			}
-		}
-		if !loggedIn && cfg.CredentialsStore == "" && len(cfg.CredentialHelpers) == 0 {
-			fmt.Fprintf(c.Out, "Not logged in to %s\n", host)
-			return nil
-		}
 		fmt.Fprintln(c.Out, "Removing login credentials for", host)
 		var failed []string
 		for _, k := range keys {
