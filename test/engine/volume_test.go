@@ -414,3 +414,43 @@ func TestImageVolumes(t *testing.T) {
 		})
 	}
 }
+
+// TestVolumeAPI: the raw volume routes, their status codes and docker's
+// error shape, and HostConfig.Mounts through the Go client.
+func TestVolumeAPI(t *testing.T) {
+	d := startDaemon(t)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"POST", "/v1.45/volumes/create", `{"Name":"api1","Labels":{"a":"b"},"DriverOpts":{}}`, 201, `"Name":"api1"`},
+		{"POST", "/volumes/create", `{"Name":"api1"}`, 201, `"Labels":{"a":"b"}`},
+		{"POST", "/volumes/create", `{"Name":"x","Driver":"nfsplugin"}`, 404, `{"message":"create x: error looking up volume plugin nfsplugin: plugin \"nfsplugin\" not found"}`},
+		{"POST", "/volumes/create", `{"Name":"bad/name"}`, 400, `includes invalid characters`},
+		{"POST", "/volumes/create", `{`, 400, `invalid JSON`},
+		{"GET", "/volumes/api1", "", 200, `"Scope":"local"`},
+		{"GET", "/volumes/nope", "", 404, `{"message":"get nope: no such volume"}`},
+		{"GET", `/volumes?filters={"label":["a=b"]}`, "", 200, `"Name":"api1"`},
+		{"GET", `/volumes?filters={"bogus":["1"]}`, "", 400, `invalid filter 'bogus'`},
+		{"POST", `/containers/create?name=apic`, `{"Image":"busybox:latest","Cmd":["true"],"HostConfig":{"Mounts":[{"Type":"volume","Source":"api1","Target":"/v"},{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576}}]}}`, 201, `"Id"`},
+		{"POST", `/containers/create`, `{"Image":"busybox:latest","Cmd":["true"],"HostConfig":{"Mounts":[{"Type":"bind","Target":"/v"}]}}`, 400, `invalid mount config for type \"bind\": field Source must not be empty`},
+		{"POST", `/containers/create`, `{"Image":"busybox:latest","Cmd":["true"],"HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"/v","VolumeOptions":{}}]}}`, 400, `field VolumeOptions must not be specified`},
+		{"POST", `/containers/create`, `{"Image":"busybox:latest","Cmd":["true"],"HostConfig":{"Mounts":[{"Type":"bogus","Target":"/v"}]}}`, 400, `invalid mount config for type \"bogus\": mount type unknown`},
+		{"DELETE", "/volumes/api1", "", 409, `remove api1: volume is in use - [`},
+		{"DELETE", "/volumes/api1?force=1", "", 409, `volume is in use`},
+		{"DELETE", "/volumes/nope", "", 404, `no such volume`},
+		{"DELETE", "/volumes/nope?force=1", "", 204, ``},
+		{"DELETE", "/containers/apic?v=1", "", 204, ``},
+		{"POST", `/volumes/prune?filters={"all":["true"]}`, "", 200, `{"VolumesDeleted":["api1"],"SpaceReclaimed":0}`},
+		{"POST", `/volumes/prune?filters={"name":["x"]}`, "", 400, `invalid filter 'name'`},
+	} {
+		status, body := d.request(tc.method, tc.path, tc.body)
+		if status != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %s\nwant %d and %s", tc.method, tc.path, status, body, tc.status, tc.want)
+		}
+	}
+	if status, body := d.request("GET", "/volumes", ""); status != 200 || body != `{"Volumes":[],"Warnings":[]}`+"\n" {
+		t.Errorf("volumes left: %d %s", status, body)
+	}
+}
