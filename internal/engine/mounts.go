@@ -461,17 +461,21 @@ func (e *Engine) registerMounts(id string, cfg *container.Config, hc *container.
 		}
 		if mp.Source == "" { // not from --volumes-from: find or make the volume
 			opts := volumeOptions(hc, mp.Destination)
+			opts.Ref = id
 			_, getErr := e.volumes.Get(mp.Name)
 			v, err := e.volumes.Create(mp.Name, opts)
 			if err != nil {
 				return nil, nil, err
 			}
+			refd = append(refd, v.Name)
 			if mp.Name == "" || getErr != nil {
 				created = append(created, v.Name)
 				e.Emit("volume", "create", v.Name, map[string]string{"driver": v.Driver})
 			}
 			mp.Name, mp.Source, mp.Driver = v.Name, v.Mountpoint, v.Driver
+			continue
 		}
+		// --volumes-from: the source container's reference keeps it.
 		if err := e.volumes.Ref(mp.Name, id); err != nil {
 			return nil, nil, err
 		}
@@ -705,6 +709,15 @@ func (e *Engine) releaseVolumes(c *Container, rm bool) {
 // running one uses them (a device-backed volume stays mounted for it).
 func (e *Engine) restoreVolumes() {
 	for _, c := range e.byID {
+		if c.MountPoints == nil && len(c.HostConfig.Binds) > 0 {
+			// A record from before mount points were kept: its -v binds
+			// (host paths only, then) become mount points.
+			for _, b := range c.HostConfig.Binds {
+				if mp, err := parseVolumeSpec(b); err == nil && mp.Type == mount.TypeBind {
+					c.MountPoints = append(c.MountPoints, mp)
+				}
+			}
+		}
 		for _, mp := range c.MountPoints {
 			if mp.Type != mount.TypeVolume {
 				continue

@@ -77,6 +77,9 @@ type CreateOptions struct {
 	Driver  string
 	Labels  map[string]string
 	Options map[string]string // the local driver's type, device, o
+	// Ref, if set, is a container ID recorded as referencing the volume in
+	// the same step, so no removal or prune can slip in between.
+	Ref string
 }
 
 type entry struct {
@@ -229,6 +232,9 @@ func (s *Store) Create(name string, o CreateOptions) (Volume, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.vols[name]; ok {
+		if o.Ref != "" {
+			e.refs[o.Ref] = struct{}{}
+		}
 		return e.snapshot(), nil
 	}
 	v := Volume{
@@ -238,8 +244,12 @@ func (s *Store) Create(name string, o CreateOptions) (Volume, error) {
 	if err := s.write(v); err != nil {
 		return Volume{}, fmt.Errorf("create %s: %w", name, err)
 	}
-	s.vols[name] = &entry{v: v, refs: map[string]struct{}{}, active: map[string]struct{}{}}
-	return s.vols[name].v, nil
+	e := &entry{v: v, refs: map[string]struct{}{}, active: map[string]struct{}{}}
+	if o.Ref != "" {
+		e.refs[o.Ref] = struct{}{}
+	}
+	s.vols[name] = e
+	return e.snapshot(), nil
 }
 
 // write makes the volume's directory complete in a temporary place (the
