@@ -114,6 +114,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	if peek.Process.Terminal && opts.ConsoleSocket == "" && mode == "create" {
 		return nil, invalid("process.terminal is true but no --console-socket was given")
 	}
+	direct := directEligible(peek)
 	var joins []nsJoin
 	var cloneFlags uintptr
 	joinUserNS, hostMountNS := false, true
@@ -147,7 +148,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	// the init's mounts, and every reply of the init is handled only after
 	// it is done.
 	prepc := make(chan *prepared, 1)
-	go func() { prepc <- prepare(data, bundle, id) }()
+	go func() { prepc <- prepare(data, bundle, id, !direct) }()
 	var prep *prepared
 	waitPrep := func() *prepared {
 		if prep == nil {
@@ -194,9 +195,11 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 	}()
 	syncFd := 3 + len(extra)
-	extra = append(extra, childSock)
+	if !direct {
+		extra = append(extra, childSock)
+	}
 
-	fifoFd := -1
+	fifoFd, directFifo := -1, -1
 	if mode == "create" {
 		fifo := filepath.Join(dir, fifoFile)
 		if err := unix.Mkfifo(fifo, 0o600); err != nil {
@@ -209,8 +212,12 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			return nil, fmt.Errorf("open exec fifo: %w", err)
 		}
 		defer f.Close()
-		fifoFd = 3 + len(extra)
-		extra = append(extra, f)
+		if direct {
+			directFifo = int(f.Fd())
+		} else {
+			fifoFd = 3 + len(extra)
+			extra = append(extra, f)
+		}
 	}
 	consoleFd := -1
 	if peek.Process.Terminal && opts.ConsoleSocket != "" {
@@ -270,9 +277,26 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 	}
 	tr.mark("parent", "spawn init")
-	if joinUserNS {
+	var d *directInit
+	switch {
+	case direct:
+		files := make([]int, len(attr.Files))
+		for i, f := range attr.Files {
+			files[i] = int(f)
+		}
+		cgroupFD := -1
+		if bornInside {
+			cgroupFD = attr.Sys.CgroupFD
+		}
+		d, err = startDirect(directSpawn{cloneFlags: cloneFlags, joins: joins, files: files,
+			keepFDs: opts.PreserveFDs, sock: int(childSock.Fd()), fifo: directFifo, cgroupFD: cgroupFD})
+		if err == nil {
+			pid = d.pid
+			defer d.close()
+		}
+	case joinUserNS:
 		pid, err = spawnInUserNS(attr, exe, joins, cloneFlags)
-	} else {
+	default:
 		pid, err = startProtected(attr, exe, joins, hostMountNS)
 	}
 	// Our copy of the init's end goes now: if the init dies, reads on ours
@@ -289,7 +313,8 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	start, _, _ := procStart(pid)
 	rec := &record{
 		ID: id, Pid: pid, PidStart: start, Bundle: bundle, Rootfs: rootfs,
-		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: spec, Creating: true,
+		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: data, Creating: true,
+		Hooks: spec.Hooks, HostMountNS: hostMountNS, decoded: spec,
 		Owner: "root",
 	}
 	joinPid := pid
@@ -335,59 +360,17 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		cfg.StartContainerHooks = spec.Hooks.StartContainer
 		cfg.RuntimeHooks = len(spec.Hooks.Prestart)+len(spec.Hooks.CreateRuntime) > 0
 	}
-	if err := conn.send(msgConfig, cfg.encode()); err != nil {
-		return nil, fmt.Errorf("send config to init: %w", err)
-	}
-	// The init mounts everything but the cgroup view while the directories
-	// are being made. On v2 its cgroup namespace comes before the cgroup2
-	// mount, so there it must be in its cgroup first.
-	if cfg.NewCgroupNS && !cfg.LateCgroupNS {
-		if err := cgw.wait(); err != nil {
+	if d != nil {
+		// On v2 the init is born in its cgroup and makes its cgroup
+		// namespace before the cgroup2 mount; elsewhere right before exec.
+		early := cfg.NewCgroupNS && bornInside
+		job := &directJob{conn: conn, cfg: cfg, cgw: cgw, earlyCgroupNS: early,
+			lateCgroupNS: cfg.NewCgroupNS && !early, tr: tr}
+		if err := d.setup(job, spec.Process, filter); err != nil {
 			return nil, err
 		}
-	} else if err := cgw.dirsReady(); err != nil {
-		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	if err := conn.send(msgCgroupDirs, nil); err != nil {
-		return nil, fmt.Errorf("send to init: %w", err)
-	}
-	tr.mark("parent", "config sent")
-	for {
-		m, err := conn.recv()
-		if err != nil {
-			return nil, fmt.Errorf("container init exited during setup: %w", waitErr(pid, err))
-		}
-		if m.Type == msgError {
-			return nil, errors.New(string(m.Payload))
-		}
-		if err := cgw.wait(); err != nil {
-			return nil, err
-		}
-		tr.mark("parent", "cgroup joined")
-		if m.Type == msgReady {
-			break
-		}
-		if m.Type == msgJoinQuery {
-			// cgw.wait above made sure the init is in its cgroup.
-			if err := conn.send(msgJoined, nil); err != nil {
-				return nil, fmt.Errorf("send to init: %w", err)
-			}
-			continue
-		}
-		if m.Type != msgHooks {
-			return nil, fmt.Errorf("container init sent unexpected %q", msgNames[m.Type])
-		}
-		if spec.Hooks != nil {
-			if err := runHooks(ctx, "prestart", spec.Hooks.Prestart, state); err != nil {
-				return nil, err
-			}
-			if err := runHooks(ctx, "createRuntime", spec.Hooks.CreateRuntime, state); err != nil {
-				return nil, err
-			}
-		}
-		if err := conn.send(msgHooksDone, nil); err != nil {
-			return nil, fmt.Errorf("resume init after hooks: %w", err)
-		}
+	} else if err := driveInit(ctx, conn, cfg, cgw, pid, spec, state); err != nil {
+		return nil, err
 	}
 	tr.mark("parent", "init ready")
 	rec.Creating = false
@@ -400,6 +383,67 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 	}
 	return &launch{rec: rec, pid: pid, conn: conn, cg: cg}, nil
+}
+
+// driveInit sends the exec'd init its configuration and serves it until it
+// is ready: cgroup steps, prestart and createRuntime hooks.
+func driveInit(ctx context.Context, conn *syncConn, cfg *initConfig, cgw *cgroupWork, pid int, spec *specs.Spec, state []byte) error {
+	tr := newPhaseTracer(cfg.Trace)
+	if err := conn.send(msgConfig, cfg.encode()); err != nil {
+		return fmt.Errorf("send config to init: %w", err)
+	}
+	// The init mounts everything but the cgroup view while the directories
+	// are being made. On v2 its cgroup namespace comes before the cgroup2
+	// mount, so there it must be in its cgroup first.
+	if cfg.NewCgroupNS && !cfg.LateCgroupNS {
+		if err := cgw.wait(); err != nil {
+			return err
+		}
+	} else if err := cgw.dirsReady(); err != nil {
+		return fmt.Errorf("cgroup: %w", err)
+	}
+	if err := conn.send(msgCgroupDirs, nil); err != nil {
+		return fmt.Errorf("send to init: %w", err)
+	}
+	tr.mark("parent", "config sent")
+	for {
+		m, err := conn.recv()
+		if err != nil {
+			return fmt.Errorf("container init exited during setup: %w", waitErr(pid, err))
+		}
+		if m.Type == msgError {
+			return errors.New(string(m.Payload))
+		}
+		if err := cgw.wait(); err != nil {
+			return err
+		}
+		tr.mark("parent", "cgroup joined")
+		if m.Type == msgReady {
+			break
+		}
+		if m.Type == msgJoinQuery {
+			// cgw.wait above made sure the init is in its cgroup.
+			if err := conn.send(msgJoined, nil); err != nil {
+				return fmt.Errorf("send to init: %w", err)
+			}
+			continue
+		}
+		if m.Type != msgHooks {
+			return fmt.Errorf("container init sent unexpected %q", msgNames[m.Type])
+		}
+		if spec.Hooks != nil {
+			if err := runHooks(ctx, "prestart", spec.Hooks.Prestart, state); err != nil {
+				return err
+			}
+			if err := runHooks(ctx, "createRuntime", spec.Hooks.CreateRuntime, state); err != nil {
+				return err
+			}
+		}
+		if err := conn.send(msgHooksDone, nil); err != nil {
+			return fmt.Errorf("resume init after hooks: %w", err)
+		}
+	}
+	return nil
 }
 
 func waitErr(pid int, err error) error {
@@ -588,7 +632,7 @@ type prepared struct {
 	err       error
 }
 
-func prepare(data []byte, bundle, id string) *prepared {
+func prepare(data []byte, bundle, id string, deferPids bool) *prepared {
 	p := &prepared{}
 	p.spec, p.err = parseSpec(data, bundle)
 	if p.err != nil {
@@ -615,7 +659,7 @@ func prepare(data []byte, bundle, id string) *prepared {
 	// pids.max, and a small limit would otherwise kill it before the
 	// container's process even runs.
 	res := spec.Linux.Resources
-	if res != nil && res.Pids != nil && res.Pids.Limit != nil && *res.Pids.Limit > 0 {
+	if deferPids && res != nil && res.Pids != nil && res.Pids.Limit != nil && *res.Pids.Limit > 0 {
 		p.pidsLimit = *res.Pids.Limit
 		trimmed := *res
 		trimmed.Pids = nil

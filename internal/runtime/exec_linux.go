@@ -55,7 +55,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	if st := r.status(rec); st != specs.StateRunning && st != specs.StateCreated {
 		return -1, fmt.Errorf("cannot exec in a %s container: %w", st, errdefs.ErrFailedPrecondition)
 	}
-	proc, err := execProcessSpec(rec.Config.Process, opts)
+	spec, err := rec.spec()
+	if err != nil {
+		return -1, err
+	}
+	proc, err := execProcessSpec(spec.Process, opts)
 	if err != nil {
 		return -1, err
 	}
@@ -63,7 +67,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		return -1, invalid("a terminal was requested but no --console-socket was given")
 	}
 	var filter *seccomp.Program
-	if sc := rec.Config.Linux.Seccomp; sc != nil {
+	if sc := spec.Linux.Seccomp; sc != nil {
 		if filter, err = seccomp.Compile(sc); err != nil {
 			return -1, fmt.Errorf("seccomp profile: %w", err)
 		}
@@ -71,7 +75,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	var paths []string
 	userns := false
 	for _, ns := range nsOrder {
-		if !hasNamespace(rec.Config, ns.typ) {
+		if !hasNamespace(spec, ns.typ) {
 			continue
 		}
 		p := fmt.Sprintf("/proc/%d/ns/%s", rec.Pid, ns.proc)
@@ -148,8 +152,8 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	conn := newSyncConn(parentSock)
 	cfg := &initConfig{
 		Mode: "exec", ID: id, Process: proc, FifoFd: -1, Seccomp: filter, Rootfs: rec.Rootfs,
-		NewMountNS: hasNamespace(rec.Config, specs.MountNamespace),
-		ConsoleFd:  consoleFd, UserNS: hasNamespace(rec.Config, specs.UserNamespace),
+		NewMountNS: hasNamespace(spec, specs.MountNamespace),
+		ConsoleFd:  consoleFd, UserNS: hasNamespace(spec, specs.UserNamespace),
 		PreserveFDs: opts.PreserveFDs,
 	}
 	if err := conn.send(msgConfig, cfg.encode()); err != nil {

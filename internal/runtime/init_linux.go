@@ -115,14 +115,17 @@ func runInit(conn *syncConn) error {
 		if err := setup.pivot(); err != nil {
 			return err
 		}
+	}
+	// Before the read-only paths, as runc does: /proc/sys is one of them.
+	if err := writeSysctls(cfg.Sysctl); err != nil {
+		return err
+	}
+	if setup != nil {
 		if err := setup.finish(); err != nil {
 			return err
 		}
 	}
 	tr.mark("init", "pivoted")
-	if err := writeSysctls(cfg.Sysctl); err != nil {
-		return err
-	}
 	return execProcess(conn, cfg, func() error {
 		if cfg.Mode == "run" {
 			_, err := conn.expect(msgStart)

@@ -57,8 +57,8 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := os.Remove(fifo); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove exec fifo: %w", err)
 	}
-	if rec.Config.Hooks != nil {
-		if err := runHooks(ctx, "poststart", rec.Config.Hooks.Poststart, stateJSON(r.ociState(rec))); err != nil {
+	if rec.Hooks != nil {
+		if err := runHooks(ctx, "poststart", rec.Hooks.Poststart, stateJSON(r.ociState(rec))); err != nil {
 			r.Log.Warn("poststart hook failed", "id", id, "err", err)
 		}
 	}
@@ -128,16 +128,16 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			return fmt.Errorf("remove cgroup of %s: %w", id, err)
 		}
 	}
-	if rec.Config != nil && rec.Config.Linux != nil && !hasNamespace(rec.Config, specs.MountNamespace) && rec.Rootfs != "" {
+	if rec.HostMountNS && rec.Rootfs != "" {
 		// It mounted into the host's namespace: those mounts are ours to remove.
 		if err := unmountUnder(rec.Rootfs); err != nil {
 			return fmt.Errorf("remove mounts of %s: %w", id, err)
 		}
 	}
-	if rec.Config != nil && rec.Config.Hooks != nil {
+	if rec.Hooks != nil {
 		state := r.ociState(rec)
 		state.Status = specs.StateStopped
-		if err := runHooks(ctx, "poststop", rec.Config.Hooks.Poststop, stateJSON(state)); err != nil {
+		if err := runHooks(ctx, "poststop", rec.Hooks.Poststop, stateJSON(state)); err != nil {
 			r.Log.Warn("poststop hook failed", "id", id, "err", err)
 		}
 	}
@@ -225,8 +225,8 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 		_ = r.Delete(ctx, id, true)
 		return -1, fmt.Errorf("start: %w", err)
 	}
-	if l.rec.Config.Hooks != nil {
-		if err := runHooks(ctx, "poststart", l.rec.Config.Hooks.Poststart, stateJSON(r.ociState(l.rec))); err != nil {
+	if l.rec.Hooks != nil {
+		if err := runHooks(ctx, "poststart", l.rec.Hooks.Poststart, stateJSON(r.ociState(l.rec))); err != nil {
 			r.Log.Warn("poststart hook failed", "id", id, "err", err)
 		}
 	}

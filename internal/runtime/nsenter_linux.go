@@ -83,27 +83,7 @@ func forkEnter(a *enterArgs) (int, syscall.Errno) {
 		for i := 0; i < a.ninherit; i++ {
 			syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(a.inherit[i]), syscall.F_SETFD, 0)
 		}
-		// Place files[i] at fd i in two passes, as syscall.ForkExec does:
-		// first move every source below its target out of the way, then
-		// dup each onto its target.
-		next := a.nextfd
-		for i := 0; i < a.nfiles; i++ {
-			if a.files[i] >= 0 && int(a.files[i]) < i {
-				syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.files[i]), uintptr(next), unix.O_CLOEXEC)
-				a.files[i] = next
-				next++
-			}
-		}
-		for i := 0; i < a.nfiles; i++ {
-			if a.files[i] < 0 {
-				continue
-			}
-			if int(a.files[i]) == i {
-				syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(i), syscall.F_SETFD, 0)
-				continue
-			}
-			syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.files[i]), uintptr(i), 0)
-		}
+		rawPlaceFiles(&a.files, a.nfiles, a.nextfd)
 		syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(a.exefd), uintptr(unsafe.Pointer(a.path)),
 			uintptr(unsafe.Pointer(a.argv)), uintptr(unsafe.Pointer(a.envv)), unix.AT_EMPTY_PATH, 0)
 		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 127, 0, 0)
@@ -248,4 +228,37 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 		return 0, fmt.Errorf("fork into namespaces: %w", errno)
 	}
 	return int(binary.LittleEndian.Uint32(rep[:4])), nil
+}
+
+// rawPlaceFiles makes fd i of a raw forked child a copy of files[i], in two
+// passes as syscall.ForkExec does: first every source below its target is
+// moved to next or above, out of the way, then each is dup'ed onto its
+// target (without close-on-exec).
+//
+//go:norace
+//go:nosplit
+func rawPlaceFiles(files *[16]int32, n int, next int32) syscall.Errno {
+	for i := 0; i < n; i++ {
+		if files[i] >= 0 && int(files[i]) < i {
+			r, _, e := syscall.RawSyscall(unix.SYS_FCNTL, uintptr(files[i]), unix.F_DUPFD_CLOEXEC, uintptr(next))
+			if e != 0 {
+				return e
+			}
+			files[i] = int32(r)
+			next = int32(r) + 1
+		}
+	}
+	for i := 0; i < n; i++ {
+		if files[i] < 0 {
+			continue
+		}
+		if int(files[i]) == i {
+			syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(i), syscall.F_SETFD, 0)
+			continue
+		}
+		if _, _, e := syscall.RawSyscall(unix.SYS_DUP3, uintptr(files[i]), uintptr(i), 0); e != 0 {
+			return e
+		}
+	}
+	return 0
 }

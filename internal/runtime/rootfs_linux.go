@@ -31,6 +31,10 @@ type rootfsSetup struct {
 	// directories that the cgroup mount binds; the cgroup mounts are done
 	// last so the other mounts overlap that work.
 	waitCgroupDirs func() error
+	// procMount, when set, attaches a proc mount at target instead of
+	// mount(2): the direct init's set-up runs outside the container's pid
+	// namespace, and proc takes the pid namespace of its creator.
+	procMount func(m *specs.Mount, opts mountOpts, target *os.File) error
 }
 
 func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
@@ -161,7 +165,11 @@ func (s *rootfsSetup) mount(m *specs.Mount) error {
 	defer t.Close()
 	data := opts.dataString()
 	flags := opts.flags &^ unix.MS_REMOUNT
-	err = unix.Mount(m.Source, fdPath(t), typ, flags, data)
+	if typ == "proc" && s.procMount != nil {
+		err = s.procMount(m, opts, t)
+	} else {
+		err = unix.Mount(m.Source, fdPath(t), typ, flags, data)
+	}
 	if err != nil && typ == "sysfs" && errors.Is(err, unix.EPERM) && s.userns {
 		// A user namespace that does not own the network namespace may not
 		// mount sysfs; bind the host's read-only instead, as runc does.

@@ -89,6 +89,12 @@ type specPeek struct {
 		UIDMappings []specs.LinuxIDMapping `json:"uidMappings"`
 		GIDMappings []specs.LinuxIDMapping `json:"gidMappings"`
 	} `json:"linux"`
+	Hooks *struct {
+		Prestart        []json.RawMessage `json:"prestart"`
+		CreateRuntime   []json.RawMessage `json:"createRuntime"`
+		CreateContainer []json.RawMessage `json:"createContainer"`
+		StartContainer  []json.RawMessage `json:"startContainer"`
+	} `json:"hooks"`
 }
 
 // peekSpec returns the peek, or nil when the document is not well-formed

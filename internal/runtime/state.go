@@ -32,13 +32,31 @@ type record struct {
 	Created     time.Time         `json:"created"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
-	// Config is the validated spec the container was created from; exec and
-	// delete need its namespaces, process defaults, seccomp and hooks.
-	Config *specs.Spec `json:"config"`
+	// Config is the config.json the container was created from, kept as
+	// it was read: re-encoding the spec would cost a fresh process more
+	// than the rest of saving. Exec decodes it (spec).
+	Config json.RawMessage `json:"config"`
+	// Hooks and HostMountNS are what start and delete need of the spec.
+	Hooks       *specs.Hooks `json:"hooks,omitempty"`
+	HostMountNS bool         `json:"hostMountNS,omitempty"`
 	// Creating is true until the init reports it is ready; a record that
 	// stays creating belongs to a create that died half-way.
 	Creating bool   `json:"creating,omitempty"`
 	Owner    string `json:"owner,omitempty"`
+
+	decoded *specs.Spec
+}
+
+// spec returns the decoded Config.
+func (rec *record) spec() (*specs.Spec, error) {
+	if rec.decoded == nil {
+		var s specs.Spec
+		if err := json.Unmarshal(rec.Config, &s); err != nil || s.Process == nil || s.Linux == nil {
+			return nil, fmt.Errorf("state of %s has no valid config", rec.ID)
+		}
+		rec.decoded = &s
+	}
+	return rec.decoded, nil
 }
 
 // validIDChar: letters, digits and _+-. (a hand check, not a regexp: package

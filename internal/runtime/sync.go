@@ -109,6 +109,9 @@ func (c *syncConn) recv() (syncMsg, error) {
 	if _, err := io.ReadFull(c.f, m.Payload); err != nil {
 		return syncMsg{}, err
 	}
+	if m.Type == msgDirectError {
+		m = syncMsg{Type: msgError, Payload: []byte(directErrorText(m.Payload))}
+	}
 	return m, nil
 }
 

@@ -30,9 +30,8 @@ func TestCreateStartKillDelete(t *testing.T) {
 		t.Fatalf("pid file %q, state pid %d", data, st.Pid)
 	}
 	// The user process has not run yet: the init is still berth.
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.Pid))
-	if !strings.HasPrefix(string(cmdline), "berth\x00init") {
-		t.Fatalf("after create the init runs %q, want berth waiting for start", cmdline)
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.Pid)); filepath.Base(exe) != "berth" {
+		t.Fatalf("after create the init runs %q, want berth waiting for start", exe)
 	}
 	if _, errOut, code := e.berth("start", "c1"); code != 0 {
 		t.Fatalf("start: %s", errOut)
@@ -208,8 +207,27 @@ func TestNoHostFDsLeak(t *testing.T) {
 
 func TestBinaryIsNotWritableFromContainer(t *testing.T) {
 	// During create the init is berth, visible to anything that shares its
-	// pid namespace: its /proc/PID/exe must not be writable.
+	// pid namespace (an exec into the created container): its
+	// /proc/PID/exe must not be writable.
+	t.Run("direct", func(t *testing.T) {
+		// The direct init is a fork of berth: not dumpable, so a process
+		// of the container may not even open /proc/1/exe.
+		e := newEnv(t, "sleep", "60")
+		e.writeSpec()
+		if _, errOut, code := e.berth("create", "--bundle", e.bundle, "exe"); code != 0 {
+			t.Fatalf("create: %s", errOut)
+		}
+		out, errOut, code := e.berth("exec", "exe", "sh", "-c", "exec 3</proc/1/exe && echo opened")
+		if code == 0 || strings.Contains(out, "opened") || !strings.Contains(errOut+out, "denied") {
+			t.Fatalf("a container process opened the init's /proc/1/exe: exit %d %q %q", code, out, errOut)
+		}
+	})
+	t.Run("exec", func(t *testing.T) { exeOnReadOnlyMount(t) })
+}
+
+func exeOnReadOnlyMount(t *testing.T) {
 	e := newEnv(t, "sleep", "60")
+	e.environ = []string{"BERTH_DIRECT_INIT=0"}
 	e.writeSpec()
 	if _, errOut, code := e.berth("create", "--bundle", e.bundle, "exe"); code != 0 {
 		t.Fatalf("create: %s", errOut)

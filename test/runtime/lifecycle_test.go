@@ -155,7 +155,6 @@ func TestNoNewPrivileges(t *testing.T) {
 func TestSysctl(t *testing.T) {
 	e := newEnv(t, "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/msgmax")
 	e.spec.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1", "kernel.msgmax": "4242"}
-	e.spec.Linux.ReadonlyPaths = nil // /proc/sys read-only is applied after sysctls anyway
 	out := e.mustRun("sysctl")
 	if out != "1\n4242\n" {
 		t.Fatalf("got %q", out)

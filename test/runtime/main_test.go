@@ -69,6 +69,8 @@ type env struct {
 	root   string
 	bundle string
 	spec   *specs.Spec
+	// environ is added to berth's environment (BERTH_DIRECT_INIT=0 …).
+	environ []string
 }
 
 func newEnv(t *testing.T, args ...string) *env {
@@ -112,6 +114,9 @@ func (e *env) berth(args ...string) (string, string, int) {
 	e.t.Helper()
 	cmd := exec.Command(berthBin, append([]string{"runtime", "--root", e.root}, args...)...)
 	cmd.Dir = e.bundle
+	if len(e.environ) > 0 {
+		cmd.Env = append(os.Environ(), e.environ...)
+	}
 	// Files, not pipes: a created container keeps the stdio it was given,
 	// and a pipe would make Wait block until the container exits.
 	outF, errF := tempFile(e.t), tempFile(e.t)

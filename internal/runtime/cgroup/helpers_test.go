@@ -40,10 +40,14 @@ func TestMain(m *testing.M) {
 // runHelper is the helper process' main. Modes:
 //
 //	hog:N    allocate and touch N MiB, print "allocated", wait for EOF
-//	spin     burn CPU for 100ms, print "spun", wait for EOF
+//	spin     burn 30ms of CPU, print "spun", wait for EOF
 //	tick     print "." every 5ms until killed
 //	open:P   open each comma-separated path P, print "ok" or the error per path
 func runHelper(mode string) int {
+	// Up and running: the test may now change its cgroup without racing
+	// the start-up of the process (a deny-all device policy would
+	// otherwise catch the test binary opening /dev/null).
+	fmt.Println("ready")
 	in := bufio.NewReader(os.Stdin)
 	if _, err := in.ReadString('\n'); err != nil {
 		return 2
@@ -63,7 +67,14 @@ func runHelper(mode string) int {
 		_, _ = io.Copy(io.Discard, in)
 		return int(buf[len(buf)-4096]) - 1
 	case "spin":
-		for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); {
+		// Until 30ms of CPU are used, however long a busy machine makes
+		// that take: the test checks the cgroup's accounting, not speed.
+		for {
+			var ru syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= 30*time.Millisecond {
+				break
+			}
 		}
 		fmt.Println("spun")
 		_, _ = io.Copy(io.Discard, in)
@@ -113,7 +124,11 @@ func startHelper(t *testing.T, mode string) *helper {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
-	return startProcess(t, cmd)
+	h := startProcess(t, cmd)
+	if got := h.readLine(t); got != "ready" {
+		t.Fatalf("helper %d started with %q", h.pid(), got)
+	}
+	return h
 }
 
 // startSleep starts `sleep 100`.

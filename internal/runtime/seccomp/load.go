@@ -38,3 +38,7 @@ func (p *Program) Load() error {
 	}
 	return nil
 }
+
+// FallbackFlags are the flags Load retries with when the kernel refuses
+// p.Flags: for callers that load the filter themselves (a raw forked child).
+func (p *Program) FallbackFlags() uint { return p.Flags &^ optionalFlags }

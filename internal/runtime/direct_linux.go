@@ -1,0 +1,461 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/runtime/seccomp"
+)
+
+// DirectInitEnv set to 0 makes the runtime always start the container's init
+// by exec'ing berth (the path that also serves terminals, user namespaces and
+// container hooks); for comparison and for tests of that path.
+const DirectInitEnv = "BERTH_DIRECT_INIT"
+
+// directBufSize bounds the process configuration (argv, env, seccomp filter
+// …) the direct init can take; a larger one falls back to the exec'd init.
+const directBufSize = 1 << 20
+
+var directJoinable = map[specs.LinuxNamespaceType]bool{
+	specs.NetworkNamespace: true, specs.IPCNamespace: true, specs.UTSNamespace: true, specs.CgroupNamespace: true,
+}
+
+// directEligible reports whether the container can have a direct init: the
+// cases it does not cover (a terminal, user namespaces, hooks that run in the
+// container's namespaces, joined mount or pid namespaces, no mount
+// namespace, kernels before 5.11) keep the exec'd init.
+func directEligible(peek *specPeek) bool {
+	if os.Getenv(DirectInitEnv) == "0" || peek.Process.Terminal || !kernelAtLeast(5, 11) {
+		return false
+	}
+	if h := peek.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer) > 0 {
+		return false
+	}
+	mountNS, joins := false, 0
+	for _, ns := range peek.Linux.Namespaces {
+		switch {
+		case ns.Type == specs.UserNamespace:
+			return false
+		case ns.Path != "" && !directJoinable[ns.Type]:
+			return false
+		case ns.Path != "":
+			joins++
+		case ns.Type == specs.MountNamespace:
+			mountNS = true
+		}
+	}
+	return mountNS && joins <= maxDirectJoins
+}
+
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	maj, _ := strconv.Atoi(parts[0])
+	mnr, _ := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	return maj > major || (maj == major && mnr >= minor)
+}
+
+// directSpawn is what the clone needs.
+type directSpawn struct {
+	cloneFlags uintptr
+	joins      []nsJoin
+	files      []int // stdio and preserved fds: files[i] becomes fd i
+	keepFDs    int
+	sock       int // the child's end of the sync socket
+	fifo       int // -1 in run mode
+	cgroupFD   int // -1, or the cgroup v2 directory to be born in
+}
+
+// directInit is a running direct init and the locked thread that set it up.
+type directInit struct {
+	pid   int
+	pidfd int
+	jobc  chan *directJob
+	resc  chan directResult
+}
+
+type directResult struct {
+	path string
+	err  error
+}
+
+// directJob is the set-up the thread does inside the child's namespaces.
+type directJob struct {
+	conn          *syncConn
+	cfg           *initConfig
+	cgw           *cgroupWork
+	earlyCgroupNS bool // v2: the child unshares its cgroup namespace before the mounts
+	lateCgroupNS  bool // the child unshares it on 'G', once in its cgroup
+	tr            phaseTracer
+}
+
+// startDirect clones the child on a locked thread of its own. That thread
+// stays alive, waiting for the set-up job (run), so that it can join the
+// child's namespaces: it is never unlocked and dies with its goroutine.
+func startDirect(s directSpawn) (*directInit, error) {
+	a := &directArgs{sock: int32(s.sock), fifo: int32(s.fifo), keepFDs: s.keepFDs}
+	a.clone.flags = uint64(s.cloneFlags) | unix.CLONE_PIDFD
+	a.clone.pidfd = uint64(uintptr(unsafe.Pointer(&a.pidfd)))
+	a.clone.exitSignal = uint64(syscall.SIGCHLD)
+	if s.cgroupFD >= 0 {
+		a.clone.flags |= unix.CLONE_INTO_CGROUP
+		a.clone.cgroup = uint64(s.cgroupFD)
+	}
+	copy(a.proc[:], "proc\x00")
+	copy(a.name[:], "berth-init\x00")
+	buf := make([]byte, directBufSize)
+	a.buf, a.bufLen = unsafe.Pointer(&buf[0]), uintptr(len(buf))
+	if len(s.files) > len(a.files) {
+		return nil, fmt.Errorf("too many files to pass: %d", len(s.files))
+	}
+	next := int32(len(s.files))
+	for i, fd := range s.files {
+		a.files[i] = int32(fd)
+		next = max(next, int32(fd)+1)
+	}
+	a.nfiles = len(s.files)
+	for _, j := range s.joins {
+		fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			for _, fd := range a.joins[:a.njoins] {
+				unix.Close(int(fd))
+			}
+			return nil, fmt.Errorf("join %s namespace %s: %w", j.typ, j.path, err)
+		}
+		a.joins[a.njoins], a.jtypes[a.njoins] = int32(fd), int32(j.flag)
+		a.njoins++
+		next = max(next, int32(fd)+1)
+	}
+	defer func() {
+		for _, fd := range a.joins[:a.njoins] {
+			unix.Close(int(fd))
+		}
+	}()
+	a.nextfd = max(next, a.sock+1, a.fifo+1)
+
+	d := &directInit{jobc: make(chan *directJob, 1), resc: make(chan directResult, 1)}
+	started := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		var all, old unix.Sigset_t
+		for i := range all.Val {
+			all.Val[i] = ^uint64(0)
+		}
+		if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
+			started <- fmt.Errorf("block signals: %w", err)
+			return
+		}
+		pid, errno := directClone(a)
+		_ = unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+		goruntime.KeepAlive(buf)
+		if errno != 0 {
+			started <- fmt.Errorf("clone: %w", errno)
+			return
+		}
+		d.pid, d.pidfd = pid, int(a.pidfd)
+		started <- nil
+		job := <-d.jobc
+		if job == nil {
+			return
+		}
+		path, err := job.run(d.pidfd)
+		d.resc <- directResult{path, err}
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// setup has the thread mount the rootfs, then sends the process
+// configuration and waits for the child to be ready.
+func (d *directInit) setup(job *directJob, p *specs.Process, filter *seccomp.Program) error {
+	d.jobc <- job
+	res := <-d.resc
+	if res.err != nil {
+		return res.err
+	}
+	if err := job.cgw.wait(); err != nil {
+		return err
+	}
+	blob, err := directBlob(p, res.path, filter, job.lateCgroupNS)
+	if err != nil {
+		return err
+	}
+	if err := job.conn.send(msgDirectGo, blob); err != nil {
+		return fmt.Errorf("send process to init: %w", err)
+	}
+	if _, err := job.conn.expect(msgReady); err != nil {
+		return err
+	}
+	return nil
+}
+
+// close releases the pidfd and, if setup never ran, the thread.
+func (d *directInit) close() {
+	select {
+	case d.jobc <- nil:
+	default:
+	}
+	unix.Close(d.pidfd)
+}
+
+// run is the thread's part: join the child's namespaces (its own fs
+// attributes first, so that it may join a mount namespace) and do what the
+// exec'd init does there, up to finding the executable.
+func (j *directJob) run(pidfd int) (string, error) {
+	if _, err := j.conn.expect(msgDirectAlive); err != nil {
+		return "", err
+	}
+	if j.earlyCgroupNS {
+		if err := j.conn.send(msgDirectCgNS, nil); err != nil {
+			return "", err
+		}
+		if _, err := j.conn.expect(msgDirectAlive); err != nil {
+			return "", err
+		}
+	}
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return "", fmt.Errorf("unshare fs attributes: %w", err)
+	}
+	flags := unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
+	if err := unix.Setns(pidfd, flags); err != nil {
+		return "", fmt.Errorf("join the init's namespaces: %w", err)
+	}
+	cfg := j.cfg
+	setup := &rootfsSetup{cfg: cfg, rootfs: cfg.Rootfs, cgroupPaths: cfg.CgroupPaths,
+		newCgroupNS: cfg.NewCgroupNS && j.earlyCgroupNS, waitCgroupDirs: j.cgw.dirsReady,
+		procMount: func(m *specs.Mount, opts mountOpts, target *os.File) error {
+			return j.procMount(pidfd, opts, target)
+		}}
+	if err := setup.prepare(); err != nil {
+		return "", fmt.Errorf("prepare rootfs: %w", err)
+	}
+	j.tr.mark("thread", "mounts done")
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			return "", fmt.Errorf("set hostname: %w", err)
+		}
+	}
+	if cfg.Domainname != "" {
+		if err := unix.Setdomainname([]byte(cfg.Domainname)); err != nil {
+			return "", fmt.Errorf("set domainname: %w", err)
+		}
+	}
+	if err := setup.pivot(); err != nil {
+		return "", err
+	}
+	// Before the read-only paths, as runc does: /proc/sys is one of them.
+	if err := writeSysctls(cfg.Sysctl); err != nil {
+		return "", err
+	}
+	if err := setup.finish(); err != nil {
+		return "", err
+	}
+	j.tr.mark("thread", "pivoted")
+	p := cfg.Process
+	name := p.Args[0]
+	if strings.Contains(name, "/") && !filepath.IsAbs(name) {
+		name = filepath.Join(p.Cwd, name)
+	}
+	return lookPath(name, p.Env)
+}
+
+// procMount has the child make a proc mount (it takes the pid namespace of
+// the task that creates it) and attaches it at target.
+func (j *directJob) procMount(pidfd int, opts mountOpts, target *os.File) error {
+	var attr uint64
+	for ms, ma := range map[uintptr]uint64{
+		unix.MS_RDONLY: unix.MOUNT_ATTR_RDONLY, unix.MS_NOSUID: unix.MOUNT_ATTR_NOSUID,
+		unix.MS_NODEV: unix.MOUNT_ATTR_NODEV, unix.MS_NOEXEC: unix.MOUNT_ATTR_NOEXEC,
+		unix.MS_NOATIME: unix.MOUNT_ATTR_NOATIME, unix.MS_NODIRATIME: unix.MOUNT_ATTR_NODIRATIME,
+		unix.MS_STRICTATIME: unix.MOUNT_ATTR_STRICTATIME,
+	} {
+		if opts.flags&ms != 0 {
+			attr |= ma
+		}
+	}
+	req := binary.LittleEndian.AppendUint64(nil, attr)
+	req = binary.LittleEndian.AppendUint64(req, uint64(len(opts.data)))
+	for _, o := range opts.data {
+		k, v, _ := strings.Cut(o, "=")
+		req = append(append(append(req, k...), 0), append([]byte(v), 0)...)
+	}
+	if err := j.conn.send(msgDirectProc, req); err != nil {
+		return err
+	}
+	m, err := j.conn.expect(msgDirectFd)
+	if err != nil {
+		return err
+	}
+	if len(m.Payload) != 4 {
+		return fmt.Errorf("container init sent a bad proc mount reply")
+	}
+	fd, err := unix.PidfdGetfd(pidfd, int(binary.LittleEndian.Uint32(m.Payload)), 0)
+	if err != nil {
+		return fmt.Errorf("take the proc mount from the init: %w", err)
+	}
+	defer unix.Close(fd)
+	return unix.MoveMount(fd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+}
+
+// directBlob lays out the process configuration for the child (see
+// directHeader).
+func directBlob(p *specs.Process, path string, filter *seccomp.Program, lateCgroupNS bool) ([]byte, error) {
+	last, err := capability.LastCap()
+	if err != nil {
+		return nil, fmt.Errorf("read last capability: %w", err)
+	}
+	var h directHeader
+	b := make([]byte, unsafe.Sizeof(h), 4096)
+	align := func() {
+		for len(b)%8 != 0 {
+			b = append(b, 0)
+		}
+	}
+	u64s := func(vs []uint64) (off, n uint64) {
+		align()
+		off = uint64(len(b))
+		for _, v := range vs {
+			b = binary.LittleEndian.AppendUint64(b, v)
+		}
+		return off, uint64(len(vs))
+	}
+	str := func(s string) uint64 {
+		off := uint64(len(b))
+		b = append(append(b, s...), 0)
+		return off
+	}
+	strs := func(ss []string) (off, n uint64) {
+		offs := make([]uint64, 0, len(ss)+1)
+		for _, s := range ss {
+			if strings.IndexByte(s, 0) >= 0 {
+				return 0, 0
+			}
+			offs = append(offs, str(s))
+		}
+		off, _ = u64s(append(offs, 0))
+		return off, uint64(len(ss))
+	}
+
+	h.flags = directSetgroups
+	if p.NoNewPrivileges {
+		h.flags |= directNNP
+	}
+	if lateCgroupNS {
+		h.flags |= directLateCgroupNS
+	}
+	h.uid, h.gid = uint64(p.User.UID), uint64(p.User.GID)
+	h.umask = 0o022
+	if p.User.Umask != nil {
+		h.umask = uint64(*p.User.Umask)
+	}
+	align()
+	h.groupsOff, h.ngroups = uint64(len(b)), uint64(len(p.User.AdditionalGids))
+	for _, g := range p.User.AdditionalGids {
+		b = binary.LittleEndian.AppendUint32(b, g)
+	}
+	var rls []uint64
+	for _, rl := range p.Rlimits {
+		res, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		rls = append(rls, uint64(res), rl.Soft, rl.Hard)
+	}
+	h.rlimitsOff, h.nrlimits = u64s(rls)
+	h.nrlimits /= 3
+	pc := p.Capabilities
+	if pc == nil {
+		pc = &specs.LinuxCapabilities{}
+	}
+	keep := map[capability.Cap]bool{}
+	for _, c := range capList(pc.Bounding, last) {
+		keep[c] = true
+	}
+	var drop []uint64
+	for c := capability.Cap(0); c <= last; c++ {
+		if !keep[c] {
+			drop = append(drop, uint64(c))
+		}
+	}
+	h.dropOff, h.ndrop = u64s(drop)
+	for i, set := range [3][]string{pc.Effective, pc.Permitted, pc.Inheritable} {
+		for _, c := range capList(set, last) {
+			h.caps[3*(int(c)/32)+i] |= 1 << (uint(c) % 32)
+		}
+	}
+	var amb []uint64
+	for _, c := range capList(pc.Ambient, last) {
+		amb = append(amb, uint64(c))
+	}
+	h.ambientOff, h.nambient = u64s(amb)
+	h.cwdOff = str(p.Cwd)
+	h.pathOff = str(path)
+	if h.argvOff, h.nargv = strs(p.Args); h.argvOff == 0 {
+		return nil, fmt.Errorf("process.args contains a NUL byte")
+	}
+	if h.envvOff, h.nenv = strs(p.Env); h.envvOff == 0 {
+		return nil, fmt.Errorf("process.env contains a NUL byte")
+	}
+	if filter != nil {
+		h.flags |= directSeccomp
+		align()
+		h.filterOff, h.filterLen = uint64(len(b)), uint64(len(filter.Filter))
+		b = append(b, unsafe.Slice((*byte)(unsafe.Pointer(&filter.Filter[0])), len(filter.Filter)*int(unsafe.Sizeof(filter.Filter[0])))...)
+		h.seccompFlags, h.seccompAlt = uint64(filter.Flags), uint64(filter.FallbackFlags())
+	}
+	if len(b) > directBufSize {
+		return nil, fmt.Errorf("process configuration of %d bytes is too large (at most %d)", len(b), directBufSize)
+	}
+	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&h)), unsafe.Sizeof(h)))
+	return b, nil
+}
+
+var directStepNames = map[uint32]string{
+	stepJoin: "join namespace", stepStdio: "set up stdio", stepRequest: "read from the runtime",
+	stepProc: "mount proc", stepCgroupNS: "new cgroup namespace", stepSetsid: "setsid",
+	stepRlimit: "set rlimit", stepNoNewPrivs: "set no_new_privs", stepSeccomp: "load seccomp filter",
+	stepBounding: "drop bounding capabilities", stepKeepCaps: "set keepcaps", stepSetgroups: "setgroups",
+	stepSetgid: "setgid", stepSetuid: "setuid", stepCapset: "set capabilities", stepChdir: "chdir",
+	stepWaitStart: "wait for start", stepCloseFDs: "close fds", stepExec: "exec",
+}
+
+// directErrorText turns the child's binary error report into a message.
+func directErrorText(payload []byte) string {
+	if len(payload) < 8 {
+		return "container init failed"
+	}
+	step := binary.LittleEndian.Uint32(payload)
+	errno := syscall.Errno(binary.LittleEndian.Uint32(payload[4:]))
+	detail := string(payload[8:])
+	switch step {
+	case stepChdir:
+		return fmt.Sprintf("chdir to cwd %q set in config.json: %v", detail, errno)
+	case stepExec:
+		return fmt.Sprintf("exec %s: %v", detail, errno)
+	}
+	name := directStepNames[step]
+	if detail != "" {
+		name += " " + detail
+	}
+	return fmt.Sprintf("container init: %s: %v", name, errno)
+}

@@ -1,0 +1,50 @@
+package runtime_test
+
+import (
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// TestDirectInitParity runs one container with the direct init (a raw fork
+// of berth, the default) and with the exec'd init (BERTH_DIRECT_INIT=0, the
+// path terminals, user namespaces and container hooks take): what the
+// process sees must be the same.
+func TestDirectInitParity(t *testing.T) {
+	script := strings.Join([]string{
+		"id", "hostname", "pwd", "umask", "ulimit -n", "ulimit -s",
+		"grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status",
+		"cat /proc/sys/kernel/msgmax",
+		// Mount points, options and types; not the ids, which differ.
+		"awk '{print $5, $6, $(NF-2), $(NF)}' /proc/self/mountinfo",
+		"ls -l /dev | awk '{print $1, $5, $6, $NF}'",
+		"ls /sys/fs/cgroup", "cat /proc/1/comm", "ls /proc/self/fd",
+	}, "; ")
+	var outs [2]string
+	for i, direct := range []bool{true, false} {
+		e := newEnv(t, "sh", "-c", script)
+		if !direct {
+			e.environ = []string{"BERTH_DIRECT_INIT=0"}
+		}
+		e.spec.Hostname = "parity"
+		e.spec.Process.Cwd = "/tmp"
+		e.spec.Process.User = specs.User{UID: 65534, GID: 65534, AdditionalGids: []uint32{10, 20}}
+		umask := uint32(0o027)
+		e.spec.Process.User.Umask = &umask
+		e.spec.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 512, Hard: 1024}}
+		e.spec.Process.Capabilities.Ambient = []string{"CAP_NET_BIND_SERVICE"}
+		e.spec.Process.Capabilities.Inheritable = []string{"CAP_NET_BIND_SERVICE"}
+		e.spec.Linux.Sysctl = map[string]string{"kernel.msgmax": "4242"}
+		e.spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"chroot"}, Action: specs.ActErrno}}}
+		e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: t.TempDir(), Options: []string{"rbind", "ro"}})
+		outs[i] = e.mustRun("parity")
+	}
+	if outs[0] != outs[1] {
+		t.Fatalf("the direct init differs from the exec'd one:\ndirect:\n%s\nexec'd:\n%s", outs[0], outs[1])
+	}
+	if !strings.Contains(outs[0], "uid=65534") || !strings.Contains(outs[0], "4242") || !strings.Contains(outs[0], "CapAmb:\t0000000000000400") {
+		t.Fatalf("the settings did not apply:\n%s", outs[0])
+	}
+}
