@@ -7,6 +7,8 @@ import (
 	"os/signal"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/earlysignal"
 )
 
 // InitPath is where `--init` puts berth's own binary in a container, as
@@ -30,8 +32,11 @@ func Reap(args []string) int {
 		fmt.Fprintf(os.Stderr, "docker-init: %v\n", err)
 		return 127
 	}
-	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs) // before the child exists: no signal is lost
+	sigs := earlysignal.Channel() // catching since package initialization
+	if sigs == nil {
+		sigs = make(chan os.Signal, 32)
+		signal.Notify(sigs) // before the child exists: no signal is lost
+	}
 	p, err := os.StartProcess(path, args, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "docker-init: %v\n", err)
