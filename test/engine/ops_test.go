@@ -253,11 +253,13 @@ func TestDiffExportCommit(t *testing.T) {
 		t.Fatalf("system df -v:\n%s", out)
 	}
 
-	// Bad input.
+	// Bad input changes nothing.
+	images := d.mustDocker("images", "-q")
 	if _, errOut, code := d.docker("commit", "c1", "Bad/Name"); code == 0 || !strings.Contains(errOut, "invalid reference format: repository name") || !strings.Contains(errOut, "must be lowercase") {
 		t.Errorf("commit to a bad name: exit %d, %q", code, errOut)
 	}
-	if st, body := d.request("POST", "/commit?container=c1&repo=Bad", ""); st != 400 || !strings.Contains(body, "must be lowercase") {
+	// dockerd 20.10 answers 500 here (a bug fixed later), berth docker's 400.
+	if st, body := d.request("POST", "/commit?container=c1&repo=Bad", ""); (st != 400 && !(onDocker && st == 500)) || !strings.Contains(body, "must be lowercase") {
 		t.Errorf("API commit to a bad name: %d %s", st, body)
 	}
 	if _, errOut, code := d.docker("commit", "-c", "RUN true", "c1", "x:1"); code == 0 || !strings.Contains(errOut, "run is not a valid change command") {
@@ -268,8 +270,9 @@ func TestDiffExportCommit(t *testing.T) {
 			t.Errorf("docker %v: exit %d, %q", args, code, errOut)
 		}
 	}
-	if out := d.mustDocker("images", "-q"); len(strings.Fields(out)) != 3 {
-		t.Errorf("images after bad commits: %q", out)
+	// (dockerd 20.10 keeps an image of the refused --change commit.)
+	if out := d.mustDocker("images", "-q"); out != images && !onDocker {
+		t.Errorf("images after bad commits: %q, before %q", out, images)
 	}
 }
 
@@ -285,17 +288,17 @@ func sortLines(s string) string {
 func TestUpdate(t *testing.T) {
 	d := startDaemon(t)
 	id := strings.TrimSpace(d.mustDocker("run", "-d", "--name", "u1", "-m", "64m", testImage, "sleep", "1000"))
-	cg := cgroupFile(t, id, "memory", "memory.limit_in_bytes", "memory.max")
+	cg := cgroupFile(t, d, id, "memory", "memory.limit_in_bytes", "memory.max")
 	if got := strings.TrimSpace(readFile(t, cg)); got != "67108864" {
 		t.Fatalf("memory limit before update: %s", got)
 	}
-	if out := d.mustDocker("update", "-m", "96m", "--memory-swap", "200m", "--cpu-shares", "512", "--pids-limit", "77", "--restart", "on-failure:3", "u1"); out != "u1\n" {
+	if out := d.mustDocker("update", "-m", "96m", "--memory-swap", "200m", "--cpu-shares", "512", "--pids-limit", "77", "--restart", "on-failure:3", "u1"); out != "u1\n" && !(onDocker && strings.HasPrefix(out, "u1\n")) {
 		t.Fatalf("docker update output: %q", out)
 	}
 	if got := strings.TrimSpace(readFile(t, cg)); got != "100663296" {
 		t.Fatalf("memory limit after update: %s", got)
 	}
-	if got := strings.TrimSpace(readFile(t, cgroupFile(t, id, "pids", "pids.max", "pids.max"))); got != "77" {
+	if got := strings.TrimSpace(readFile(t, cgroupFile(t, d, id, "pids", "pids.max", "pids.max"))); got != "77" {
 		t.Fatalf("pids limit after update: %s", got)
 	}
 	out := d.mustDocker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.CPUShares}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", "u1")
@@ -305,7 +308,7 @@ func TestUpdate(t *testing.T) {
 	d.mustDocker("stop", "-t", "0", "u1")
 	d.mustDocker("update", "-m", "80m", "u1")
 	d.mustDocker("start", "u1")
-	if got := strings.TrimSpace(readFile(t, cg)); got != "83886080" {
+	if got := strings.TrimSpace(readFile(t, cgroupFile(t, d, id, "memory", "memory.limit_in_bytes", "memory.max"))); got != "83886080" {
 		t.Fatalf("memory limit of a stopped container's update after start: %s", got)
 	}
 	if _, errOut, code := d.docker("update", "-m", "1m", "u1"); code == 0 || !strings.Contains(errOut, "Minimum memory limit allowed is 6MB") {
@@ -320,18 +323,28 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
-// cgroupFile finds a container's cgroup file: v1 under the controller's
-// hierarchy, else v2's unified one.
-func cgroupFile(t *testing.T, id, controller, v1, v2 string) string {
+// cgroupFile finds a container's cgroup file from its init's
+// /proc/PID/cgroup: v1 under the controller's hierarchy, else v2's.
+func cgroupFile(t *testing.T, d *daemon, ref, controller, v1, v2 string) string {
 	t.Helper()
-	for _, p := range []string{
-		filepath.Join("/sys/fs/cgroup", controller, "berth", id, v1),
-		filepath.Join("/sys/fs/cgroup", "berth", id, v2),
-	} {
-		if _, err := os.Stat(p); err == nil {
-			return p
+	pid := strings.TrimSpace(d.mustDocker("inspect", "-f", "{{.State.Pid}}", ref))
+	data := readFile(t, "/proc/"+pid+"/cgroup")
+	for _, l := range strings.Split(data, "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			if c == controller {
+				return filepath.Join("/sys/fs/cgroup", controller, f[2], v1)
+			}
 		}
 	}
-	t.Fatalf("no %s cgroup file for %s", controller, id)
+	for _, l := range strings.Split(data, "\n") {
+		if rest, ok := strings.CutPrefix(l, "0::"); ok {
+			return filepath.Join("/sys/fs/cgroup/unified", rest, v2)
+		}
+	}
+	t.Fatalf("no %s cgroup for %s in %q", controller, ref, data)
 	return ""
 }
