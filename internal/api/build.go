@@ -47,7 +47,8 @@ func (s *Server) builder(r *http.Request) (*builder.Builder, error) {
 	}
 	return builder.New(builder.Config{
 		Images: s.images, Runner: s.eng, Pull: pull,
-		WorkDir: filepath.Join(s.info.Root, "builder"), Logger: s.log,
+		WorkDir: filepath.Join(s.info.Root, "builder"), CacheMountDir: filepath.Join(s.info.Root, "builder-mounts"),
+		Logger: s.log,
 	})
 }
 

@@ -32,6 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -68,7 +69,9 @@ type Builder struct {
 	pull   PullFunc
 	cache  *cache.Cache
 	work   string
-	log    *slog.Logger
+	// cacheMounts keeps RUN --mount=type=cache directories across builds.
+	cacheMounts string
+	log         *slog.Logger
 }
 
 // Config configures a Builder.
@@ -77,9 +80,12 @@ type Config struct {
 	Runner Runner
 	Pull   PullFunc
 	// WorkDir holds contexts and mount points of builds in progress
-	// (<root>/builder); see CleanWorkDir.
+	// (<root>/builder); see Recover.
 	WorkDir string
-	Logger  *slog.Logger
+	// CacheMountDir keeps RUN --mount=type=cache directories
+	// (<root>/builder-mounts); Prune empties it.
+	CacheMountDir string
+	Logger        *slog.Logger
 }
 
 // New returns a Builder.
@@ -90,7 +96,7 @@ func New(c Config) (*Builder, error) {
 	if err := os.MkdirAll(c.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("builder: %w", err)
 	}
-	return &Builder{images: c.Images, run: c.Runner, pull: c.Pull, cache: cache.New(c.Images.Meta()), work: c.WorkDir, log: c.Logger}, nil
+	return &Builder{images: c.Images, run: c.Runner, pull: c.Pull, cache: cache.New(c.Images.Meta()), work: c.WorkDir, cacheMounts: c.CacheMountDir, log: c.Logger}, nil
 }
 
 // Options are one build's options: docker build's flags.
@@ -153,8 +159,16 @@ type build struct {
 	metaArgs []instructions.KeyValuePairOptional
 	tmp      string
 	seq      int
-	// cleanups undo mounts made for COPY --from, at the build's end.
+	// cleanups undo mounts made for COPY --from and RUN --mount, at the
+	// build's end.
+	mu       sync.Mutex
 	cleanups []func()
+}
+
+func (bd *build) addCleanup(fn func()) {
+	bd.mu.Lock()
+	bd.cleanups = append(bd.cleanups, fn)
+	bd.mu.Unlock()
 }
 
 // stage is one FROM section.
@@ -360,10 +374,22 @@ func (bd *build) markNeeded(s *stage) error {
 		}
 	}
 	for _, c := range s.def.Commands {
-		if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
-			if dep, ok := bd.stageRef(cp.From, s.index); ok {
+		var froms []string
+		switch c := c.(type) {
+		case *instructions.CopyCommand:
+			froms = append(froms, c.From)
+		case *instructions.RunCommand:
+			for _, m := range instructions.GetMounts(c) {
+				froms = append(froms, m.From)
+			}
+		}
+		for _, from := range froms {
+			if from == "" {
+				continue
+			}
+			if dep, ok := bd.stageRef(from, s.index); ok {
 				if dep.index >= s.index {
-					return lineError(cp.Location(), fmt.Errorf("invalid from flag value %s: refers to current or later build stage: %w", cp.From, errdefs.ErrInvalidArgument))
+					return lineError(c.Location(), fmt.Errorf("invalid from flag value %s: refers to current or later build stage: %w", from, errdefs.ErrInvalidArgument))
 				}
 				if err := bd.markNeeded(dep); err != nil {
 					return err
@@ -533,6 +559,11 @@ func (b *Builder) Prune(ctx context.Context) ([]string, uint64, error) {
 	keys, err := b.cache.Prune(ctx)
 	if err != nil {
 		return nil, 0, err
+	}
+	if b.cacheMounts != "" {
+		if err := os.RemoveAll(b.cacheMounts); err != nil {
+			return keys, 0, fmt.Errorf("builder: prune cache mounts: %w", err)
+		}
 	}
 	st, err := b.images.GC(ctx)
 	if err != nil {

@@ -136,7 +136,7 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 			}
 		}
 		return nil
-	}, false, false)
+	}, false, nil)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func (bd *build) fromRoot(ctx context.Context, s *stage, from string) (string, s
 		_ = snaps.Remove(ctx, key)
 		return "", "", fmt.Errorf("mount %s: %w", from, err)
 	}
-	bd.cleanups = append(bd.cleanups, func() {
+	bd.addCleanup(func() {
 		if err := snapshot.UnmountAll(dir); err == nil {
 			_ = snaps.Remove(context.WithoutCancel(ctx), key)
 		}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,8 +47,9 @@ func (bd *build) tempDir(what string) (string, error) {
 // layerStep makes one layer on top of parent: a writable snapshot of its
 // chain, mounted, changed by fn, then diffed into a layer blob and
 // committed under the new chainID. With dropEmpty a step that changed
-// nothing adds no layer (empty is then true).
-func (bd *build) layerStep(ctx context.Context, parent state, fn func(rootfs string) error, dropEmpty, stubs bool) (st state, empty bool, err error) {
+// nothing adds no layer (empty is then true). stubs are mount points the
+// runtime may have made: removed when empty and new (removeCreatedParents).
+func (bd *build) layerStep(ctx context.Context, parent state, fn func(rootfs string) error, dropEmpty bool, stubs []string) (st state, empty bool, err error) {
 	images := bd.b.images
 	snaps := images.Snapshots()
 	key := snapshotPrefix + randomHex(8)
@@ -84,8 +86,8 @@ func (bd *build) layerStep(ctx context.Context, parent state, fn func(rootfs str
 	if err != nil {
 		return parent, false, err
 	}
-	if stubs {
-		removeMountStubs(upper, lowers)
+	for _, p := range stubs {
+		removeCreatedParents(upper, lowers, p)
 	}
 	if bd.epoch != nil {
 		// The committed snapshot is what containers of this image see: it
@@ -135,36 +137,8 @@ func (bd *build) layerStep(ctx context.Context, parent state, fn func(rootfs str
 // mountStubs are what the runtime creates in a root filesystem as mount
 // points; when a RUN step made them they are no part of its changes.
 var mountStubs = []string{
-	"etc/hosts", "etc/hostname", "etc/resolv.conf",
-	"dev/pts", "dev/shm", "dev/mqueue", "dev", "sys/fs/cgroup", "sys/fs", "sys", "proc", "etc",
-}
-
-// removeMountStubs drops empty files and directories a RUN's runtime made
-// as mount points and that no lower layer has.
-func removeMountStubs(upper string, lowers []string) {
-	for _, p := range mountStubs {
-		up := filepath.Join(upper, p)
-		fi, err := os.Lstat(up)
-		if err != nil {
-			continue
-		}
-		inLower := false
-		for _, l := range lowers {
-			if _, err := os.Lstat(filepath.Join(l, p)); err == nil {
-				inLower = true
-				break
-			}
-		}
-		if inLower {
-			continue
-		}
-		switch {
-		case fi.Mode().IsRegular() && fi.Size() == 0:
-			_ = os.Remove(up)
-		case fi.IsDir():
-			_ = os.Remove(up) // only when empty
-		}
-	}
+	"/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
+	"/dev/pts", "/dev/shm", "/dev/mqueue", "/sys/fs/cgroup", "/proc",
 }
 
 // runStep runs a RUN instruction in a container on the stage's layers.
@@ -174,7 +148,16 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 	if !hasEnv(env, "PATH") {
 		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
-	key := nextKey(s.st.key, "run", jsonArgs(args), argValues(s), bd.opts.NetworkMode)
+	env0 := bd.stageEnv(s)
+	if err := c.Expand(func(w string) (string, error) { return bd.expand(w, env0) }); err != nil {
+		return err
+	}
+	network := bd.runNetwork(c)
+	mounts, mountKey, err := bd.runMounts(ctx, s, c, s.st.cfg.Config.WorkingDir)
+	if err != nil {
+		return err
+	}
+	key := nextKey(s.st.key, "run", jsonArgs(args), argValues(s), network, mountKey)
 	if hit, err := bd.cached(ctx, s, key); hit || err != nil {
 		return err
 	}
@@ -183,6 +166,10 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 		return err
 	}
 	st.key = key
+	stubs := slices.Clone(mountStubs)
+	for _, m := range mounts {
+		stubs = append(stubs, m.target)
+	}
 	id := randomHex(32)
 	bd.printf(" ---> Running in %s\n", id[:12])
 	cfg := st.cfg.Config
@@ -192,14 +179,13 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 				return err
 			}
 		}
-		code, err := bd.b.run.RunTransient(ctx, engine.TransientOptions{
-			ID: id,
-			Spec: spec.Options{
-				Rootfs: rootfs, Args: args, Env: env, Cwd: cfg.WorkingDir, User: cfg.User,
-				NetworkMode: bd.opts.NetworkMode,
-			},
-			Output: bd.out,
-		})
+		so := spec.Options{
+			Rootfs: rootfs, Args: args, Env: env, Cwd: cfg.WorkingDir, User: cfg.User, NetworkMode: network,
+		}
+		for _, m := range mounts {
+			so.Mounts = append(so.Mounts, m.spec)
+		}
+		code, err := bd.b.run.RunTransient(ctx, engine.TransientOptions{ID: id, Spec: so, Output: bd.out})
 		if err != nil {
 			return fmt.Errorf("run %s: %w", strings.Join(args, " "), err)
 		}
@@ -207,7 +193,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 			return &ExitError{Cmd: strings.Join(args, " "), Code: code}
 		}
 		return nil
-	}, false, true)
+	}, false, stubs)
 	bd.printf(" ---> Removed intermediate container %s\n", id[:12])
 	if err != nil {
 		return err
@@ -246,7 +232,7 @@ func (bd *build) workdirStep(ctx context.Context, s *stage, c *instructions.Work
 	if dir != "/" {
 		st, empty, err = bd.layerStep(ctx, st, func(rootfs string) error {
 			return mkdirIn(rootfs, dir, 0, 0)
-		}, true, false)
+		}, true, nil)
 		if err != nil {
 			return err
 		}

@@ -79,11 +79,7 @@ CMD ["echo", "parent"]
 		"ls /etc/app":                                            "a.conf\nb.conf\n",
 		"stat -c '%u:%g' /owned.conf; cat /tmp/uid":              "65534:65534\n65534\n",
 	}
-	for cmd, want := range checks {
-		if got := d.must(d.docker("run", "--rm", "instr:parent", "sh", "-c", cmd)).out; got != want {
-			t.Errorf("%s: %q, want %q", cmd, got, want)
-		}
-	}
+	d.checkOutputs("instr:parent", checks)
 	if cfg, _, _ := d.inspect("instr:parent"); len(cfg.OnBuild) != 1 || len(cfg.Shell) != 2 {
 		t.Errorf("OnBuild %v, Shell %v", cfg.OnBuild, cfg.Shell)
 	}
@@ -133,6 +129,58 @@ func TestInputs(t *testing.T) {
 		r = d.must(d.runIn("", bytes.NewReader(tarBody), nil, cli, "build", "-t", "in:tar", "-"))
 		if got := d.must(d.docker("run", "--rm", "in:tar", "cat", "/f")).out; got != "in a tar\n" {
 			t.Errorf("%s build - < context.tar.gz: %q", cli, got)
+		}
+	}
+}
+
+// TestRunMounts covers RUN --mount (bind from the context and from a
+// stage, writable bind whose writes are dropped, cache kept across
+// builds, tmpfs) and RUN --network: the mounts' contents and mount points
+// stay out of the image, the context is not changed.
+func TestRunMounts(t *testing.T) {
+	d := startDaemon(t)
+	dir := contextDir(t, map[string]string{
+		"Dockerfile": `FROM busybox AS data
+RUN mkdir /d && echo from-stage > /d/f
+FROM busybox
+RUN --mount=type=bind,source=conf,target=/mnt/conf cat /mnt/conf/a.conf > /bound
+RUN --mount=type=bind,from=data,source=/d,target=/mnt/d cat /mnt/d/f > /fromstage
+RUN --mount=type=cache,target=/var/cache/x,id=x echo run >> /var/cache/x/log && wc -l < /var/cache/x/log > /count
+RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && grep -c " /scratch tmpfs " /proc/mounts > /tmpfs
+RUN --mount=type=bind,source=.,target=/src,rw echo x > /src/new && ls /src > /rwls
+RUN --network=none ls /sys/class/net > /links
+`,
+		"conf/a.conf": "a\n",
+	})
+	d.must(d.run(dir, nil, dockerCLI, "build", "-t", "mnt:1", "."))
+	checks := map[string]string{
+		"cat /bound /fromstage /count /tmpfs": "a\nfrom-stage\n1\n1\n",
+		"cat /rwls":                           "Dockerfile\nconf\nnew\n",
+		"cat /links":                          "lo\n",
+		"ls -d /mnt /var/cache /scratch /src 2>&1 | grep -c 'No such file'": "4\n",
+	}
+	d.checkOutputs("mnt:1", checks)
+	if _, err := os.Stat(filepath.Join(dir, "new")); err == nil {
+		t.Errorf("a writable bind mount changed the context")
+	}
+	// The cache mount keeps its content: a rebuild without the layer cache counts 2.
+	d.must(d.run(dir, nil, dockerCLI, "build", "--no-cache", "-t", "mnt:2", "."))
+	if got := d.must(d.docker("run", "--rm", "mnt:2", "cat", "/count")).out; got != "2\n" {
+		t.Errorf("cache mount: count %q, want 2", got)
+	}
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN --mount=type=secret,id=s cat /run/secrets/s\n"), 0o644)
+	if r := d.run(dir, nil, dockerCLI, "build", "."); r.code == 0 || !strings.Contains(r.err, "RUN --mount=type=secret is not supported") {
+		t.Errorf("secret mount: %s", r)
+	}
+}
+
+// checkOutputs runs each shell command in a container of ref and compares
+// its output.
+func (d *daemon) checkOutputs(ref string, checks map[string]string) {
+	d.t.Helper()
+	for cmd, want := range checks {
+		if got := d.must(d.docker("run", "--rm", ref, "sh", "-c", cmd)).out; got != want {
+			d.t.Errorf("%s: %q, want %q", cmd, got, want)
 		}
 	}
 }
