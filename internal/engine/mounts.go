@@ -464,6 +464,11 @@ func (e *Engine) registerMounts(id string, cfg *container.Config, hc *container.
 			opts.Ref = id
 			_, getErr := e.volumes.Get(mp.Name)
 			v, err := e.volumes.Create(mp.Name, opts)
+			if errdefs.IsNotFound(err) {
+				// An unknown driver: a 404 from create would send the
+				// docker CLI pulling the image.
+				return nil, nil, fmt.Errorf("%s: %w", strings.TrimSuffix(err.Error(), ": "+errdefs.ErrNotFound.Error()), errdefs.ErrInvalidArgument)
+			}
 			if err != nil {
 				return nil, nil, err
 			}
@@ -497,7 +502,7 @@ func volumeOptions(hc *container.HostConfig, dst string) volume.CreateOptions {
 		}
 		return o
 	}
-	return volume.CreateOptions{}
+	return volume.CreateOptions{Driver: hc.VolumeDriver}
 }
 
 // mountVolumes prepares a starting container's mounts: volumes are

@@ -91,9 +91,12 @@ func TestVolumes(t *testing.T) {
 			if got := c.must(t, d, "volume", "ls", "--filter", "label=k=v"); got != "DRIVER    VOLUME NAME\nlocal     "+vol+"\n" {
 				t.Fatalf("volume ls:\n%s", got)
 			}
-			got := c.must(t, d, "volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Mountpoint}}", vol)
-			if want := vol + " local local map[k:v] " + filepath.Join(d.root, "volumes", vol, "_data") + "\n"; got != want {
-				t.Fatalf("volume inspect: got %q want %q", got, want)
+			want := vol + " local local map[k:v] " + filepath.Join(d.root, "volumes", vol, "_data") + "\n"
+			for _, verb := range [][]string{{"volume", "inspect"}, {"inspect"}, {"inspect", "--type", "volume"}} {
+				got := c.must(t, d, append(verb, "-f", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Mountpoint}}", vol)...)
+				if got != want {
+					t.Fatalf("%v: got %q want %q", verb, got, want)
+				}
 			}
 
 			// Data outlives its container and is seen by the next.
@@ -308,6 +311,8 @@ func TestMountErrors(t *testing.T) {
 				{"Duplicate mount point: /x", []string{"-v", "v1:/x", "-v", "/tmp:/x"}},
 				{"includes invalid characters for a local volume name", []string{"-v", "a$b:/x"}},
 				{"No such container: nosuch", []string{"--volumes-from", "nosuch"}},
+				{`error looking up volume plugin nfs: plugin "nfs" not found`, []string{"--volume-driver", "nfs", "-v", "vd:/x"}},
+				{`error looking up volume plugin nfs: plugin "nfs" not found`, []string{"--mount", "type=volume,dst=/x,volume-driver=nfs"}},
 			} {
 				// --pull never: a refusal must never send the docker CLI to a registry.
 				c.refuses(t, tc.want, append(append([]string{"create", "--pull", "never"}, tc.args...), testImage, "true")...)

@@ -28,7 +28,7 @@ func (c *CLI) inspectCommandFor(kind string) *cobra.Command {
 	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format output using a custom template")
 	switch kind {
 	case "":
-		cmd.Flags().StringVar(&kind, "type", "", "Only inspect objects of the given type (container, image)")
+		cmd.Flags().StringVar(&kind, "type", "", "Only inspect objects of the given type (container, image, volume)")
 	case "image":
 		cmd.Short, cmd.Use = "Display detailed information on one or more images", "inspect [OPTIONS] IMAGE [IMAGE...]"
 		cmd.ValidArgsFunction = c.completeImages
@@ -39,7 +39,7 @@ func (c *CLI) inspectCommandFor(kind string) *cobra.Command {
 		cmd.Flags().BoolVarP(&size, "size", "s", false, "Display total file sizes if the type is container")
 	}
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		if kind != "" && kind != "container" && kind != "image" {
+		if kind != "" && kind != "container" && kind != "image" && kind != "volume" {
 			return fmt.Errorf("%q is not a valid value for --type", kind)
 		}
 		if tmpl != "" && tmpl != format.JSONKey {
@@ -101,8 +101,12 @@ func (c *CLI) forEach(names []string, fn func(name string) error) error {
 	return nil
 }
 
-// inspectOne finds a container, or else an image, by name or ID.
+// inspectOne finds a container, or else an image, or else a volume, by
+// name or ID (docker's order).
 func (c *CLI) inspectOne(ctx context.Context, api *client.Client, name, kind string, size bool) (json.RawMessage, error) {
+	if kind == "volume" {
+		return volumeInspect(ctx, api, name)
+	}
 	if kind != "image" {
 		res, err := api.ContainerInspect(ctx, name, client.ContainerInspectOptions{Size: size})
 		if err == nil {
@@ -121,6 +125,10 @@ func (c *CLI) inspectOne(ctx context.Context, api *client.Client, name, kind str
 		return b.Bytes(), nil
 	}
 	if cerrdefs.IsNotFound(err) && kind == "" {
+		raw, verr := volumeInspect(ctx, api, name)
+		if verr == nil || !cerrdefs.IsNotFound(verr) {
+			return raw, verr
+		}
 		return nil, fmt.Errorf("Error: No such object: %s", name)
 	}
 	return nil, err

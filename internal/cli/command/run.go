@@ -47,6 +47,7 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.StringArrayVar(&o.Tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
 	f.StringArrayVar(&o.Mounts, "mount", nil, "Attach a filesystem mount to the container")
 	f.StringArrayVar(&o.VolumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
+	f.StringVar(&o.VolumeDriver, "volume-driver", "", "Optional volume driver for the container")
 	f.StringVar(&o.Restart, "restart", "no", "Restart policy to apply when a container exits")
 	f.BoolVar(init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	f.BoolVar(&o.Rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")

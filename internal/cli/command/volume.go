@@ -187,14 +187,18 @@ func (c *CLI) volumeInspectCommand() *cobra.Command {
 			return err
 		}
 		return c.inspectEach(args, tmpl, func(name string) (json.RawMessage, error) {
-			res, err := api.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
-			if err != nil || len(bytes.TrimSpace(res.Raw)) > 0 {
-				return res.Raw, err
-			}
-			return json.Marshal(res.Volume)
+			return volumeInspect(ctx, api, name)
 		})
 	})
 	return cmd
+}
+
+func volumeInspect(ctx context.Context, api *client.Client, name string) (json.RawMessage, error) {
+	res, err := api.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
+	if err != nil || len(bytes.TrimSpace(res.Raw)) > 0 {
+		return res.Raw, err
+	}
+	return json.Marshal(res.Volume)
 }
 
 func (c *CLI) volumeRmCommand() *cobra.Command {

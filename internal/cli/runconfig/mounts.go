@@ -216,6 +216,7 @@ func (o *Options) mounts(cfg *container.Config, hc *container.HostConfig) error 
 		hc.Mounts = append(hc.Mounts, m)
 	}
 	hc.VolumesFrom = o.VolumesFrom
+	hc.VolumeDriver = o.VolumeDriver
 	if len(o.Tmpfs) > 0 {
 		hc.Tmpfs = map[string]string{}
 		for _, t := range o.Tmpfs {

@@ -23,6 +23,8 @@ type Options struct {
 	EnvFiles []string
 	Volumes  []string
 	Mounts   []string // --mount
+	// VolumeDriver is --volume-driver, for the volumes -v names.
+	VolumeDriver string
 	// VolumesFrom is --volumes-from CONTAINER[:ro|rw].
 	VolumesFrom []string
 	Workdir     string
