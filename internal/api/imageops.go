@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/moby/api/types/container"
 	imagetypes "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/jsonstream"
 
 	"github.com/berth-dev/berth/internal/distribution"
+	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/imagearchive"
@@ -88,10 +90,6 @@ func (s *Server) imageImport(w http.ResponseWriter, r *http.Request, src string)
 		s.writeErr(w, fmt.Errorf("import from a URL: %w", errdefs.ErrNotImplemented))
 		return
 	}
-	if len(q["changes"]) > 0 {
-		s.writeErr(w, fmt.Errorf("import --change: %w", errdefs.ErrNotImplemented))
-		return
-	}
 	ref := ""
 	if repo := q.Get("repo"); repo != "" {
 		ref = joinRef(repo, q.Get("tag"))
@@ -106,6 +104,14 @@ func (s *Server) imageImport(w http.ResponseWriter, r *http.Request, src string)
 		return
 	}
 	opts := imagearchive.ImportOptions{Platform: platform}
+	if changes := q["changes"]; len(changes) > 0 {
+		var cfg container.Config
+		if err := engine.ApplyChanges(&cfg, changes); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		opts.Config = engine.ImageConfigOf(&cfg)
+	}
 	img, err := imagearchive.New(s.images).Import(r.Context(), r.Body, ref, opts)
 	if err != nil {
 		s.writeErr(w, err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -66,7 +67,12 @@ func (e *Engine) Commit(ctx context.Context, ref string, o CommitOptions) (strin
 		pw.CloseWithError(archive.Diff(ctx, lowers, upper, pw, archive.DiffOptions{}))
 	}()
 	now := time.Now().UTC()
-	img := v1.Image{Created: &now, Author: o.Author, Config: imageConfigOf(cfg)}
+	img := dockerspec.DockerOCIImage{Image: v1.Image{Created: &now, Author: o.Author}}
+	img.Config.ImageConfig = ImageConfigOf(cfg)
+	if hc := cfg.Healthcheck; hc != nil {
+		img.Config.Healthcheck = &dockerspec.HealthcheckConfig{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout,
+			StartPeriod: hc.StartPeriod, StartInterval: hc.StartInterval, Retries: hc.Retries}
+	}
 	hist := v1.History{Created: &now, Author: o.Author, Comment: o.Comment,
 		CreatedBy: strings.Join(append(slices.Clone(c.Config.Entrypoint), c.Config.Cmd...), " ")}
 	out, err := e.images.AppendLayer(ctx, o.Ref, c.ImageID, img, hist, pr)
@@ -125,8 +131,8 @@ func mergeCommitConfig(cfg, ctr *container.Config) {
 	}
 }
 
-// imageConfigOf is the OCI image config of a container config.
-func imageConfigOf(cfg *container.Config) v1.ImageConfig {
+// ImageConfigOf is the OCI image config of a container config.
+func ImageConfigOf(cfg *container.Config) v1.ImageConfig {
 	ic := v1.ImageConfig{
 		User: cfg.User, Env: cfg.Env, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd,
 		WorkingDir: cfg.WorkingDir, Labels: cfg.Labels, StopSignal: cfg.StopSignal,

@@ -7,19 +7,22 @@ import (
 	"slices"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // AppendLayer makes an image of base's layers (none when base is "") plus
 // the uncompressed layer tar read from layer, and records it as name (""
-// for none). cfg is the new image's config: its RootFS and History are
+// for none). full is the new image's config (with docker's extensions,
+// such as a healthcheck): its RootFS and History are
 // base's with the new layer's added (hist describes it); created and the
 // platform default to now and base's. The manifest keeps base's flavour
 // (Docker schema2 or OCI) so registries see one consistent set of media
 // types. This is docker commit's image; the new layer is unpacked when the
 // image is first run.
-func (s *Service) AppendLayer(ctx context.Context, name, base string, cfg v1.Image, hist v1.History, layer io.Reader) (img Image, err error) {
+func (s *Service) AppendLayer(ctx context.Context, name, base string, full dockerspec.DockerOCIImage, hist v1.History, layer io.Reader) (img Image, err error) {
+	cfg := &full.Image
 	var r Resolved
 	if base != "" {
 		if _, r, err = s.getResolved(ctx, base); err != nil {
@@ -75,9 +78,9 @@ func (s *Service) AppendLayer(ctx context.Context, name, base string, cfg v1.Ima
 	// docker keeps a commit's message in the config too ("comment"),
 	// where image inspect reads it.
 	withComment := struct {
-		v1.Image
+		dockerspec.DockerOCIImage
 		Comment string `json:"comment,omitempty"`
-	}{cfg, hist.Comment}
+	}{full, hist.Comment}
 	if m.Config, _, err = s.WriteJSON(ctx, op, configType, withComment); err != nil {
 		return Image{}, err
 	}

@@ -221,6 +221,20 @@ func TestDiffExportCommit(t *testing.T) {
 	if out := d.mustDocker("history", "--format", "{{.Comment}}", "committed:v1"); !strings.HasPrefix(out, "a message\n") {
 		t.Fatalf("history of the committed image: %q", out)
 	}
+	// The container's healthcheck goes with the image.
+	d.mustDocker("create", "--name", "hc", "--health-cmd", "true", "--health-retries", "7", testImage, "true")
+	d.mustDocker("commit", "hc", "committed:hc")
+	if out := d.mustDocker("image", "inspect", "-f", "{{json .Config.Healthcheck.Test}} {{.Config.Healthcheck.Retries}}", "committed:hc"); out != `["CMD-SHELL","true"] 7`+"\n" {
+		t.Fatalf("healthcheck of the committed image: %q", out)
+	}
+	d.mustDocker("rm", "hc")
+	d.mustDocker("rmi", "committed:hc")
+	// docker import --change with the exported tar.
+	d.mustDocker("import", "--change", "ENV X=imported", "--change", `CMD ["sh", "-c", "echo $X; cat /added/new/file"]`, filepath.Join(dir, "c1.tar"), "imported:1")
+	if out := d.mustDocker("run", "--rm", "imported:1"); out != "imported\ndata\n" {
+		t.Fatalf("run of an image imported with --change: %q", out)
+	}
+	d.mustDocker("rmi", "imported:1")
 	// A running container is paused while committed, and runs on.
 	d.mustDocker("run", "-d", "--name", "r1", testImage, "sh", "-c", "echo x > /made; sleep 1000")
 	waitFor(t, func() bool { _, _, code := d.docker("exec", "r1", "test", "-e", "/made"); return code == 0 }, "r1's file")
