@@ -321,7 +321,9 @@ func TestHookOrder(t *testing.T) {
 		// Hooks get the state on stdin: record the name and the status.
 		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", fmt.Sprintf(`read -r s; st=$(echo "$s" | sed 's/.*"status":"\([a-z]*\)".*/\1/'); echo "%s $st" >> %s`, name, log)}}
 	}
-	e := newEnv(t, "sh", "-c", "echo run >> /hooklog/hooks.log")
+	// The process stays until poststart has run, so that poststart sees it
+	// running however slowly a busy machine runs the hook.
+	e := newEnv(t, "sh", "-c", "echo run >> /hooklog/hooks.log; i=0; while ! grep -q poststart /hooklog/hooks.log && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done")
 	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/hooklog", Type: "bind", Source: dir, Options: []string{"rbind", "rw"}})
 	e.spec.Hooks = &specs.Hooks{
 		Prestart:      []specs.Hook{hook("prestart")},
