@@ -151,6 +151,27 @@ func TestCopy(t *testing.T) {
 		t.Fatalf("file copied into the stopped container: %q", out)
 	}
 
+	// -a: the files take the container user's ids; without it the tar's.
+	d.mustDocker("create", "--name", "owned", "-u", "nobody", testImage, "true")
+	if err := os.Chown(filepath.Join(host, "f.txt"), 1234, 5678); err != nil {
+		t.Fatal(err)
+	}
+	d.mustDocker("cp", "-a", filepath.Join(host, "f.txt"), "owned:/tmp/a")
+	d.mustDocker("cp", filepath.Join(host, "f.txt"), "owned:/tmp/plain")
+	out = d.mustDocker("cp", "owned:/tmp", "-")
+	tr := tar.NewReader(strings.NewReader(out))
+	owners := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		owners[h.Name] = fmt.Sprintf("%d:%d", h.Uid, h.Gid)
+	}
+	if owners["tmp/a"] != "65534:65534" || owners["tmp/plain"] != "1234:5678" {
+		t.Errorf("owners after cp -a and cp: %v", owners)
+	}
+
 	// Bad input.
 	if _, errOut, code := d.docker("cp", filepath.Join(host, "f.txt"), "nosuch:/tmp"); code == 0 || !strings.Contains(errOut, "No such container: nosuch") {
 		t.Errorf("cp to a missing container: exit %d, %q", code, errOut)
