@@ -300,11 +300,14 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 		Tmpfs:          hc.Tmpfs,
 	}
 	o.Tty = cfg.Tty
-	mode, netns, err := e.netnsSpec(id, hc)
+	mode, netns, hostname, err := e.netnsSpec(id, hc)
 	if err != nil {
 		return o, err
 	}
 	o.NetworkMode, o.NetnsPath = mode, netns
+	if hostname != "" {
+		o.Hostname = hostname
+	}
 	if hc.PidsLimit != nil {
 		o.PidsLimit = *hc.PidsLimit
 	}
@@ -361,7 +364,9 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 	if err := e.save(c); err != nil {
 		e.log.Error("record exit", "id", id, "err", err)
 	}
-	close(c.exited)
+	// c.exited closes after the teardown below: whoever waits for the
+	// exit (stop, wait, rm) finds the network and rootfs released.
+	exited := c.exited
 	if st.OOMKilled {
 		e.emitContainer(c, "oom", nil)
 	}
@@ -378,6 +383,7 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 	e.teardownNetwork(context.Background(), id)
 	_ = os.RemoveAll(e.bundlePath(id))
 	e.mu.Lock()
+	close(exited)
 	if c.releasing == releasing {
 		c.releasing = nil
 	}

@@ -274,40 +274,43 @@ func portMappings(cfg *container.Config, hc *container.HostConfig) ([]nat.PortMa
 }
 
 // netnsSpec says how the spec joins the network: a namespace path, host
-// mode, or "" (a fresh namespace the runtime makes, --network none).
-func (e *Engine) netnsSpec(id string, hc *container.HostConfig) (mode, path string, err error) {
+// mode, or "" (a fresh namespace the runtime makes, --network none). For
+// container:<id> it also gives that container's hostname, which the
+// joiner shares as docker's does.
+func (e *Engine) netnsSpec(id string, hc *container.HostConfig) (mode, path, hostname string, err error) {
 	m := parseNetworkMode(hc.NetworkMode)
 	switch m.kind {
 	case modeHost:
-		return modeHost, "", nil
+		return modeHost, "", "", nil
 	case modeNone:
-		return "", "", nil
+		return "", "", "", nil
 	case modeBridge:
 		if e.net == nil {
-			return "", "", nil
+			return "", "", "", nil
 		}
-		return "", e.netnsPath(id), nil
+		return "", e.netnsPath(id), "", nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	o, err := e.lookup(m.name)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	if o.ID == id {
-		return "", "", fmt.Errorf("cannot join own network namespace: %w", errdefs.ErrInvalidArgument)
+		return "", "", "", fmt.Errorf("cannot join own network namespace: %w", errdefs.ErrInvalidArgument)
 	}
 	if o.State.Status != StatusRunning || o.State.Pid == 0 {
-		return "", "", fmt.Errorf("cannot join network namespace of a non running container: %s: %w", o.ID, errdefs.ErrConflict)
+		return "", "", "", fmt.Errorf("cannot join network namespace of a non running container: %s: %w", o.ID, errdefs.ErrConflict)
 	}
+	hostname = o.Config.Hostname
 	om := parseNetworkMode(o.HostConfig.NetworkMode)
 	switch {
 	case om.kind == modeHost:
-		return modeHost, "", nil
+		return modeHost, "", hostname, nil
 	case om.kind == modeBridge && e.net != nil:
-		return "", e.netnsPath(o.ID), nil
+		return "", e.netnsPath(o.ID), hostname, nil
 	}
-	return "", fmt.Sprintf("/proc/%d/ns/net", o.State.Pid), nil
+	return "", fmt.Sprintf("/proc/%d/ns/net", o.State.Pid), hostname, nil
 }
 
 // setupNetwork connects a starting container: for bridge networks its

@@ -278,7 +278,7 @@ func RemoveStaleVeths(bridges []string, keep map[string]bool) ([]string, error) 
 	if len(masters) == 0 {
 		return nil, nil
 	}
-	links, err := netlink.LinkList()
+	links, err := Links()
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +300,7 @@ func RemoveStaleVeths(bridges []string, keep map[string]bool) ([]string, error) 
 // default route), which new subnets must not overlap. Berth's own bridges
 // are skipped by name via skip.
 func HostRoutes(skip func(ifname string) bool) ([]netip.Prefix, error) {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := retryDump(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, err
 	}
@@ -350,4 +350,17 @@ func EnableIPForward() (changed bool, err error) {
 		return false, nil
 	}
 	return true, writeSysctl("net/ipv4/ip_forward", "1")
+}
+
+// Links lists the host's links. A dump the kernel interrupts (links
+// changing meanwhile: other daemons, tests) is read again.
+func Links() ([]netlink.Link, error) { return retryDump(netlink.LinkList) }
+
+func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
+	for i := 0; ; i++ {
+		out, err := dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 20 {
+			return out, err
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func snapshot(t *testing.T) hostState {
 	// Link names and states only (counters and the like change).
 	var links []string
 	for _, l := range strings.Split(run(t, "ip", "-o", "link", "show"), "\n") {
-		if f := strings.Fields(l); len(f) > 1 {
+		if f := strings.Fields(l); len(f) > 1 && !foreignLine(l) {
 			links = append(links, f[1])
 		}
 	}
@@ -54,11 +55,43 @@ func snapshot(t *testing.T) hostState {
 		links:   strings.Join(links, " "),
 		netns:   ownNetns(run(t, "ip", "netns", "list")),
 		ruleset: ownRuleset(run(t, "nft", "list", "ruleset")),
-		addrs:   run(t, "ip", "-4", "-o", "addr", "show"),
-		routes:  run(t, "ip", "route", "show", "table", "all"),
+		addrs:   ownLines(run(t, "ip", "-4", "-o", "addr", "show")),
+		routes:  ownLines(run(t, "ip", "route", "show", "table", "all")),
 		forward: run(t, "cat", "/proc/sys/net/ipv4/ip_forward"),
 		nsfs:    nsfsMounts(t),
 	}
+}
+
+// foreignIf matches the interfaces other tests and daemons running at the
+// same time make: test daemons' bridges (nettest: bt<pid36>x<n>), their
+// user networks (br-<id12>) and veths (bv<hex11>), the private dockerd's
+// (bd-<hex>, veth<hex>), the scripts' (bbe, bbcli, bdemo) and default ones.
+var foreignIf = regexp.MustCompile(`\b(bt[0-9a-z]+x[0-9a-z]+|br-[0-9a-f]{12}|bv[0-9a-f]{11}|bd-[0-9a-f]+|veth[0-9a-f]+|bbe[0-9]+|bbcli[0-9]+|bdemo[0-9]+|berth0|docker0)\b`)
+
+// foreignLine is a line about another process's interface, and none of
+// this test's (btd/btu/bti<pid>, bt<pid>-x).
+func foreignLine(l string) bool {
+	if !foreignIf.MatchString(l) {
+		return false
+	}
+	p := os.Getpid() % 100000
+	for _, own := range []string{fmt.Sprintf("btd%d", p), fmt.Sprintf("btu%d", p), fmt.Sprintf("bti%d", p), fmt.Sprintf("bt%d-", p)} {
+		if strings.Contains(l, own) {
+			return false
+		}
+	}
+	return true
+}
+
+// ownLines drops the lines about other processes' interfaces.
+func ownLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !foreignLine(l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // ownRuleset drops the tables of other berth test processes (packages run
@@ -69,7 +102,7 @@ func ownRuleset(rs string) string {
 	skip := false
 	for _, l := range strings.Split(rs, "\n") {
 		if strings.HasPrefix(l, "table ") {
-			skip = (strings.Contains(l, " berth_t") || strings.Contains(l, " berth_n")) && !strings.Contains(l, mine)
+			skip = strings.Contains(l, " berth") && !strings.Contains(l, mine) // other daemons' and tests' tables
 		}
 		if !skip {
 			out = append(out, l)

@@ -178,6 +178,7 @@ func (c *CLI) Commands() []*cobra.Command {
 		c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.eventsCommand(),
 		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.buildCommand(), c.builderCommand(), c.volumeCommand(),
 		c.systemCommand(), c.loginCommand(), c.logoutCommand(),
+		c.networkCommand(),
 	}, c.containerVerbs()...)
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)
@@ -208,7 +209,7 @@ func (c *CLI) containerVerbs() []*cobra.Command {
 		c.runCommand(), c.createCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(),
 		c.killCommand(), c.rmCommand(), c.logsCommand(), c.waitCommand(), c.renameCommand(),
 		c.execCommand(), c.topCommand(), c.pauseCommand(), c.unpauseCommand(), c.attachCommand(),
-		c.statsCommand(), c.cpCommand(), c.diffCommand(), c.exportCommand(), c.commitCommand(), c.updateCommand(),
+		c.statsCommand(), c.cpCommand(), c.diffCommand(), c.exportCommand(), c.commitCommand(), c.updateCommand(), c.portCommand(),
 	}
 }
 

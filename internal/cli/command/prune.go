@@ -54,7 +54,9 @@ func (c *CLI) pruneCommand(what string, warning func() string, flags func(*cobra
 		if report != "" {
 			fmt.Fprintln(c.Out, report)
 		}
-		fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(freed)))
+		if what != "networks" { // docker's network prune frees no space and says nothing of it
+			fmt.Fprintln(c.Out, "Total reclaimed space:", units.HumanSize(float64(freed)))
+		}
 		return nil
 	})
 	return cmd

@@ -52,6 +52,13 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.BoolVar(init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	f.BoolVar(&o.Rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
 	f.StringVar(&o.Network, "network", "", "Connect a container to a network")
+	f.StringArrayVar(&o.Aliases, "network-alias", nil, "Add network-scoped alias for the container")
+	f.StringVar(&o.IP, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
+	f.StringArrayVar(&o.AddHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
+	f.StringArrayVar(&o.DNS, "dns", nil, "Set custom DNS servers")
+	f.StringArrayVar(&o.DNSSearch, "dns-search", nil, "Set custom DNS search domains")
+	f.StringArrayVar(&o.DNSOptions, "dns-option", nil, "Set DNS options")
+	f.StringVar(&o.Domainname, "domainname", "", "Container NIS domain name")
 	f.BoolVar(&o.Privileged, "privileged", false, "Give extended privileges to this container")
 	f.StringVarP(&o.Hostname, "hostname", "h", "", "Container host name")
 	f.StringVar(&o.StopSignal, "stop-signal", "", "Signal to stop the container")
@@ -137,7 +144,7 @@ func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string, fo
 	default:
 		return "", &StatusError{Code: exitDaemon, Message: fmt.Sprintf("berth: invalid pull option: '%s': must be one of \"always\", \"missing\" or \"never\"", o.Pull)}
 	}
-	opts := client.ContainerCreateOptions{Config: cfg.Config, HostConfig: cfg.HostConfig, Name: o.Name}
+	opts := client.ContainerCreateOptions{Config: cfg.Config, HostConfig: cfg.HostConfig, NetworkingConfig: cfg.NetworkingConfig, Name: o.Name}
 	res, err := api.ContainerCreate(ctx, opts)
 	missing := func(err error) bool {
 		return cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image")

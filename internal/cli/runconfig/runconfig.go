@@ -8,12 +8,14 @@ import (
 	"bufio"
 	"fmt"
 	"math/big"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 )
 
 // Options are the flags of `run`/`create`, as typed.
@@ -56,6 +58,15 @@ type Options struct {
 	Publish     []string
 	PublishAll  bool
 	Expose      []string
+	// Networking: --network-alias, --ip, --add-host, --dns, --dns-search,
+	// --dns-option, --domainname.
+	Aliases    []string
+	IP         string
+	AddHosts   []string
+	DNS        []string
+	DNSSearch  []string
+	DNSOptions []string
+	Domainname string
 	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
 	// sent with the create so the first screen has the right size.
 	ConsoleSize [2]uint
@@ -73,8 +84,9 @@ func (o *Options) SetInit(v bool) { o.Init, o.initSet = v, true }
 
 // Config is what ContainerCreate needs.
 type Config struct {
-	Config     *container.Config
-	HostConfig *container.HostConfig
+	Config           *container.Config
+	HostConfig       *container.HostConfig
+	NetworkingConfig *network.NetworkingConfig
 }
 
 // Build validates the options and fills the API structures. args is
@@ -99,6 +111,7 @@ func (o *Options) Build(args []string) (Config, error) {
 		User:         o.User,
 		Labels:       labels,
 		Hostname:     o.Hostname,
+		Domainname:   o.Domainname,
 		StopSignal:   o.StopSignal,
 		Tty:          o.Tty,
 		OpenStdin:    o.Stdin,
@@ -177,7 +190,49 @@ func (o *Options) Build(args []string) (Config, error) {
 	if o.Rm && hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != container.RestartPolicyDisabled {
 		return Config{}, fmt.Errorf("conflicting options: cannot specify both --restart and --rm")
 	}
-	return Config{Config: cfg, HostConfig: hc}, nil
+	nc, err := o.networking(hc)
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Config: cfg, HostConfig: hc, NetworkingConfig: nc}, nil
+}
+
+// networking fills the DNS and host settings and the endpoint of the
+// container's network (--network-alias, --ip), as docker's CLI does.
+func (o *Options) networking(hc *container.HostConfig) (*network.NetworkingConfig, error) {
+	for _, d := range o.DNS {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--dns\" flag: %s is not an ip address", d, d)
+		}
+		hc.DNS = append(hc.DNS, a)
+	}
+	hc.DNSSearch, hc.DNSOptions = o.DNSSearch, o.DNSOptions
+	for _, h := range o.AddHosts {
+		name, ip, ok := strings.Cut(h, "=")
+		if !ok {
+			name, ip, ok = strings.Cut(h, ":")
+		}
+		if !ok || name == "" || ip == "" {
+			return nil, fmt.Errorf("invalid argument %q for \"--add-host\" flag: bad format for add-host: %q", h, h)
+		}
+		if _, err := netip.ParseAddr(strings.Trim(ip, "[]")); err != nil && ip != "host-gateway" {
+			return nil, fmt.Errorf("invalid argument %q for \"--add-host\" flag: invalid IP address in add-host: %q", h, ip)
+		}
+		hc.ExtraHosts = append(hc.ExtraHosts, name+":"+ip)
+	}
+	if len(o.Aliases) == 0 && o.IP == "" {
+		return nil, nil
+	}
+	es := &network.EndpointSettings{Aliases: o.Aliases}
+	if o.IP != "" {
+		a, err := netip.ParseAddr(o.IP)
+		if err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--ip\" flag: ParseAddr(%q): unable to parse IP", o.IP, o.IP)
+		}
+		es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
+	}
+	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{string(hc.NetworkMode): es}}, nil
 }
 
 func (o *Options) env() ([]string, error) { return Env(o.EnvFiles, o.Env) }

@@ -6,6 +6,8 @@ package nettest
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,4 +87,76 @@ func bridgesOf(state string) []string {
 		}
 	}
 	return out
+}
+
+// Veths lists the host-side veths on the bridges of the daemon whose root
+// is root: after every container is gone there must be none.
+func Veths(root string) []string {
+	masters := map[int]bool{}
+	for _, br := range bridgesOf(filepath.Join(root, "network")) {
+		if l, err := netlink.LinkByName(br); err == nil {
+			masters[l.Attrs().Index] = true
+		}
+	}
+	links, _ := network.Links()
+	var out []string
+	for _, l := range links {
+		if l.Type() == "veth" && masters[l.Attrs().MasterIndex] {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// FreeSubnet returns a /24 of 10.213.0.0/16 no host route overlaps,
+// starting at a place that depends on the process, so that concurrent test
+// processes rarely try the same one.
+func FreeSubnet(t testing.TB, skip ...netip.Prefix) netip.Prefix {
+	t.Helper()
+	routes, err := network.HostRoutes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes = append(routes, skip...)
+	start := os.Getpid() + int(seq.Add(1))*7
+	for i := 0; i < 256; i++ {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 213, byte((start + i) % 256), 0}), 24)
+		free := true
+		for _, r := range routes {
+			if r.Overlaps(p) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return p
+		}
+	}
+	t.Skip("no free /24 in 10.213.0.0/16")
+	return netip.Prefix{}
+}
+
+// HostAddress is the host's own IPv4 address on its first interface that
+// is up and not loopback nor one of berth's or docker's bridges and veths:
+// published ports must answer there too.
+func HostAddress(t testing.TB) netip.Addr {
+	t.Helper()
+	links, err := network.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagUp == 0 || a.Flags&net.FlagLoopback != 0 || l.Type() == "bridge" || l.Type() == "veth" {
+			continue
+		}
+		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+		for _, ad := range addrs {
+			if ip, ok := netip.AddrFromSlice(ad.IP.To4()); ok && ip.IsGlobalUnicast() {
+				return ip
+			}
+		}
+	}
+	t.Skip("no host address outside loopback")
+	return netip.Addr{}
 }
