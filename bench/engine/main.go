@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
 )
@@ -259,7 +260,9 @@ func (b *bench) startBerth(reg string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cfg, _ := json.Marshal(map[string]any{"registry-mirrors": []string{"http://" + reg}, "insecure-registries": []string{reg}})
+	// Its own bridge and nftables table, removed in cleanup.
+	cfg, _ := json.Marshal(map[string]any{"registry-mirrors": []string{"http://" + reg}, "insecure-registries": []string{reg},
+		"bridge": berthBridge(), "ip-forward": false})
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), cfg, 0o644); err != nil {
 		return err
 	}
@@ -618,6 +621,9 @@ func (b *bench) cleanup() {
 		if pid := readPid(filepath.Join(b.work, "berth", "exec", "supervisor.pid")); pid > 0 {
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 		}
+		if _, err := network.Purge(filepath.Join(b.seedRoot, "network"), "berth_"+berthBridge()); err != nil {
+			log.Printf("berth network cleanup: %v", err)
+		}
 	}
 	if b.registry != nil {
 		stopPid(b.registry)
@@ -631,6 +637,10 @@ func (b *bench) cleanup() {
 		}
 	}
 }
+
+// berthBridge is the bench daemon's default bridge (its nftables table is
+// berth_ + that name).
+func berthBridge() string { return fmt.Sprintf("bbe%d", os.Getpid()) }
 
 func glob(patterns ...string) (out []string) {
 	for _, p := range patterns {
