@@ -149,7 +149,7 @@ type build struct {
 	epoch   *time.Time
 	stages  []*stage
 	byName  map[string]*stage
-	step    int
+	target  *stage
 	total   int
 	pending []cache.Entry
 	lex     *shell.Lex
@@ -176,8 +176,16 @@ type stage struct {
 	index  int
 	def    instructions.Stage
 	needed bool
-	done   bool
-	st     state
+	// deps are the stages it reads from (FROM, COPY --from, RUN --mount
+	// from=); it starts when they are done.
+	deps []*stage
+	// done is set (before finished closes) when it was built.
+	done     bool
+	finished chan struct{}
+	out      io.Writer
+	// step is the number of its next step line.
+	step int
+	st   state
 	// args are the ARG values declared in this stage so far.
 	args    []instructions.KeyValuePairOptional
 	cmdSet  bool
@@ -288,7 +296,7 @@ func (bd *build) parse() error {
 		for _, kv := range a.Args {
 			if v, ok := bd.opts.BuildArgs[kv.Key]; ok && v != nil {
 				kv.Value = v
-				bd.usedArgs[kv.Key] = true
+				bd.useArg(kv.Key)
 			} else if kv.Value != nil {
 				expanded, err := bd.expand(*kv.Value, bd.metaEnv())
 				if err != nil {
@@ -319,9 +327,11 @@ func (bd *build) parse() error {
 	}
 	for _, s := range bd.stages[:target.index+1] {
 		if s.needed {
+			s.step = bd.total + 1
 			bd.total += 1 + len(s.def.Commands)
 		}
 	}
+	bd.target = target
 	return nil
 }
 
@@ -369,6 +379,7 @@ func (bd *build) markNeeded(s *stage) error {
 		return lineError(s.def.Location, err)
 	}
 	if dep, ok := bd.stageRef(base, s.index); ok {
+		s.deps = append(s.deps, dep)
 		if err := bd.markNeeded(dep); err != nil {
 			return err
 		}
@@ -391,6 +402,7 @@ func (bd *build) markNeeded(s *stage) error {
 				if dep.index >= s.index {
 					return lineError(c.Location(), fmt.Errorf("invalid from flag value %s: refers to current or later build stage: %w", from, errdefs.ErrInvalidArgument))
 				}
+				s.deps = append(s.deps, dep)
 				if err := bd.markNeeded(dep); err != nil {
 					return err
 				}
@@ -433,31 +445,39 @@ func (bd *build) expand(word string, env shell.EnvGetter) (string, error) {
 	return res, nil
 }
 
-// run builds the needed stages in order and returns the target's.
+// run builds the needed stages (independent ones in parallel) and returns
+// the target.
 func (bd *build) run(ctx context.Context) (*stage, error) {
-	var last *stage
-	for _, s := range bd.stages {
-		if !s.needed {
-			continue
-		}
-		if err := bd.runStage(ctx, s); err != nil {
-			return nil, err
-		}
-		last = s
-		if bd.opts.Target != "" && strings.EqualFold(s.def.Name, bd.opts.Target) {
-			break
+	var needed []*stage
+	for _, s := range bd.stages[:bd.target.index+1] {
+		if s.needed {
+			needed = append(needed, s)
 		}
 	}
-	return last, nil
+	if err := bd.runParallel(ctx, needed); err != nil {
+		return nil, err
+	}
+	return bd.target, nil
 }
 
 func (bd *build) printf(format string, args ...any) {
 	fmt.Fprintf(bd.out, format, args...)
 }
 
-func (bd *build) stepLine(text string) {
-	bd.step++
-	bd.printf("Step %d/%d : %s\n", bd.step, bd.total, text)
+func (s *stage) printf(format string, args ...any) {
+	fmt.Fprintf(s.out, format, args...)
+}
+
+func (bd *build) stepLine(s *stage, text string) {
+	s.printf("Step %d/%d : %s\n", s.step, bd.total, text)
+	s.step++
+}
+
+// useArg records that some ARG declared a build arg.
+func (bd *build) useArg(k string) {
+	bd.mu.Lock()
+	bd.usedArgs[k] = true
+	bd.mu.Unlock()
 }
 
 // finish writes the target's config and manifest, names the image and

@@ -156,7 +156,7 @@ func (bd *build) fromRoot(ctx context.Context, s *stage, from string) (string, s
 		st, keyBase = dep.st, "stage:"+dep.st.key.String()
 	} else {
 		var err error
-		if st, err = bd.imageState(ctx, from); err != nil {
+		if st, err = bd.imageState(ctx, s, from); err != nil {
 			return "", "", fmt.Errorf("invalid from flag value %s: %w", from, err)
 		}
 		keyBase = "image:" + st.id.String()

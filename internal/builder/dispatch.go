@@ -46,21 +46,21 @@ func (s state) clone() (state, error) {
 // runStage builds one stage: FROM, the base image's ONBUILD triggers,
 // then its instructions.
 func (bd *build) runStage(ctx context.Context, s *stage) error {
-	bd.stepLine(strings.TrimSpace(s.def.SourceCode))
+	bd.stepLine(s, strings.TrimSpace(s.def.SourceCode))
 	st, err := bd.from(ctx, s)
 	if err != nil {
 		return lineError(s.def.Location, err)
 	}
 	s.st = st
 	if id := st.id; id != "" {
-		bd.printf(" ---> %s\n", shortID(id))
+		s.printf(" ---> %s\n", shortID(id))
 	}
 	if triggers := s.st.cfg.Config.OnBuild; len(triggers) > 0 {
-		bd.printf("# Executing %d build trigger", len(triggers))
+		s.printf("# Executing %d build trigger", len(triggers))
 		if len(triggers) > 1 {
-			bd.printf("s")
+			s.printf("s")
 		}
-		bd.printf("\n")
+		s.printf("\n")
 		s.st.cfg.Config.OnBuild = nil // triggers fire once, in the child
 		s.st.key = nextKey(s.st.key, "onbuild-cleared")
 		if err := s.st.seal(); err != nil {
@@ -81,7 +81,7 @@ func (bd *build) runStage(ctx context.Context, s *stage) error {
 		}
 	}
 	for _, c := range s.def.Commands {
-		bd.stepLine(c.(fmt.Stringer).String())
+		bd.stepLine(s, c.(fmt.Stringer).String())
 		if err := bd.dispatch(ctx, s, c); err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func (bd *build) from(ctx context.Context, s *stage) (state, error) {
 		st.key = nextKey("", "FROM scratch", epoch)
 		return st, st.seal()
 	}
-	st, err := bd.imageState(ctx, base)
+	st, err := bd.imageState(ctx, s, base)
 	if err != nil {
 		return st, err
 	}
@@ -133,14 +133,14 @@ func (bd *build) from(ctx context.Context, s *stage) (state, error) {
 
 // imageState loads an image from the store (pulling it if missing, or
 // always with --pull) as a starting state, its layers unpacked.
-func (bd *build) imageState(ctx context.Context, ref string) (state, error) {
+func (bd *build) imageState(ctx context.Context, s *stage, ref string) (state, error) {
 	images := bd.b.images
 	_, err := images.Get(ctx, ref)
 	if (err != nil && errdefs.IsNotFound(err)) || (err == nil && bd.opts.Pull) {
 		if bd.b.pull == nil {
 			return state{}, err
 		}
-		if perr := bd.b.pull(ctx, ref, bd.out); perr != nil {
+		if perr := bd.b.pull(ctx, ref, s.out); perr != nil {
 			return state{}, perr
 		}
 	} else if err != nil {
@@ -268,7 +268,7 @@ func (bd *build) cached(ctx context.Context, s *stage, key digest.Digest) (bool,
 		return false, nil
 	}
 	s.st = st
-	bd.printf(" ---> Using cache\n ---> %s\n", shortID(st.id))
+	s.printf(" ---> Using cache\n ---> %s\n", shortID(st.id))
 	return true, nil
 }
 
@@ -282,8 +282,10 @@ func (bd *build) commit(s *stage, st state, createdBy string, empty bool, stepTe
 		return err
 	}
 	s.st = st
+	bd.mu.Lock()
 	bd.pending = append(bd.pending, cache.Entry{Key: st.key, Config: st.raw, Layers: st.layers, Snapshot: string(st.chain), Step: stepText})
-	bd.printf(" ---> %s\n", shortID(st.id))
+	bd.mu.Unlock()
+	s.printf(" ---> %s\n", shortID(st.id))
 	return nil
 }
 
@@ -400,7 +402,7 @@ func (bd *build) declareArgs(s *stage, a *instructions.ArgCommand) {
 				}
 			}
 		}
-		bd.usedArgs[kv.Key] = true
+		bd.useArg(kv.Key)
 		s.args = slices.DeleteFunc(s.args, func(o instructions.KeyValuePairOptional) bool { return o.Key == kv.Key })
 		s.args = append(s.args, instructions.KeyValuePairOptional{Key: kv.Key, Value: v})
 	}

@@ -39,8 +39,10 @@ func randomHex(n int) string {
 
 // tempDir makes a fresh directory under the build's private directory.
 func (bd *build) tempDir(what string) (string, error) {
+	bd.mu.Lock()
 	bd.seq++
 	d := filepath.Join(bd.tmp, fmt.Sprintf("%s-%d", what, bd.seq))
+	bd.mu.Unlock()
 	return d, os.Mkdir(d, 0o700)
 }
 
@@ -171,7 +173,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 		stubs = append(stubs, m.target)
 	}
 	id := randomHex(32)
-	bd.printf(" ---> Running in %s\n", id[:12])
+	s.printf(" ---> Running in %s\n", id[:12])
 	cfg := st.cfg.Config
 	st, _, err = bd.layerStep(ctx, st, func(rootfs string) error {
 		if cfg.WorkingDir != "" {
@@ -185,7 +187,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 		for _, m := range mounts {
 			so.Mounts = append(so.Mounts, m.spec)
 		}
-		code, err := bd.b.run.RunTransient(ctx, engine.TransientOptions{ID: id, Spec: so, Output: bd.out})
+		code, err := bd.b.run.RunTransient(ctx, engine.TransientOptions{ID: id, Spec: so, Output: s.out})
 		if err != nil {
 			return fmt.Errorf("run %s: %w", strings.Join(args, " "), err)
 		}
@@ -194,7 +196,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 		}
 		return nil
 	}, false, stubs)
-	bd.printf(" ---> Removed intermediate container %s\n", id[:12])
+	s.printf(" ---> Removed intermediate container %s\n", id[:12])
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package build_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -226,5 +227,37 @@ func TestDockerignore(t *testing.T) {
 	}
 	if got := d.must(d.docker("run", "--rm", "ign:api", "sh", "-c", "find /ctx -type f | sort")).out; got != want {
 		t.Errorf("API (daemon-side rules): files %q, want %q", got, want)
+	}
+}
+
+// TestParallelStages builds two independent stages that can only finish
+// together (each waits, through a shared cache mount, for the other to
+// start), so they must run at once; the output still lists the steps in
+// order, one stage after the other, as docker's classic builder does.
+func TestParallelStages(t *testing.T) {
+	d := startDaemon(t)
+	wait := func(me, other string) string {
+		return `RUN --mount=type=cache,target=/sync,id=sync touch /sync/` + me +
+			` && for i in $(seq 300); do [ -e /sync/` + other + ` ] && echo ` + me + ` > /out && exit 0; sleep 0.1; done; exit 1`
+	}
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox AS a\n" + wait("a", "b") + "\n" +
+		"FROM busybox AS b\n" + wait("b", "a") + "\n" +
+		"FROM busybox\nCOPY --from=a /out /a\nCOPY --from=b /out /b\nCMD [\"cat\", \"/a\", \"/b\"]\n"})
+	r := d.must(d.run(dir, nil, dockerCLI, "build", "-t", "par:1", "."))
+	last := 0
+	for _, l := range strings.Split(r.out, "\n") {
+		var n, total int
+		if _, err := fmt.Sscanf(l, "Step %d/%d :", &n, &total); err == nil {
+			if n != last+1 {
+				t.Errorf("step %d after step %d:\n%s", n, last, r.out)
+			}
+			last = n
+		}
+	}
+	if last != 8 {
+		t.Errorf("%d steps, want 8:\n%s", last, r.out)
+	}
+	if got := d.must(d.docker("run", "--rm", "par:1")).out; got != "a\nb\n" {
+		t.Errorf("run: %q", got)
 	}
 }
