@@ -47,6 +47,9 @@ type MountPoint struct {
 	CreateSource bool `json:",omitempty"`
 	// TmpfsData is a tmpfs mount's options (size=…,mode=…).
 	TmpfsData string `json:",omitempty"`
+	// Subpath is --mount volume-subpath: the directory of the volume that
+	// is mounted instead of its root (it must exist at start).
+	Subpath string `json:",omitempty"`
 	// NonRecursive: bind-recursive=disabled, the submounts of the source
 	// are not bound.
 	NonRecursive bool `json:",omitempty"`
@@ -300,7 +303,13 @@ func parseMount(m mount.Mount) (MountPoint, error) {
 		mp.Mode = "z"
 		if vo := m.VolumeOptions; vo != nil {
 			if vo.Subpath != "" {
-				return MountPoint{}, fmt.Errorf("volume subpath is not supported: %w", errdefs.ErrNotImplemented)
+				if m.Source == "" {
+					return MountPoint{}, mountErr(t, "must not set Subpath when using anonymous volumes")
+				}
+				if !filepath.IsLocal(vo.Subpath) {
+					return MountPoint{}, mountErr(t, "subpath must be a relative path within the volume")
+				}
+				mp.Subpath = filepath.Clean(vo.Subpath)
 			}
 			mp.CopyData = !vo.NoCopy
 			if dc := vo.DriverConfig; dc != nil && dc.Name != "" && dc.Name != volume.DefaultDriver {
@@ -548,7 +557,17 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 				"container": id, "destination": mp.Destination, "driver": mp.Driver,
 				"propagation": string(mp.Propagation), "read/write": strconv.FormatBool(mp.RW),
 			})
-			if mp.CopyData {
+			if mp.Subpath != "" {
+				// Resolved inside the volume: no symlink in it leads out.
+				sub, err := securejoin.SecureJoin(src, mp.Subpath)
+				if err != nil {
+					return nil, err
+				}
+				if _, err := os.Stat(sub); err != nil {
+					return nil, fmt.Errorf("error while mounting volume with subpath %s: cannot access path %s: %w", mp.Subpath, sub, errdefs.ErrInvalidArgument)
+				}
+				src = sub
+			} else if mp.CopyData {
 				img, err := securejoin.SecureJoin(e.rootfsPath(id), mp.Destination)
 				if err != nil {
 					return nil, err
@@ -655,9 +674,18 @@ func bindSpec(mp MountPoint, src string) specs.Mount {
 func hostMounts(c Container) []specs.Mount {
 	var ms []specs.Mount
 	for _, mp := range c.MountPoints {
-		if mp.Type == mount.TypeBind || mp.Type == mount.TypeVolume {
-			ms = append(ms, bindSpec(mp, mp.Source))
+		if mp.Type != mount.TypeBind && mp.Type != mount.TypeVolume {
+			continue
 		}
+		src := mp.Source
+		if mp.Subpath != "" {
+			sub, err := securejoin.SecureJoin(src, mp.Subpath)
+			if err != nil {
+				continue
+			}
+			src = sub
+		}
+		ms = append(ms, bindSpec(mp, src))
 	}
 	return ms
 }

@@ -145,6 +145,16 @@ func TestVolumes(t *testing.T) {
 			if !strings.Contains(out, "Deleted Volumes:\n"+vol+"\n") || strings.Contains(out, pop) {
 				t.Fatalf("volume prune -a:\n%s", out)
 			}
+			// volume-subpath mounts a directory of the volume.
+			if got := c.must(t, d, "run", "--rm", "--mount", "type=volume,src="+pop+",dst=/x,volume-subpath=passwd/..", testImage, "ls", "/x/group"); got != "/x/group\n" {
+				t.Fatalf("volume subpath: %q", got)
+			}
+			c.must(t, d, "run", "--rm", "-v", pop+":/p", testImage, "sh", "-c", "mkdir /p/sub && echo in-sub > /p/sub/f")
+			if got := c.must(t, d, "run", "--rm", "--mount", "type=volume,src="+pop+",dst=/x,volume-subpath=sub,readonly", testImage, "cat", "/x/f"); got != "in-sub\n" {
+				t.Fatalf("volume subpath: %q", got)
+			}
+			c.refuses(t, "cannot access path", "run", "--rm", "--pull", "never", "--mount", "type=volume,src="+pop+",dst=/x,volume-subpath=nosuch", testImage, "true")
+			c.refuses(t, "subpath must be a relative path within the volume", "run", "--rm", "--pull", "never", "--mount", "type=volume,src="+pop+",dst=/x,volume-subpath=../x", testImage, "true")
 			c.must(t, d, "volume", "rm", pop, "empty-"+c.name)
 			c.refuses(t, "get "+pop+": no such volume", "volume", "rm", pop)
 			c.must(t, d, "volume", "rm", "-f", pop)
