@@ -7,17 +7,52 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 )
 
+// checkVolumeSpec is docker's CLI check of a -v value before it is sent:
+// up to three colon-separated sections, none empty (a one-letter section
+// followed by a colon is a Windows drive, part of the next one).
+func checkVolumeSpec(spec string) error {
+	if spec == "" {
+		return fmt.Errorf("invalid empty volume spec")
+	}
+	if len(spec) <= 2 {
+		return nil
+	}
+	sections, start := 0, 0
+	for i := 0; i <= len(spec); i++ {
+		if i < len(spec) && spec[i] != ':' {
+			continue
+		}
+		field := spec[start:i]
+		if i < len(spec) && len(field) == 1 && unicode.IsLetter(rune(field[0])) {
+			continue // a drive letter: the colon belongs to the section
+		}
+		if field == "" {
+			return fmt.Errorf("invalid spec: %s: empty section between colons", spec)
+		}
+		sections++
+		if sections == 3 && i < len(spec) {
+			return fmt.Errorf("invalid spec: %s: too many colons", spec)
+		}
+		start = i + 1
+	}
+	return nil
+}
+
 // volumes splits -v values as docker's CLI does: a spec with a source
 // goes to HostConfig.Binds (a relative "./dir" source made absolute), a
 // bare container path becomes an anonymous volume in Config.Volumes.
-func volumes(specs []string) (binds []string, anon map[string]struct{}) {
+func volumes(specs []string) (binds []string, anon map[string]struct{}, err error) {
 	for _, s := range specs {
+		if err := checkVolumeSpec(s); err != nil {
+			return nil, nil, err
+		}
 		src, rest, ok := strings.Cut(s, ":")
 		if !ok {
 			if anon == nil {
@@ -33,7 +68,7 @@ func volumes(specs []string) (binds []string, anon map[string]struct{}) {
 		}
 		binds = append(binds, s)
 	}
-	return binds, anon
+	return binds, anon, nil
 }
 
 // ParseMount reads one --mount value, docker's CSV of key=value fields.
@@ -206,7 +241,10 @@ func mountBool(key, val string, hasValue bool) (bool, error) {
 
 // mounts fills the mount options of hc and cfg from o.
 func (o *Options) mounts(cfg *container.Config, hc *container.HostConfig) error {
-	binds, anon := volumes(o.Volumes)
+	binds, anon, err := volumes(o.Volumes)
+	if err != nil {
+		return err
+	}
 	hc.Binds, cfg.Volumes = binds, anon
 	for _, v := range o.Mounts {
 		m, err := ParseMount(v)

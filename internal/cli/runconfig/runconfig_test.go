@@ -65,3 +65,40 @@ func TestBuildErrors(t *testing.T) {
 		t.Error("no image accepted")
 	}
 }
+
+func TestVolumeSpecs(t *testing.T) {
+	for spec, want := range map[string]string{
+		"/x": "", "v:/x": "", "/h:/x:ro,z": "", "a::/x": "", "C:/h:/x": "", "/x/": "",
+		"":             "invalid empty volume spec",
+		":/x":          "invalid spec: :/x: empty section between colons",
+		"/x:":          "invalid spec: /x:: empty section between colons",
+		"/h:/x:ro:z":   "invalid spec: /h:/x:ro:z: too many colons",
+		"/h::/x":       "invalid spec: /h::/x: empty section between colons",
+		"/h:/x:ro:z:w": "invalid spec: /h:/x:ro:z:w: too many colons",
+	} {
+		err := checkVolumeSpec(spec)
+		if (want == "" && err != nil) || (want != "" && (err == nil || err.Error() != want)) {
+			t.Errorf("-v %q: %v, want %q", spec, err, want)
+		}
+	}
+	var o Options
+	o.Volumes = []string{"/anon", "./rel:/r", "name:/n:ro"}
+	cfg, err := o.Build([]string{"img"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Config.Volumes["/anon"]; !ok || len(cfg.HostConfig.Binds) != 2 || !strings.HasPrefix(cfg.HostConfig.Binds[0], "/") || cfg.HostConfig.Binds[1] != "name:/n:ro" {
+		t.Fatalf("volumes %v binds %v", cfg.Config.Volumes, cfg.HostConfig.Binds)
+	}
+	o = Options{Mounts: []string{"type=bind,src=/a,dst=/b,readonly,bind-propagation=rslave"}}
+	cfg, err = o.Build([]string{"img"})
+	if err != nil || len(cfg.HostConfig.Mounts) != 1 || !cfg.HostConfig.Mounts[0].ReadOnly || cfg.HostConfig.Mounts[0].BindOptions.Propagation != "rslave" {
+		t.Fatalf("--mount: %+v %v", cfg.HostConfig.Mounts, err)
+	}
+	for _, bad := range []string{"type=bind,volume-nocopy", "src=/a,dst=/b,bogus=1", "type=tmpfs,tmpfs-size=x", "type=volume,ro=maybe"} {
+		o = Options{Mounts: []string{bad}}
+		if _, err := o.Build([]string{"img"}); err == nil {
+			t.Errorf("--mount %s accepted", bad)
+		}
+	}
+}
