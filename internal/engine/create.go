@@ -216,6 +216,9 @@ func validateHostConfig(hc *container.HostConfig) error {
 	if err := checkMounts(hc); err != nil {
 		return err
 	}
+	if err := validateHostOptions(hc); err != nil {
+		return err
+	}
 	switch nm := string(hc.NetworkMode); nm {
 	case "":
 	default:

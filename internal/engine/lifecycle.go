@@ -311,6 +311,9 @@ func (e *Engine) specOptions(id string, cfg *container.Config, hc *container.Hos
 	if hc.PidsLimit != nil {
 		o.PidsLimit = *hc.PidsLimit
 	}
+	if err := hostOptions(&o, hc); err != nil {
+		return o, err
+	}
 	for _, so := range hc.SecurityOpt {
 		switch so {
 		case "seccomp=unconfined", "seccomp:unconfined":

@@ -68,6 +68,21 @@ type Options struct {
 	CPUShares  int64
 	PidsLimit  int64 // <= 0 = unlimited
 	ShmSize    int64 // 0 = DefaultShmSize
+	// MemoryReservation is the soft limit (bytes); 0 = none.
+	MemoryReservation int64
+	OomKillDisable    bool
+	// CPUQuota/CPUPeriod are --cpu-quota/--cpu-period (microseconds); a
+	// quota wins over NanoCPUs' derived one, as in docker.
+	CPUQuota, CPUPeriod    int64
+	CpusetCpus, CpusetMems string
+	// OomScoreAdj is --oom-score-adj; nil leaves the runtime's.
+	OomScoreAdj *int
+	// Rlimits are --ulimit values, already in OCI form.
+	Rlimits []specs.POSIXRlimit
+	// Sysctls are --sysctl values (namespaced sysctls only: ValidateSysctl).
+	Sysctls map[string]string
+	// PidHost, IpcHost, UTSHost share the host's namespace (--pid/--ipc/--uts host).
+	PidHost, IpcHost, UTSHost bool
 
 	NetworkMode string
 	// NetnsPath joins an existing network namespace (a bridge endpoint's
@@ -141,18 +156,24 @@ func Build(opts Options) (*specs.Spec, error) {
 			User:            usr.user,
 			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 			NoNewPrivileges: opts.NoNewPrivileges,
+			OOMScoreAdj:     opts.OomScoreAdj,
+			Rlimits:         opts.Rlimits,
 		},
 		Hostname: opts.Hostname,
 		Mounts:   defaultMounts(opts),
 		Linux: &specs.Linux{
 			CgroupsPath: opts.CgroupsPath,
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.MountNamespace}, {Type: specs.UTSNamespace},
-				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
-				{Type: specs.CgroupNamespace},
-			},
-			Resources: resources(opts),
+			Namespaces:  namespaces(opts),
+			Resources:   resources(opts),
 		},
+	}
+	if len(opts.Sysctls) > 0 {
+		for k := range opts.Sysctls {
+			if err := ValidateSysctl(k, opts.IpcHost, opts.NetworkMode == NetworkHost && opts.NetnsPath == ""); err != nil {
+				return nil, err
+			}
+		}
+		s.Linux.Sysctl = opts.Sysctls
 	}
 	switch {
 	case opts.NetnsPath != "":
@@ -202,6 +223,37 @@ func Build(opts Options) (*specs.Spec, error) {
 		s.Mounts = replaceMount(s.Mounts, m)
 	}
 	return s, nil
+}
+
+// namespaces are docker's: new mount, cgroup (and net, added by Build)
+// namespaces; uts, pid and ipc new unless the host's are asked for.
+func namespaces(opts Options) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if !opts.UTSHost {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
+	}
+	if !opts.PidHost {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	if !opts.IpcHost {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	return append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+}
+
+// ValidateSysctl accepts the sysctls a container may set: those of the
+// namespaces it has of its own (docker's rule): ipc (kernel.msg*, kernel.sem,
+// kernel.shm*, fs.mqueue.*) unless --ipc host, net.* unless --network host.
+func ValidateSysctl(name string, ipcHost, netHost bool) error {
+	ipc := strings.HasPrefix(name, "fs.mqueue.") || strings.HasPrefix(name, "kernel.msg") ||
+		strings.HasPrefix(name, "kernel.shm") || name == "kernel.sem"
+	switch {
+	case ipc && !ipcHost, strings.HasPrefix(name, "net.") && !netHost:
+		return nil
+	case ipc, strings.HasPrefix(name, "net."):
+		return fmt.Errorf("sysctl %q is not allowed when the container shares the host's namespace: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return fmt.Errorf("sysctl %q is not in a separate kernel namespace: %w", name, errdefs.ErrInvalidArgument)
 }
 
 // replaceMount adds m, dropping an earlier mount at the same destination:
@@ -257,12 +309,33 @@ func resources(opts Options) *specs.LinuxResources {
 		}
 		r.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &swap}
 	}
-	if opts.NanoCPUs > 0 || opts.CPUShares > 0 {
-		r.CPU = &specs.LinuxCPU{}
+	if opts.MemoryReservation > 0 || opts.OomKillDisable {
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		if opts.MemoryReservation > 0 {
+			v := opts.MemoryReservation
+			r.Memory.Reservation = &v
+		}
+		if opts.OomKillDisable {
+			v := true
+			r.Memory.DisableOOMKiller = &v
+		}
+	}
+	if opts.NanoCPUs > 0 || opts.CPUShares > 0 || opts.CPUQuota > 0 || opts.CPUPeriod > 0 || opts.CpusetCpus != "" || opts.CpusetMems != "" {
+		r.CPU = &specs.LinuxCPU{Cpus: opts.CpusetCpus, Mems: opts.CpusetMems}
 		if opts.NanoCPUs > 0 {
 			period := uint64(100000)
 			quota := opts.NanoCPUs * int64(period) / 1e9
 			r.CPU.Period, r.CPU.Quota = &period, &quota
+		}
+		if opts.CPUPeriod > 0 {
+			period := uint64(opts.CPUPeriod)
+			r.CPU.Period = &period
+		}
+		if opts.CPUQuota > 0 {
+			quota := opts.CPUQuota
+			r.CPU.Quota = &quota
 		}
 		if opts.CPUShares > 0 {
 			shares := uint64(opts.CPUShares)

@@ -70,6 +70,7 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.StringArrayVar(&o.Expose, "expose", nil, "Expose a port or a range of ports")
 	f.StringVar(&o.Pull, "pull", "missing", `Pull image before running ("always", "missing", "never")`)
 	f.Bool("help", false, "Print usage") // -h is --hostname, as in docker
+	extraFlags(f, &o.Extra)
 }
 
 // finishFlags copies flags whose "was it given" matters into the options.
@@ -82,6 +83,9 @@ func finishFlags(f *pflag.FlagSet, o *runconfig.Options, entry string, pids int6
 	}
 	if f.Changed("init") {
 		o.SetInit(init)
+	}
+	if f.Changed("stop-timeout") {
+		o.SetStopTimeout(o.StopTimeout)
 	}
 }
 

@@ -70,6 +70,7 @@ type Options struct {
 	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
 	// sent with the create so the first screen has the right size.
 	ConsoleSize [2]uint
+	Extra
 }
 
 // SetEntrypoint records an explicit --entrypoint, even an empty one (which
@@ -161,6 +162,9 @@ func (o *Options) Build(args []string) (Config, error) {
 		hc.Init = &v
 	}
 	if err := o.mounts(cfg, hc); err != nil {
+		return Config{}, err
+	}
+	if err := o.Extra.apply(cfg, hc); err != nil {
 		return Config{}, err
 	}
 	exposed, bindings, err := Publish(o.Publish)

@@ -1,0 +1,158 @@
+package runconfig
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/moby/moby/api/types/container"
+)
+
+// Extra are the `run`/`create` flags for health checks, logging, limits and
+// namespaces: docker's syntax, checked here as docker's CLI checks it.
+type Extra struct {
+	HealthCmd           string
+	HealthInterval      time.Duration
+	HealthTimeout       time.Duration
+	HealthStartPeriod   time.Duration
+	HealthStartInterval time.Duration
+	HealthRetries       int
+	NoHealthcheck       bool
+
+	LogDriver string
+	LogOpts   []string
+
+	Ulimits           []string
+	Sysctls           []string
+	OomScoreAdj       int
+	OomKillDisable    bool
+	CPUShares         int64
+	CPUQuota          int64
+	CPUPeriod         int64
+	CpusetCpus        string
+	CpusetMems        string
+	MemorySwap        string
+	MemoryReservation string
+	ShmSize           string
+	GroupAdd          []string
+	SecurityOpt       []string
+	StopTimeout       int
+	stopTimeoutSet    bool
+	PidMode           string
+	IpcMode           string
+	UTSMode           string
+	Runtime           string
+}
+
+// SetStopTimeout records an explicit --stop-timeout.
+func (x *Extra) SetStopTimeout(v int) { x.StopTimeout, x.stopTimeoutSet = v, true }
+
+func (x *Extra) apply(cfg *container.Config, hc *container.HostConfig) error {
+	hcfg, err := x.healthcheck()
+	if err != nil {
+		return err
+	}
+	cfg.Healthcheck = hcfg
+	if x.stopTimeoutSet {
+		v := x.StopTimeout
+		cfg.StopTimeout = &v
+	}
+	if x.LogDriver != "" || len(x.LogOpts) > 0 {
+		opts, err := keyValues(x.LogOpts)
+		if err != nil {
+			return fmt.Errorf("invalid argument for \"--log-opt\" flag: %w", err)
+		}
+		hc.LogConfig = container.LogConfig{Type: x.LogDriver, Config: opts}
+	}
+	for _, u := range x.Ulimits {
+		ul, err := units.ParseUlimit(u)
+		if err != nil {
+			return fmt.Errorf("invalid argument %q for \"--ulimit\" flag: %w", u, err)
+		}
+		hc.Ulimits = append(hc.Ulimits, ul)
+	}
+	if len(x.Sysctls) > 0 {
+		hc.Sysctls = map[string]string{}
+		for _, s := range x.Sysctls {
+			k, v, ok := strings.Cut(s, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("invalid argument %q for \"--sysctl\" flag: sysctl '%s' is not allowed", s, s)
+			}
+			hc.Sysctls[k] = v
+		}
+	}
+	hc.OomScoreAdj = x.OomScoreAdj
+	if x.OomKillDisable {
+		v := true
+		hc.OomKillDisable = &v
+	}
+	hc.CPUShares, hc.CPUQuota, hc.CPUPeriod = x.CPUShares, x.CPUQuota, x.CPUPeriod
+	hc.CpusetCpus, hc.CpusetMems = x.CpusetCpus, x.CpusetMems
+	for _, s := range []struct {
+		flag, v string
+		dst     *int64
+		minusOK bool
+	}{
+		{"--memory-swap", x.MemorySwap, &hc.MemorySwap, true},
+		{"--memory-reservation", x.MemoryReservation, &hc.MemoryReservation, false},
+		{"--shm-size", x.ShmSize, &hc.ShmSize, false},
+	} {
+		if s.v == "" {
+			continue
+		}
+		if s.minusOK && s.v == "-1" {
+			*s.dst = -1
+			continue
+		}
+		n, err := units.RAMInBytes(s.v)
+		if err != nil {
+			return fmt.Errorf("invalid argument %q for \"%s\" flag: %w", s.v, s.flag, err)
+		}
+		*s.dst = n
+	}
+	hc.GroupAdd = x.GroupAdd
+	hc.SecurityOpt = x.SecurityOpt
+	hc.PidMode = container.PidMode(x.PidMode)
+	hc.IpcMode = container.IpcMode(x.IpcMode)
+	hc.UTSMode = container.UTSMode(x.UTSMode)
+	if hc.UTSMode.IsHost() && cfg.Hostname != "" {
+		return fmt.Errorf("conflicting options: hostname and the UTS mode")
+	}
+	hc.Runtime = x.Runtime
+	return nil
+}
+
+// healthcheck is docker's: --health-cmd becomes CMD-SHELL, --no-healthcheck
+// NONE; nil when no flag was given (the image's check applies).
+func (x *Extra) healthcheck() (*container.HealthConfig, error) {
+	given := x.HealthCmd != "" || x.HealthInterval != 0 || x.HealthTimeout != 0 ||
+		x.HealthStartPeriod != 0 || x.HealthStartInterval != 0 || x.HealthRetries != 0
+	if x.NoHealthcheck {
+		if given {
+			return nil, fmt.Errorf("--no-healthcheck conflicts with --health-* options")
+		}
+		return &container.HealthConfig{Test: []string{"NONE"}}, nil
+	}
+	if !given {
+		return nil, nil
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--health-interval", x.HealthInterval}, {"--health-timeout", x.HealthTimeout},
+		{"--health-start-period", x.HealthStartPeriod}, {"--health-start-interval", x.HealthStartInterval}} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("%s cannot be negative", d.flag)
+		}
+	}
+	if x.HealthRetries < 0 {
+		return nil, fmt.Errorf("--health-retries cannot be negative")
+	}
+	h := &container.HealthConfig{Interval: x.HealthInterval, Timeout: x.HealthTimeout,
+		StartPeriod: x.HealthStartPeriod, StartInterval: x.HealthStartInterval, Retries: x.HealthRetries}
+	if x.HealthCmd != "" {
+		h.Test = []string{"CMD-SHELL", x.HealthCmd}
+	}
+	return h, nil
+}

@@ -1,0 +1,78 @@
+package cli_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestRunLimitAndNamespaceFlags: docker's limit, sysctl and namespace flags
+// of `run` reach the container the same way through berth's CLI and
+// docker's, and their bad values fail with docker's messages.
+func TestRunLimitAndNamespaceFlags(t *testing.T) {
+	d := startDaemon(t)
+	hostPidNS, _ := os.Readlink("/proc/self/ns/pid")
+	hostIpcNS, _ := os.Readlink("/proc/self/ns/ipc")
+	hostName, _ := os.Hostname()
+	script := strings.Join([]string{
+		"ulimit -n", "ulimit -Hn", "cat /proc/sys/kernel/msgmax", "cat /proc/self/oom_score_adj",
+		"cat /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpuset.cpus",
+		"cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max",
+		"cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.low",
+		"readlink /proc/self/ns/pid", "readlink /proc/self/ns/ipc", "hostname",
+	}, "; ")
+	args := []string{"run", "--rm", "--ulimit", "nofile=512:1024", "--sysctl", "kernel.msgmax=4242",
+		"--oom-score-adj", "500", "--cpuset-cpus", "0", "--cpu-period", "100000", "--cpu-quota", "50000",
+		"--memory-reservation", "32m", "--pid", "host", "--ipc", "host", "--uts", "host",
+		testImage, "sh", "-c", script}
+	// --sysctl of an ipc sysctl with --ipc host is refused: drop the pair.
+	withoutSysctl := append([]string(nil), args[:4]...)
+	withoutSysctl = append(withoutSysctl, args[6:]...)
+	out := d.must(withoutSysctl...)
+	want := []string{"512", "1024", "", "500", "0", "50000", "33554432", hostPidNS, hostIpcNS, hostName}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("berth run: %q", out)
+	}
+	for i, w := range want {
+		if w != "" && lines[i] != w {
+			t.Errorf("line %d = %q, want %q (all: %q)", i, lines[i], w, out)
+		}
+	}
+	if r := d.docker(withoutSysctl...); r.code != 0 || r.out != out {
+		t.Errorf("docker run gave %q (exit %d, %s), berth %q", r.out, r.code, r.err, out)
+	}
+
+	// A namespaced sysctl in the container's own ipc namespace.
+	if o := d.must("run", "--rm", "--sysctl", "kernel.msgmax=4242", testImage, "cat", "/proc/sys/kernel/msgmax"); o != "4242\n" {
+		t.Errorf("--sysctl: %q", o)
+	}
+
+	// Health check and log options land in the configuration.
+	d.must("create", "--name", "hc", "--health-cmd", "true", "--health-interval", "5s", "--health-retries", "7",
+		"--log-opt", "max-size=1m", "--log-opt", "max-file=2", "--stop-timeout", "3", testImage, "true")
+	got := d.must("inspect", "-f", "{{json .Config.Healthcheck.Test}} {{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.Retries}} {{index .HostConfig.LogConfig.Config \"max-size\"}} {{.Config.StopTimeout}}", "hc")
+	if got != `["CMD-SHELL","true"] 5000000000 7 1m 3`+"\n" {
+		t.Errorf("inspect: %q", got)
+	}
+
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--ulimit", "bogus=1:2"}, "invalid ulimit type: bogus"},
+		{[]string{"--ulimit", "nofile=20:10"}, "ulimit soft limit must be less than or equal to hard limit"},
+		{[]string{"--sysctl", "vm.swappiness=1"}, "is not in a separate kernel namespace"},
+		{[]string{"--no-healthcheck", "--health-cmd", "true"}, "--no-healthcheck conflicts with --health-* options"},
+		{[]string{"--health-retries", "-1"}, "--health-retries cannot be negative"},
+		{[]string{"--uts", "host", "--hostname", "x"}, "conflicting options: hostname and the UTS mode"},
+	} {
+		r := d.berth(append(append([]string{"run", "--rm"}, c.args...), testImage, "true")...)
+		if r.code != 125 || !strings.Contains(r.err, c.msg) {
+			t.Errorf("berth run %v: exit %d, stderr %q; want 125 and %q", c.args, r.code, r.err, c.msg)
+		}
+	}
+	if n := strings.TrimSpace(d.must("ps", "-aq", "--filter", "status=created")); strings.Count(n, "\n") > 0 || n == "" {
+		t.Errorf("bad runs left containers behind: %q", n)
+	}
+}
