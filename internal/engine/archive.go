@@ -124,7 +124,7 @@ func notExist(err error) bool {
 // StatPath is HEAD /containers/{id}/archive.
 func (e *Engine) StatPath(ctx context.Context, ref, p string) (container.PathStat, error) {
 	var ps container.PathStat
-	err := e.withContainerFS(ctx, ref, func(v *ctrFS) error {
+	err := e.withContainerFS(ctx, ref, true, func(v *ctrFS) error {
 		st, d, _, err := v.statIn(p)
 		if err != nil {
 			if notExist(err) {
@@ -143,7 +143,7 @@ func (e *Engine) StatPath(ctx context.Context, ref, p string) (container.PathSta
 // called with p's stat before the first byte is written (the API sends it
 // as a header); an error before that is the caller's to report.
 func (e *Engine) ArchivePath(ctx context.Context, ref, p string, header func(container.PathStat) io.Writer) error {
-	return e.withContainerFS(ctx, ref, func(v *ctrFS) error {
+	return e.withContainerFS(ctx, ref, true, func(v *ctrFS) error {
 		st, d, base, err := v.statIn(p)
 		if err != nil {
 			if notExist(err) {
@@ -181,7 +181,7 @@ type ExtractOptions struct {
 // ExtractToDir is PUT /containers/{id}/archive: unpacks the tar r into the
 // directory p of the container (p's last element followed if a symlink).
 func (e *Engine) ExtractToDir(ctx context.Context, ref, p string, r io.Reader, opts ExtractOptions) error {
-	return e.withContainerFS(ctx, ref, func(v *ctrFS) error {
+	return e.withContainerFS(ctx, ref, true, func(v *ctrFS) error {
 		abs := absPath(p)
 		d, err := v.open(abs, unix.O_PATH)
 		if err != nil {

@@ -262,14 +262,14 @@ func readNames(fd int) ([]string, error) {
 // a tar stream to the writer header returns, called once the rootfs is
 // ready so that errors before it can still be reported.
 func (e *Engine) Export(ctx context.Context, ref string, header func() io.Writer) error {
-	return e.withRootfs(ctx, ref, func(c Container, rootfs string) error {
+	return e.withContainerFS(ctx, ref, false, func(v *ctrFS) error {
 		w := header()
 		e.mu.Lock()
-		if cc, ok := e.byID[c.ID]; ok {
+		if cc, ok := e.byID[v.c.ID]; ok {
 			e.emitContainer(cc, "export", nil)
 		}
 		e.mu.Unlock()
-		return archive.Tar(ctx, rootfs, w)
+		return archive.Tar(ctx, v.rootfs, w)
 	})
 }
 

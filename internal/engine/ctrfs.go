@@ -40,50 +40,39 @@ type ctrBind struct {
 	ro   bool
 }
 
-// withRootfs calls fn with the container's rootfs mounted at its usual
-// place: as it is while the container runs; mounted for the duration (and
-// a start waits) while it does not.
-func (e *Engine) withRootfs(ctx context.Context, ref string, fn func(c Container, rootfs string) error) error {
-	c, err := e.lookupSettled(ctx, ref)
+// claimRootfs finds container ref for a look at its files. A running
+// container's rootfs is mounted at its usual place; for a stopped one it
+// returns the snapshot's mounts to mount privately, and marks the
+// container busy (a start waits: the same overlay upper must not be
+// mounted twice) until release is called.
+func (e *Engine) claimRootfs(ctx context.Context, ref string) (c Container, mounts []snapshot.Mount, release func(), err error) {
+	rec, err := e.lookupSettled(ctx, ref)
 	if err != nil {
-		return err
+		return c, nil, nil, err
 	}
-	if c.State.Status == StatusRemoving || c.State.Status == StatusDead {
+	if rec.State.Status == StatusRemoving || rec.State.Status == StatusDead {
 		e.mu.Unlock()
-		return fmt.Errorf("container %s is marked for removal: %w", c.ID, errdefs.ErrConflict)
+		return c, nil, nil, fmt.Errorf("container %s is marked for removal: %w", rec.ID, errdefs.ErrConflict)
 	}
-	snap, id := c.snapshot(), c.ID
-	running := c.State.Running()
-	var busy chan struct{}
-	if !running {
-		busy = make(chan struct{})
-		c.fsBusy = busy
+	c = rec.snapshot()
+	if c.State.Running() {
+		e.mu.Unlock()
+		return c, nil, func() {}, nil
 	}
+	busy := make(chan struct{})
+	rec.fsBusy = busy
 	e.mu.Unlock()
-	rootfs := e.rootfsPath(id)
-	if running {
-		return fn(snap, rootfs)
-	}
-	defer func() {
+	release = func() {
 		e.mu.Lock()
-		c.fsBusy = nil
+		rec.fsBusy = nil
 		close(busy)
 		e.mu.Unlock()
-	}()
-	mounts, err := e.images.Snapshots().Mounts(ctx, id)
-	if err != nil {
-		return fmt.Errorf("rootfs of %s: %w", id, err)
 	}
-	_ = snapshot.UnmountAll(rootfs)
-	if err := snapshot.MountAll(mounts, rootfs); err != nil {
-		return fmt.Errorf("mount rootfs of %s: %w", id, err)
+	if mounts, err = e.images.Snapshots().Mounts(ctx, c.ID); err != nil {
+		release()
+		return c, nil, nil, fmt.Errorf("rootfs of %s: %w", c.ID, err)
 	}
-	defer func() {
-		if err := snapshot.UnmountAll(rootfs); err != nil {
-			e.log.Warn("unmount rootfs", "id", id, "err", err)
-		}
-	}()
-	return fn(snap, rootfs)
+	return c, mounts, release, nil
 }
 
 // lookupSettled finds ref and waits until no start or copy of it is in
@@ -112,45 +101,75 @@ func (e *Engine) waitFS(ctx context.Context, c *Container) error {
 }
 
 // withContainerFS runs fn on a thread of its own in a private mount
-// namespace holding the container's rootfs with its binds mounted on top.
-// fn runs on that thread (it may use paths); the thread ends with it.
-func (e *Engine) withContainerFS(ctx context.Context, ref string, fn func(v *ctrFS) error) error {
-	return e.withRootfs(ctx, ref, func(c Container, rootfs string) error {
-		v := &ctrFS{c: c, rootfs: rootfs}
-		var binds []bindMount
+// namespace holding the container's rootfs: as it is while the container
+// runs, else its snapshot mounted there (and only there) for fn. With
+// binds, the container's binds and volumes and the files the engine writes
+// for it (hostname, hosts, resolv.conf) are mounted on top, as the
+// container sees them. fn runs on that thread (it may use paths); the
+// thread, and every mount made for fn, end with it.
+func (e *Engine) withContainerFS(ctx context.Context, ref string, withBinds bool, fn func(v *ctrFS) error) error {
+	c, mounts, release, err := e.claimRootfs(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer release()
+	v := &ctrFS{c: c, rootfs: e.rootfsPath(c.ID)}
+	if mounts != nil {
+		// A fresh mount point: the usual one may still be being unmounted
+		// after the container's exit.
+		if v.rootfs, err = os.MkdirTemp(e.execRoot, "fs-"); err != nil {
+			return fmt.Errorf("rootfs of %s: %w", c.ID, err)
+		}
+		defer os.Remove(v.rootfs)
+	}
+	var binds []bindMount
+	if withBinds {
 		for _, m := range hostMounts(c) {
 			b := bindMount{source: m.Source, ctrBind: ctrBind{dest: path.Clean(m.Destination), ro: slices.Contains(m.Options, "ro")}}
 			binds = append(binds, b)
 			v.binds = append(v.binds, b.ctrBind)
 		}
+		for _, name := range []string{"hostname", "hosts", "resolv.conf"} {
+			src := filepath.Join(e.containerDir(c.ID), name)
+			if _, err := os.Stat(src); err == nil {
+				binds = append(binds, bindMount{source: src, ctrBind: ctrBind{dest: "/etc/" + name}})
+			}
+		}
 		// Parents first, as the runtime mounts them.
 		slices.SortStableFunc(binds, func(a, b bindMount) int { return strings.Count(a.dest, "/") - strings.Count(b.dest, "/") })
-		errc := make(chan error, 1)
-		go func() {
-			goruntime.LockOSThread() // never unlocked: the thread dies with the goroutine
-			errc <- func() error {
-				if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-					return fmt.Errorf("unshare mount namespace: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("unshare mount namespace: %w", err)
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return fmt.Errorf("make mounts private: %w", err)
+			}
+			if mounts != nil {
+				if err := snapshot.MountAll(mounts, v.rootfs); err != nil {
+					return fmt.Errorf("mount rootfs of %s: %w", c.ID, err)
 				}
-				if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-					return fmt.Errorf("make mounts private: %w", err)
+				// Unmounted here, so the mount point can go at once.
+				defer snapshot.UnmountAll(v.rootfs)
+			}
+			root, err := os.OpenFile(v.rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open rootfs: %w", err)
+			}
+			defer root.Close()
+			v.root = root
+			for _, b := range binds {
+				if err := v.bind(b); err != nil {
+					return fmt.Errorf("mount %s at %s: %w", b.source, b.dest, err)
 				}
-				root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-				if err != nil {
-					return fmt.Errorf("open rootfs: %w", err)
-				}
-				defer root.Close()
-				v.root = root
-				for _, b := range binds {
-					if err := v.bind(b); err != nil {
-						return fmt.Errorf("mount %s at %s: %w", b.source, b.dest, err)
-					}
-				}
-				return fn(v)
-			}()
+			}
+			return fn(v)
 		}()
-		return <-errc
-	})
+	}()
+	return <-errc
 }
 
 type bindMount struct {

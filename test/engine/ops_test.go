@@ -134,6 +134,15 @@ func TestCopy(t *testing.T) {
 		t.Fatalf("tar of a symlink: %s", names)
 	}
 
+	// The files the daemon writes for the container show as it sees them.
+	d.mustDocker("run", "-d", "--name", "named", "--hostname", "myhost", testImage, "sleep", "1000")
+	if out := d.mustDocker("cp", "named:/etc/hostname", "-"); !strings.Contains(out, "myhost\n") {
+		t.Errorf("cp of /etc/hostname: %q", out)
+	}
+	if out := d.mustDocker("cp", "named:/etc/hosts", "-"); !strings.Contains(out, "localhost") {
+		t.Errorf("cp of /etc/hosts: %q", out)
+	}
+
 	// A stopped container: both ways, and the change is there at the
 	// next start.
 	d.mustDocker("stop", "-t", "0", "c1")
