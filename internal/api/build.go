@@ -30,14 +30,22 @@ func (s *Server) builder(r *http.Request) (*builder.Builder, error) {
 			return err
 		}
 		img, err := client.Pull(ctx, ref, distribution.PullOptions{Progress: func(p distribution.Progress) {
-			// The classic builder shows a pull as plain stream lines.
-			if p.ID == "" || p.Status == distribution.StatusPullComplete || p.Status == distribution.StatusAlreadyExists {
-				line := strings.TrimSpace(p.Status + " " + p.Detail)
-				if p.ID != "" {
-					line = p.ID + ": " + line
-				}
-				fmt.Fprintln(out, line)
+			// The classic builder shows a pull as plain lines, without
+			// the byte counts.
+			var line string
+			switch p.Status {
+			case distribution.StatusPullingFrom:
+				line = p.ID + ": " + p.Status + " " + p.Detail
+			case distribution.StatusPullComplete, distribution.StatusAlreadyExists:
+				line = p.ID + ": " + p.Status
+			case distribution.StatusDigest:
+				line = "Digest: " + p.Detail
+			case distribution.StatusDownloadedNewer, distribution.StatusImageUpToDate:
+				line = "Status: " + p.Status + " " + p.Detail
+			default:
+				return
 			}
+			fmt.Fprintln(out, line)
 		}})
 		if err != nil {
 			return err

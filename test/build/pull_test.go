@@ -1,0 +1,50 @@
+package build_test
+
+import (
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPullBase builds FROM an image the store lacks: the builder pulls it
+// from a loopback `berth registry serve` (plain HTTP, as docker speaks to
+// 127.0.0.0/8), and with --pull pulls it again even when present.
+func TestPullBase(t *testing.T) {
+	d := startDaemon(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	reg := exec.Command(binary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir())
+	if err := reg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Process.Kill(); _ = reg.Wait() })
+	waitFor(t, "the registry", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	base := addr + "/base/busybox:1"
+	d.must(d.docker("tag", "busybox", base))
+	d.must(d.docker("push", base))
+	d.must(d.docker("rmi", base))
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN echo pulled > /p\n"})
+	r := d.must(d.run(dir, nil, dockerCLI, "build", "-t", "pulled:1", "."))
+	if !strings.Contains(r.out, "1: Pulling from ") {
+		t.Errorf("no pull in the output:\n%s", r.out)
+	}
+	if got := d.must(d.docker("run", "--rm", "pulled:1", "cat", "/p")).out; got != "pulled\n" {
+		t.Errorf("run: %q", got)
+	}
+	r = d.must(d.run(dir, nil, dockerCLI, "build", "--pull", "-t", "pulled:1", "."))
+	if !strings.Contains(r.out, "1: Pulling from ") || !strings.Contains(r.out, "Using cache") {
+		t.Errorf("--pull: want a pull and then the cache:\n%s", r.out)
+	}
+}
