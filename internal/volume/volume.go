@@ -477,7 +477,8 @@ func (s *Store) removeLocked(name string, force bool) error {
 	}
 	// The rename makes the volume vanish at once; the tree goes after.
 	dir := filepath.Join(s.root, name)
-	gone := filepath.Join(s.root, rmPrefix+name)
+	// A unique name: an earlier removal's tree may still be there.
+	gone := filepath.Join(s.root, rmPrefix+NewName()[:16])
 	if err := os.Rename(dir, gone); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
