@@ -75,8 +75,8 @@ func (e *Engine) claimRootfs(ctx context.Context, ref string) (c Container, moun
 	return c, mounts, release, nil
 }
 
-// lookupSettled finds ref and waits until no start or copy of it is in
-// flight. It returns with e.mu held, or with an error and e.mu released.
+// lookupSettled finds ref and waits until no start, copy or exit
+// teardown of it is in flight. It returns with e.mu held, or with an error and e.mu released.
 func (e *Engine) lookupSettled(ctx context.Context, ref string) (*Container, error) {
 	e.mu.Lock()
 	c, err := e.lookup(ref)
@@ -85,6 +85,10 @@ func (e *Engine) lookupSettled(ctx context.Context, ref string) (*Container, err
 	}
 	if err == nil {
 		err = e.waitFS(ctx, c)
+	}
+	if err == nil {
+		// An exit's teardown still holding the rootfs mounted.
+		err = e.waitNil(ctx, func() chan struct{} { return c.releasing })
 	}
 	if err != nil {
 		e.mu.Unlock()
