@@ -10,6 +10,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -184,6 +185,19 @@ func (s *Service) ApplyLayers(ctx context.Context, op *Op, parent digest.Digest,
 	// get theirs when committed (CommitOnto).
 	layers := make([][]string, n)
 	sem := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	// Each finished layer starts the filesystem's writeback at once (a
+	// syncfs nobody waits for, one at a time), so the data goes to disk
+	// while the other layers are still unpacking and the final syncfs,
+	// the one that counts, has little left to flush.
+	var flushing atomic.Bool
+	earlyFlush := func(dir string) {
+		if flushing.CompareAndSwap(false, true) {
+			go func() {
+				defer flushing.Store(false)
+				_ = syncFS(dir)
+			}()
+		}
+	}
 	var wg sync.WaitGroup
 	var perr error
 	for i := range n {
@@ -228,6 +242,8 @@ func (s *Service) ApplyLayers(ctx context.Context, op *Op, parent digest.Digest,
 			})
 			if errs[i] != nil {
 				cancel()
+			} else if i < n-1 {
+				earlyFlush(layers[i][0])
 			}
 		}()
 	}
