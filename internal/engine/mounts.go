@@ -470,7 +470,7 @@ func (e *Engine) registerMounts(id string, cfg *container.Config, hc *container.
 		}
 		if mp.Source == "" { // not from --volumes-from: find or make the volume
 			opts := volumeOptions(hc, mp.Destination)
-			opts.Ref = id
+			opts.Ref, opts.Anonymous = id, mp.Name == ""
 			_, getErr := e.volumes.Get(mp.Name)
 			v, err := e.volumes.Create(mp.Name, opts)
 			if errdefs.IsNotFound(err) {

@@ -77,6 +77,10 @@ type CreateOptions struct {
 	Driver  string
 	Labels  map[string]string
 	Options map[string]string // the local driver's type, device, o
+	// Anonymous marks a container's unnamed volume (AnonymousLabel); a
+	// volume created without a name through the API gets a generated name
+	// but is not anonymous, as in docker.
+	Anonymous bool
 	// Ref, if set, is a container ID recorded as referencing the volume in
 	// the same step, so no removal or prune can slip in between.
 	Ref string
@@ -209,8 +213,8 @@ func validateOptions(opts map[string]string) error {
 func needsMount(opts map[string]string) bool { return opts["type"] != "" || opts["device"] != "" }
 
 // Create makes a volume, or returns the existing one of that name (as
-// docker does: create is idempotent). An empty name makes an anonymous
-// volume with a generated name.
+// docker does: create is idempotent). An empty name is replaced by a
+// generated one.
 func (s *Store) Create(name string, o CreateOptions) (Volume, error) {
 	if o.Driver != "" && o.Driver != DefaultDriver {
 		return Volume{}, fmt.Errorf("create %s: error looking up volume plugin %s: plugin %q not found: %w", name, o.Driver, o.Driver, errdefs.ErrNotFound)
@@ -218,6 +222,8 @@ func (s *Store) Create(name string, o CreateOptions) (Volume, error) {
 	labels := maps(o.Labels)
 	if name == "" {
 		name = NewName()
+	}
+	if o.Anonymous {
 		if labels == nil {
 			labels = map[string]string{}
 		}

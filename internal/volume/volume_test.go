@@ -31,7 +31,12 @@ func TestStore(t *testing.T) {
 	if named.Mountpoint != filepath.Join(root, "named", "_data") || named.Driver != "local" || named.Anonymous() {
 		t.Fatalf("created %+v", named)
 	}
-	anon, err := s.Create("", CreateOptions{})
+	if v, err := s.Create("", CreateOptions{}); err != nil || len(v.Name) != 64 || v.Anonymous() {
+		t.Fatalf("unnamed volume %+v, %v", v, err)
+	} else if err := s.Remove(v.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	anon, err := s.Create("", CreateOptions{Anonymous: true})
 	if err != nil || len(anon.Name) != 64 || !anon.Anonymous() {
 		t.Fatalf("anonymous volume %+v, %v", anon, err)
 	}
