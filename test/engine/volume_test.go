@@ -469,3 +469,29 @@ func TestVolumeAPI(t *testing.T) {
 		t.Errorf("volumes left: %d %s", status, body)
 	}
 }
+
+// TestVolumeOutputs: berth's CLI prints what docker's does for the volume
+// verbs' tables, templates, JSON and prune.
+func TestVolumeOutputs(t *testing.T) {
+	d := startDaemon(t)
+	requireDockerCLI(t)
+	d.mustDocker("volume", "create", "--label", "a=1", "--label", "b", "v1")
+	d.mustDocker("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", "v2")
+	d.mustDocker("create", "--name", "user", "-v", "v1:/x", "-v", "/anon", testImage, "true")
+	for _, args := range [][]string{
+		{"volume", "ls"}, {"volume", "ls", "-q"}, {"volume", "ls", "--format", "json"},
+		{"volume", "ls", "--format", "table {{.Name}}\t{{.Labels}}\t{{.Mountpoint}}\t{{.Scope}}\t{{.Links}}"},
+		{"volume", "ls", "-f", "dangling=true", "--format", "{{.Name}} {{.Label \"a\"}}"},
+		{"volume", "ls", "-f", "label=a"}, {"volume", "ls", "-f", "driver=local", "-q"},
+		{"volume", "inspect", "v1", "v2"}, {"volume", "inspect", "-f", "{{json .Options}}", "v2"},
+		{"volume", "inspect", "v1", "nosuch"}, {"volume", "rm", "v1"},
+		{"inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.Mode}} {{.RW}};{{end}}", "user"},
+		{"volume", "prune", "-f", "--filter", "label=nosuch"},
+	} {
+		dout, derr, dcode := d.docker(args...)
+		bout, berr, bcode := d.berth(args...)
+		if dout != bout || dcode != bcode || strings.ReplaceAll(derr, "docker", "berth") != berr {
+			t.Errorf("%v: docker (exit %d):\n%s%s\nberth (exit %d):\n%s%s", args, dcode, dout, derr, bcode, bout, berr)
+		}
+	}
+}
