@@ -6,9 +6,11 @@
 //     --network none (`run --rm busybox true`, hyperfine -N, both systems
 //     alternating in one invocation): the difference is what networking
 //     costs a start;
-//   - throughput through a published port on loopback: a container sends
-//     -mib MiB of zeros through `-p 127.0.0.1:PORT:5001`, the driver reads
-//     them on the host, -rounds times per system, alternating; median.
+//   - throughput through a published port on loopback: busybox httpd in a
+//     container serves a -mib MiB file from a tmpfs (sendfile, so the
+//     server is not the bottleneck) through `-p 127.0.0.1:PORT:5001`; the
+//     driver GETs it on the host, -rounds times per system, alternating;
+//     median.
 //
 // The private dockerd runs with "iptables": false (the helper's setting,
 // which leaves the host's firewall alone): its published ports are then
@@ -26,6 +28,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,10 +236,9 @@ func (b *bench) throughput(ctx context.Context) error {
 			return err
 		}
 		ports[s.name] = port
-		// 64 KiB blocks; nc closes the connection at the end of its input.
-		script := fmt.Sprintf("while true; do dd if=/dev/zero bs=65536 count=%d 2>/dev/null | nc -l -p 5001; done", b.mib*16)
+		script := fmt.Sprintf("dd if=/dev/zero of=/www/blob bs=1048576 count=%d 2>/dev/null && exec httpd -f -p 5001 -h /www", b.mib)
 		if _, err := b.cli(ctx, s, "run", "-d", "--name", "bench-tput", "-p", fmt.Sprintf("127.0.0.1:%d:5001", port),
-			"busybox:latest", "sh", "-c", script); err != nil {
+			"--tmpfs", fmt.Sprintf("/www:size=%dm", b.mib+16), "busybox:latest", "sh", "-c", script); err != nil {
 			return err
 		}
 	}
@@ -268,24 +270,25 @@ func (b *bench) throughput(ctx context.Context) error {
 	return nil
 }
 
-// pull reads want bytes from addr, retrying the connection while the
-// server restarts between rounds, and returns MiB/s.
+// pull GETs the file from the server at addr (retrying while the server
+// starts) and returns MiB/s.
 func pull(addr string, want int64) (float64, error) {
 	var last error
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		conn, err := net.Dial("tcp", addr)
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		start := time.Now()
+		resp, err := c.Get("http://" + addr + "/blob")
 		if err != nil {
 			last = err
 			continue
 		}
-		start := time.Now()
-		n, err := io.Copy(io.Discard, conn)
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 		el := time.Since(start)
-		conn.Close()
 		if err == nil && n == want {
 			return float64(n) / (1 << 20) / el.Seconds(), nil
 		}
-		last = fmt.Errorf("read %d of %d bytes: %v", n, want, err)
+		last = fmt.Errorf("read %d of %d bytes: %v (%s)", n, want, err, resp.Status)
 	}
 	return 0, last
 }

@@ -157,6 +157,10 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 		sum := s.sizedSummary(r.Context(), c)
 		resp.SizeRw, resp.SizeRootFs = &sum.SizeRw, &sum.SizeRootFs
 	}
+	if versionLess(requestVersion(r), "1.52") {
+		writeJSON(w, http.StatusOK, legacyInspect(resp))
+		return
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

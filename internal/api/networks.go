@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 )
 
@@ -174,4 +175,50 @@ func pruneFilters(r *http.Request) (keep func(created time.Time, labels map[stri
 		}
 		return false
 	}, nil
+}
+
+// legacyNetworkSettings adds the top-level fields API versions before 1.52
+// carry (the default bridge's endpoint, as docker fills them): scripts
+// template {{.NetworkSettings.IPAddress}}.
+type legacyNetworkSettings struct {
+	*container.NetworkSettings
+	Bridge                 string
+	HairpinMode            bool
+	LinkLocalIPv6Address   string
+	LinkLocalIPv6PrefixLen int
+	SecondaryIPAddresses   []string
+	SecondaryIPv6Addresses []string
+	EndpointID             string
+	Gateway                string
+	GlobalIPv6Address      string
+	GlobalIPv6PrefixLen    int
+	IPAddress              string
+	IPPrefixLen            int
+	IPv6Gateway            string
+	MacAddress             string
+}
+
+type legacyInspectResponse struct {
+	container.InspectResponse
+	NetworkSettings *legacyNetworkSettings
+}
+
+func legacyInspect(resp container.InspectResponse) any {
+	if resp.NetworkSettings == nil {
+		return resp
+	}
+	ns := &legacyNetworkSettings{NetworkSettings: resp.NetworkSettings}
+	if ep := resp.NetworkSettings.Networks["bridge"]; ep != nil {
+		ns.EndpointID, ns.IPPrefixLen = ep.EndpointID, ep.IPPrefixLen
+		if ep.IPAddress.IsValid() {
+			ns.IPAddress = ep.IPAddress.String()
+		}
+		if ep.Gateway.IsValid() {
+			ns.Gateway = ep.Gateway.String()
+		}
+		if len(ep.MacAddress) > 0 {
+			ns.MacAddress = ep.MacAddress.String()
+		}
+	}
+	return legacyInspectResponse{InspectResponse: resp, NetworkSettings: ns}
 }

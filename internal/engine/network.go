@@ -416,7 +416,14 @@ func (e *Engine) teardownNetwork(ctx context.Context, id string) {
 	if e.net == nil {
 		return
 	}
-	if err := e.net.DisconnectAll(ctx, id); err != nil {
+	// The namespace goes next and the kernel deletes the veths with it,
+	// unless a container:<id> joiner still runs in it: then the veths are
+	// deleted now, or they would keep released addresses alive.
+	release := e.net.ReleaseAll
+	if e.hasJoiners(id) {
+		release = e.net.DisconnectAll
+	}
+	if err := release(ctx, id); err != nil {
 		e.log.Warn("disconnect networks", "id", id, "err", err)
 	}
 	if err := bnet.DeleteNetns(e.netnsPath(id)); err != nil {
@@ -430,6 +437,23 @@ func dnsStrings(hc *container.HostConfig) []string {
 		out = append(out, a.String())
 	}
 	return out
+}
+
+// hasJoiners reports a running container in id's network namespace
+// (--network container:<id>).
+func (e *Engine) hasJoiners(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.byID {
+		m := parseNetworkMode(c.HostConfig.NetworkMode)
+		if m.kind != modeContainer || c.State.Status != StatusRunning {
+			continue
+		}
+		if o, err := e.lookup(m.name); err == nil && o.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) etcPath(id, name string) string { return filepath.Join(e.containerDir(id), name) }

@@ -606,10 +606,12 @@ func (m *Manager) Disconnect(ctx context.Context, network, containerID string) e
 	if err != nil {
 		return err
 	}
-	return m.disconnectLocked(ctx, n, containerID)
+	return m.disconnectLocked(ctx, n, containerID, true)
 }
 
-func (m *Manager) disconnectLocked(ctx context.Context, n *NetworkInfo, containerID string) error {
+// disconnectLocked removes an endpoint; detach=false leaves its veth pair
+// to the kernel, which deletes it with the namespace (see ReleaseAll).
+func (m *Manager) disconnectLocked(ctx context.Context, n *NetworkInfo, containerID string, detach bool) error {
 	ep, ok := n.Endpoints[containerID]
 	if !ok {
 		return fmt.Errorf("container %.12s is not connected to network %s: %w", containerID, n.Name, errdefs.ErrNotFound)
@@ -624,7 +626,9 @@ func (m *Manager) disconnectLocked(ctx context.Context, n *NetworkInfo, containe
 	}
 	closeAll(m.ports[tag])
 	delete(m.ports, tag)
-	errs = append(errs, Detach(ctx, n.ID, containerID))
+	if detach {
+		errs = append(errs, Detach(ctx, n.ID, containerID))
+	}
 	errs = append(errs, m.ipam.Release(n.ID, ep.Address.Addr()))
 	delete(n.Endpoints, containerID)
 	errs = append(errs, m.save())
@@ -634,12 +638,26 @@ func (m *Manager) disconnectLocked(ctx context.Context, n *NetworkInfo, containe
 // DisconnectAll removes a container from every network (container stop or
 // removal). It is idempotent.
 func (m *Manager) DisconnectAll(ctx context.Context, containerID string) error {
+	return m.disconnectAll(ctx, containerID, true)
+}
+
+// ReleaseAll is DisconnectAll for a container whose network namespace the
+// caller deletes next (a container's exit): DNS, published ports and
+// addresses go now, but the veth pairs are left to the kernel, which
+// deletes them when the namespace is freed, in the background. Deleting
+// each veth here waits for an RCU grace period (≈10–20 ms per endpoint,
+// most of a container's networking cost) on the exit path.
+func (m *Manager) ReleaseAll(ctx context.Context, containerID string) error {
+	return m.disconnectAll(ctx, containerID, false)
+}
+
+func (m *Manager) disconnectAll(ctx context.Context, containerID string, detach bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
 	for _, n := range m.sorted() {
 		if _, ok := n.Endpoints[containerID]; ok {
-			errs = append(errs, m.disconnectLocked(ctx, n, containerID))
+			errs = append(errs, m.disconnectLocked(ctx, n, containerID, detach))
 		}
 	}
 	return errors.Join(errs...)
@@ -728,7 +746,7 @@ func (m *Manager) Teardown(ctx context.Context) error {
 	var errs []error
 	for _, n := range m.sorted() {
 		for id := range n.Endpoints {
-			errs = append(errs, m.disconnectLocked(ctx, n, id))
+			errs = append(errs, m.disconnectLocked(ctx, n, id, true))
 		}
 		if n.Bridge != "" {
 			errs = append(errs, DeleteBridge(n.Bridge))

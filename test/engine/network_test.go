@@ -67,9 +67,13 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// noVeths checks that no veth is left on the daemon's bridges. The kernel
+// deletes an exited container's veths with its namespace, in the
+// background: they get a few seconds to go.
 func noVeths(t *testing.T, d *daemon, when string) {
 	t.Helper()
-	if v := nettest.Veths(d.root); len(v) > 0 {
+	v := nettest.WaitVeths(d.root, 10*time.Second)
+	if len(v) > 0 {
 		t.Errorf("%s: veths left on the daemon's bridges: %v", when, v)
 	}
 }
@@ -194,6 +198,11 @@ func TestNetworkModes(t *testing.T) {
 			owner := "owner-" + c.name
 			c.must(t, d, "run", "-d", "--name", owner, "--hostname", "h1", "--add-host", "db:10.1.2.3", "--dns", "10.9.9.9", testImage, "sleep", "300")
 			ip := strings.TrimSpace(c.must(t, d, "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", owner))
+			if c.name == "docker" { // API 1.50: the deprecated top-level fields too
+				if legacy := c.must(t, d, "inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Gateway}}", owner); !strings.HasPrefix(legacy, ip+" ") {
+					t.Errorf("NetworkSettings.IPAddress: %q, want %s", legacy, ip)
+				}
+			}
 			files := c.must(t, d, "exec", owner, "sh", "-c", "hostname; grep db /etc/hosts; grep h1 /etc/hosts; cat /etc/resolv.conf")
 			if want := "h1\n10.1.2.3\tdb\n" + ip + "\th1\n"; !strings.HasPrefix(files, want) || !strings.Contains(files, "nameserver 10.9.9.9\n") {
 				t.Errorf("generated files:\n%s\nwant prefix %q", files, want)

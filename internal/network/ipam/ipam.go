@@ -97,7 +97,7 @@ func Open(path string) (*Allocator, error) {
 	return a, nil
 }
 
-// save writes the whole state atomically (temp file, fsync, rename, fsync dir).
+// save writes the whole state atomically (temp file, rename).
 func (a *Allocator) save() error {
 	st := fileState{Version: 1, Pools: map[string]*filePool{}}
 	for name, p := range a.pools {
@@ -120,8 +120,11 @@ func (a *Allocator) save() error {
 	return WriteFileAtomic(a.path, b, 0o600)
 }
 
-// WriteFileAtomic replaces path with data so that a crash leaves either the
-// old or the new content.
+// WriteFileAtomic replaces path with data so that a daemon crash leaves
+// either the old or the new content. There is no fsync: the state describes
+// containers, bridges and rules that a machine crash takes with it (nothing
+// runs after a reboot, and Restore releases what the file still names),
+// while fsyncs cost milliseconds on every container start and stop.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -141,21 +144,10 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return os.Rename(tmp, path)
 }
 
 // Overlaps reports whether two prefixes share any address.

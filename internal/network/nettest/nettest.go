@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -55,6 +56,7 @@ func (n Names) Cleanup(t testing.TB, root string) {
 	t.Helper()
 	state := filepath.Join(root, "network")
 	bridges := bridgesOf(state)
+	WaitVeths(root, 5*time.Second) // exited containers' veths go with their namespaces
 	veths, err := network.Purge(state, n.Table)
 	if err != nil {
 		t.Errorf("purge networks: %v", err)
@@ -106,6 +108,20 @@ func Veths(root string) []string {
 		}
 	}
 	return out
+}
+
+// WaitVeths waits up to timeout for the veths on the daemon's bridges to
+// be gone (the kernel deletes an exited container's with its namespace,
+// in the background) and returns those still there.
+func WaitVeths(root string, timeout time.Duration) []string {
+	deadline := time.Now().Add(timeout)
+	for {
+		v := Veths(root)
+		if len(v) == 0 || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // FreeSubnet returns a /24 of 10.213.0.0/16 no host route overlaps,
