@@ -249,7 +249,15 @@ func (b *Builder) Build(ctx context.Context, contextDir string, dfOnly bool, opt
 		if perr := b.cache.Put(context.WithoutCancel(ctx), bd.pending); perr != nil && err == nil {
 			err = perr
 		}
-		bd.op.End(ctx, err)
+		// A build is never resumed: on any failure what it made and
+		// nothing else (an image, a cache entry) refers to goes at once.
+		if err == nil {
+			if derr := bd.op.Done(ctx); derr != nil {
+				b.log.Warn("builder: end build", "err", derr)
+			}
+		} else if aerr := bd.op.Abort(ctx); aerr != nil {
+			b.log.Warn("builder: clean up failed build", "err", aerr)
+		}
 	}()
 	target, err := bd.run(ctx)
 	if err != nil {
