@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"text/template"
 
 	"github.com/moby/moby/client"
@@ -52,8 +53,14 @@ type componentVersion struct {
 }
 
 // versionTemplate lays out `version` as docker does: the Engine component
-// with its details named, other components with version and commit.
-var versionTemplate = template.Must(template.New("version").Funcs(format.Funcs()).Parse(`Client:
+// with its details named, other components with version and commit. It is
+// parsed on first use: package initialization runs in every berth process,
+// container starts included.
+var versionTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("version").Funcs(format.Funcs()).Parse(versionLayout))
+})
+
+const versionLayout = `Client:
  Version:           {{.Client.Version}}
  API version:       {{.Client.APIVersion}}{{if ne .Client.APIVersion .Client.DefaultAPIVersion}} (downgraded from {{.Client.DefaultAPIVersion}}){{end}}
  Go version:        {{.Client.GoVersion}}
@@ -77,7 +84,7 @@ Server:{{if .Server.Platform.Name}} {{.Server.Platform.Name}}{{end}}
 {{- end}}
 {{- end}}
 {{- end}}
-`))
+`
 
 func (c *CLI) versionCommand() *cobra.Command {
 	var tmpl string
@@ -128,7 +135,7 @@ func (c *CLI) versionCommand() *cobra.Command {
 		case t != nil:
 			err = format.Object(c.Out, tmpl, v)
 		default:
-			err = versionTemplate.Execute(c.Out, v)
+			err = versionTemplate().Execute(c.Out, v)
 		}
 		if err != nil {
 			return err
