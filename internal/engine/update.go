@@ -69,7 +69,17 @@ func updatedHostConfig(old *container.HostConfig, u container.UpdateConfig) (*co
 		if r.Memory > 0 && r.Memory < minMemory {
 			return nil, fmt.Errorf("Minimum memory limit allowed is 6MB: %w", errdefs.ErrInvalidArgument)
 		}
-		hc.Memory = r.Memory
+		// docker stores twice the memory as the swap limit at create and
+		// keeps it across updates; berth stores 0 for that, so it is
+		// made explicit here before the memory changes.
+		swap := old.MemorySwap
+		if swap == 0 && old.Memory > 0 {
+			swap = 2 * old.Memory
+		}
+		if r.Memory > swap && r.MemorySwap == 0 {
+			return nil, fmt.Errorf("Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time: %w", errdefs.ErrConflict)
+		}
+		hc.Memory, hc.MemorySwap = r.Memory, swap
 	}
 	if r.MemorySwap != 0 {
 		hc.MemorySwap = r.MemorySwap

@@ -93,7 +93,7 @@ func TestOpsCLI(t *testing.T) {
 	mustOut(t, d, "hi\n", "run", "--rm", "snap:1")
 	mustOut(t, d, "me msg\n", "image", "inspect", "-f", "{{.Author}} {{.Comment}}", "snap:1")
 	d.must("run", "-d", "--name", "r1", testImage, "sleep", "1000")
-	mustOut(t, d, "r1\n", "update", "-m", "48m", "--cpus", "0.5", "--restart", "unless-stopped", "r1")
+	mustOut(t, d, "r1\n", "update", "-m", "48m", "--memory-swap", "96m", "--cpus", "0.5", "--restart", "unless-stopped", "r1")
 	mustOut(t, d, "50331648 500000000 unless-stopped\n", "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}", "r1")
 	same(t, d, "ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}")
 	same(t, d, "system", "df")

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 )
 
 // tarNames lists the entry names of a tar stream.
@@ -318,6 +324,20 @@ func TestDiffExportCommit(t *testing.T) {
 	if out := d.mustDocker("images", "-q"); out != images && !onDocker {
 		t.Errorf("images after bad commits: %q, before %q", out, images)
 	}
+
+	// docker system prune calls the prune endpoints one by one: the
+	// stopped c1 and the images no container uses go, the running r1 and
+	// its image stay.
+	out = d.mustDocker("system", "prune", "-a", "-f", "--volumes")
+	if !strings.Contains(out, "Deleted Containers:\n") || !strings.Contains(out, "untagged: committed:v1") || !strings.Contains(out, "Total reclaimed space: ") {
+		t.Errorf("system prune:\n%s", out)
+	}
+	if out := d.mustDocker("ps", "-a", "--format", "{{.Names}}"); out != "r1\n" {
+		t.Errorf("containers after system prune: %q", out)
+	}
+	if out := d.mustDocker("images", "--format", "{{.Repository}}"); out != "busybox\n" {
+		t.Errorf("images after system prune: %q", out)
+	}
 }
 
 func sortLines(s string) string {
@@ -362,6 +382,10 @@ func TestUpdate(t *testing.T) {
 		t.Errorf("update of a missing container: exit %d, %q", code, errOut)
 	}
 	d.mustDocker("run", "-d", "--rm", "--name", "auto", testImage, "sleep", "1000")
+	// Without a limit there is no swap limit either: docker wants both.
+	if _, errOut, code := d.docker("update", "-m", "64m", "auto"); code == 0 || !strings.Contains(errOut, "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time") {
+		t.Errorf("memory update without a swap limit: exit %d, %q", code, errOut)
+	}
 	if _, errOut, code := d.docker("update", "--restart", "always", "auto"); code == 0 || !strings.Contains(errOut, "Restart policy cannot be updated because AutoRemove is enabled for the container") {
 		t.Errorf("restart policy of an --rm container: exit %d, %q", code, errOut)
 	}
@@ -391,4 +415,94 @@ func cgroupFile(t *testing.T, d *daemon, ref, controller, v1, v2 string) string 
 	}
 	t.Fatalf("no %s cgroup for %s in %q", controller, ref, data)
 	return ""
+}
+
+// TestOpsGoClient drives the archive, changes, update and df endpoints
+// through the Go client: the stat header's fields, a tar put and read
+// back, the typed changes, the new /system/df shape (API 1.52+).
+func TestOpsGoClient(t *testing.T) {
+	d := startDaemon(t)
+	c, err := client.New(client.WithHost("unix://"+d.sock), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d.mustDocker("run", "-d", "--name", "g1", testImage, "sh", "-c", "ln -s /etc /etclink; sleep 1000")
+	waitFor(t, func() bool { _, _, code := d.docker("exec", "g1", "test", "-L", "/etclink"); return code == 0 }, "the link")
+
+	st, err := c.ContainerStatPath(ctx, "g1", client.ContainerStatPathOptions{Path: "/etc"})
+	if err != nil || !st.Stat.Mode.IsDir() || st.Stat.Name != "etc" {
+		t.Fatalf("stat /etc: %+v %v", st.Stat, err)
+	}
+	st, err = c.ContainerStatPath(ctx, "g1", client.ContainerStatPathOptions{Path: "/etclink"})
+	if err != nil || st.Stat.Mode&os.ModeSymlink == 0 || st.Stat.LinkTarget != "/etc" {
+		t.Fatalf("stat /etclink: %+v %v", st.Stat, err)
+	}
+	if _, err := c.ContainerStatPath(ctx, "g1", client.ContainerStatPathOptions{Path: "/nope"}); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("stat of a missing path: %v", err)
+	}
+
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	_ = tw.WriteHeader(&tar.Header{Name: "gdir/", Mode: 0o755, Typeflag: tar.TypeDir})
+	_ = tw.WriteHeader(&tar.Header{Name: "gdir/f", Mode: 0o640, Size: 2, Typeflag: tar.TypeReg, Uid: 7, Gid: 8})
+	_, _ = tw.Write([]byte("go"))
+	_ = tw.Close()
+	if _, err := c.CopyToContainer(ctx, "g1", client.CopyToContainerOptions{DestinationPath: "/etclink", Content: &tb}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.CopyFromContainer(ctx, "g1", client.CopyFromContainerOptions{SourcePath: "/etc/gdir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(res.Content)
+	res.Content.Close()
+	if names := strings.Join(tarNames(t, string(data)), " "); names != "gdir/ gdir/f" || !res.Stat.Mode.IsDir() {
+		t.Fatalf("copied back: %s, %+v", names, res.Stat)
+	}
+	if out := d.mustDocker("exec", "g1", "stat", "-c", "%a %u:%g", "/etc/gdir/f"); out != "640 7:8\n" {
+		t.Fatalf("extracted file: %q", out)
+	}
+	// A file where the tar has a directory: refused by default.
+	tb.Reset()
+	tw = tar.NewWriter(&tb)
+	_ = tw.WriteHeader(&tar.Header{Name: "gdir", Mode: 0o644, Typeflag: tar.TypeReg})
+	_ = tw.Close()
+	if _, err := c.CopyToContainer(ctx, "g1", client.CopyToContainerOptions{DestinationPath: "/etc", Content: &tb}); err == nil || !strings.Contains(err.Error(), "cannot overwrite directory") {
+		t.Fatalf("file over a directory: %v", err)
+	}
+
+	diff, err := c.ContainerDiff(ctx, "g1", client.ContainerDiffOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]container.ChangeType{}
+	for _, ch := range diff.Changes {
+		kinds[ch.Path] = ch.Kind
+	}
+	if kinds["/etclink"] != container.ChangeAdd || kinds["/etc/gdir/f"] != container.ChangeAdd || kinds["/etc"] != container.ChangeModify {
+		t.Fatalf("changes: %+v", diff.Changes)
+	}
+
+	mem := int64(32 << 20)
+	if _, err := c.ContainerUpdate(ctx, "g1", client.ContainerUpdateOptions{Resources: &container.Resources{Memory: mem}}); err == nil || !strings.Contains(err.Error(), "update the memoryswap at the same time") {
+		t.Fatalf("memory above the swap limit without a swap limit: %v", err)
+	}
+	if _, err := c.ContainerUpdate(ctx, "g1", client.ContainerUpdateOptions{Resources: &container.Resources{Memory: mem, MemorySwap: 2 * mem}}); err != nil {
+		t.Fatal(err)
+	}
+	if ins, err := c.ContainerInspect(ctx, "g1", client.ContainerInspectOptions{Size: true}); err != nil || ins.Container.HostConfig.Memory != mem || ins.Container.SizeRw == nil || *ins.Container.SizeRw < 2 {
+		t.Fatalf("inspect after update: %v", err)
+	}
+
+	du, err := c.DiskUsage(ctx, client.DiskUsageOptions{Containers: true, Images: true, Volumes: true, BuildCache: true, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if du.Images.TotalCount != 1 || du.Images.ActiveCount != 1 || du.Containers.TotalCount != 1 || du.Containers.ActiveCount != 1 ||
+		len(du.Containers.Items) != 1 || du.Containers.Items[0].SizeRw < 2 {
+		t.Fatalf("disk usage: %+v", du)
+	}
 }
