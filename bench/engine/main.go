@@ -41,7 +41,7 @@ import (
 type config struct {
 	berth, work, hostNS, seedRoot string
 	docker                        string
-	runs, n, par, mem             int
+	runs, rounds, n, par, mem     int
 	podmanRuntime, podmanNet      string
 	peers                         map[string]bool
 }
@@ -55,6 +55,7 @@ func main() {
 	flag.StringVar(&c.hostNS, "hostns", "", "mount namespace (a /proc/PID/ns/mnt path) to start the daemons in")
 	flag.StringVar(&c.docker, "docker", "/usr/local/bin/docker", "the docker CLI")
 	flag.IntVar(&c.runs, "runs", 30, "hyperfine runs per command")
+	flag.IntVar(&c.rounds, "rounds", 5, "hyperfine invocations the runs are split into, interleaving the systems")
 	flag.IntVar(&c.n, "n", 50, "containers run and removed sequentially and in parallel")
 	flag.IntVar(&c.par, "par", 4, "parallel workers")
 	flag.IntVar(&c.mem, "mem", 20, "running containers for the per-container memory")
@@ -209,7 +210,7 @@ func (b *bench) run(ctx context.Context) error {
 	time.Sleep(3 * time.Second)
 	idleFresh := b.idle()
 
-	fmt.Printf("\n## run --rm busybox true (hyperfine -N, %d runs each, same invocation)\n", b.runs)
+	fmt.Printf("\n## run --rm busybox true (hyperfine -N, %d runs each in %d rounds)\n", b.runs, b.rounds)
 	lat, err := b.latency(ctx)
 	if err != nil {
 		return err
@@ -358,40 +359,53 @@ network_config_dir = "%[1]s/networks"
 	return nil
 }
 
-// latency runs hyperfine over every system's `run --rm busybox true` and
-// returns the medians.
+// latency runs hyperfine over every system's `run --rm busybox true` in
+// b.rounds rounds of b.runs/b.rounds runs each (hyperfine times one
+// command's runs back to back; rounds interleave the systems, so load that
+// changes during the run hits all of them) and returns each system's
+// median over all runs.
 func (b *bench) latency(ctx context.Context) (map[string]time.Duration, error) {
-	out := filepath.Join(b.work, "latency.json")
-	args := []string{"-N", "--warmup", "3", "--runs", strconv.Itoa(b.runs), "--export-json", out}
-	var env []string
-	for _, s := range b.systems {
-		args = append(args, "-n", s.name, strings.Join(s.runTrue(), " "))
-		env = append(env, s.env...)
-	}
-	cmd := exec.CommandContext(ctx, "hyperfine", args...)
-	// The systems' variables do not collide (DOCKER_CONFIG is the only
-	// shared name; both docker CLIs may use either).
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("hyperfine: %w", err)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		return nil, err
-	}
-	var res struct {
-		Results []struct {
-			Command string  `json:"command"`
-			Median  float64 `json:"median"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return nil, err
+	times := map[string][]float64{}
+	per := max(1, b.runs/max(1, b.rounds))
+	for round := 0; round < max(1, b.rounds); round++ {
+		out := filepath.Join(b.work, fmt.Sprintf("latency-%d.json", round))
+		args := []string{"-N", "--style", "none", "--warmup", "2", "--runs", strconv.Itoa(per), "--export-json", out}
+		var env []string
+		for _, s := range b.systems {
+			args = append(args, "-n", s.name, strings.Join(s.runTrue(), " "))
+			env = append(env, s.env...)
+		}
+		cmd := exec.CommandContext(ctx, "hyperfine", args...)
+		// The systems' variables do not collide (DOCKER_CONFIG is the
+		// only shared name; both docker CLIs may use either).
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("hyperfine: %w", err)
+		}
+		raw, err := os.ReadFile(out)
+		if err != nil {
+			return nil, err
+		}
+		var res struct {
+			Results []struct {
+				Command string    `json:"command"`
+				Times   []float64 `json:"times"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return nil, err
+		}
+		for _, r := range res.Results {
+			times[r.Command] = append(times[r.Command], r.Times...)
+		}
 	}
 	med := map[string]time.Duration{}
-	for _, r := range res.Results {
-		med[r.Command] = time.Duration(r.Median * float64(time.Second))
+	for _, sys := range b.systems {
+		name, t := sys.name, times[sys.name]
+		sort.Float64s(t)
+		med[name] = time.Duration(t[len(t)/2] * float64(time.Second))
+		fmt.Printf("%-8s median %6.1f ms (min %.1f, max %.1f, %d runs)\n", name, t[len(t)/2]*1000, t[0]*1000, t[len(t)-1]*1000, len(t))
 	}
 	return med, nil
 }

@@ -5,7 +5,7 @@
 # and removed sequentially and 4-way parallel, daemon idle memory, memory
 # per running container. Prints each figure and berth's ratio.
 #
-#   sudo bench/engine/run.sh [-runs 30] [-n 50] [-par 4] [-mem 20]
+#   sudo bench/engine/run.sh [-runs 30] [-rounds 5] [-n 50] [-par 4] [-mem 20]
 #                            [-peers docker,podman] [-podman-runtime crun|runc]
 #                            [-podman-network none]
 #
