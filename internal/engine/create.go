@@ -122,7 +122,7 @@ func (e *Engine) CreateWithNetworking(ctx context.Context, name string, cfg *con
 	if err := e.writeEtcFiles(c); err != nil {
 		return CreateResult{}, err
 	}
-	mps, undoMounts, err := e.registerMounts(id, cfg, hc)
+	mps, undoMounts, err := e.registerMounts(ctx, id, cfg, hc)
 	if err != nil {
 		return CreateResult{}, err
 	}

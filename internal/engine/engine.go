@@ -30,6 +30,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -332,7 +333,7 @@ func (e *Engine) ImageUsers(ctx context.Context, id string) ([]string, error) {
 	defer e.mu.Unlock()
 	var out []string
 	for _, c := range e.byID {
-		if c.ImageID == id {
+		if c.ImageID == id || slices.ContainsFunc(c.MountPoints, func(m MountPoint) bool { return m.ImageID == id }) {
 			out = append(out, c.ID)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/volume"
 )
 
@@ -47,9 +48,13 @@ type MountPoint struct {
 	CreateSource bool `json:",omitempty"`
 	// TmpfsData is a tmpfs mount's options (size=…,mode=…).
 	TmpfsData string `json:",omitempty"`
-	// Subpath is --mount volume-subpath: the directory of the volume that
-	// is mounted instead of its root (it must exist at start).
+	// Subpath is --mount volume-subpath (or image-subpath): the directory
+	// of the volume (image) mounted instead of its root; it must exist.
 	Subpath string `json:",omitempty"`
+	// ImageID and SnapshotKey: an image mount's image and the read-only
+	// view of it made at create (removed with the container).
+	ImageID     string `json:",omitempty"`
+	SnapshotKey string `json:",omitempty"`
 	// NonRecursive: bind-recursive=disabled, the submounts of the source
 	// are not bound.
 	NonRecursive bool `json:",omitempty"`
@@ -244,8 +249,8 @@ func tmpfsData(o *mount.TmpfsOptions, ro bool) (string, error) {
 func parseMount(m mount.Mount) (MountPoint, error) {
 	t := m.Type
 	switch t {
-	case mount.TypeBind, mount.TypeVolume, mount.TypeTmpfs:
-	case mount.TypeImage, mount.TypeNamedPipe, mount.TypeCluster:
+	case mount.TypeBind, mount.TypeVolume, mount.TypeTmpfs, mount.TypeImage:
+	case mount.TypeNamedPipe, mount.TypeCluster:
 		return MountPoint{}, fmt.Errorf("mount type %q is not supported: %w", t, errdefs.ErrNotImplemented)
 	default:
 		return MountPoint{}, mountErr(t, "mount type unknown")
@@ -259,7 +264,7 @@ func parseMount(m mount.Mount) (MountPoint, error) {
 	}{
 		{"BindOptions", t != mount.TypeBind && m.BindOptions != nil},
 		{"VolumeOptions", t != mount.TypeVolume && m.VolumeOptions != nil},
-		{"ImageOptions", m.ImageOptions != nil},
+		{"ImageOptions", t != mount.TypeImage && m.ImageOptions != nil},
 		{"TmpfsOptions", t != mount.TypeTmpfs && m.TmpfsOptions != nil},
 	} {
 		if x.set {
@@ -315,6 +320,18 @@ func parseMount(m mount.Mount) (MountPoint, error) {
 			if dc := vo.DriverConfig; dc != nil && dc.Name != "" && dc.Name != volume.DefaultDriver {
 				return MountPoint{}, fmt.Errorf("error looking up volume plugin %s: plugin %q not found: %w", dc.Name, dc.Name, errdefs.ErrInvalidArgument)
 			}
+		}
+	case mount.TypeImage:
+		if m.Source == "" {
+			return MountPoint{}, mountErr(t, "field Source must not be empty")
+		}
+		mp.Source, mp.RW = m.Source, false // an image is mounted read-only
+		mp.Propagation = mount.PropagationRPrivate
+		if io := m.ImageOptions; io != nil && io.Subpath != "" {
+			if !filepath.IsLocal(io.Subpath) {
+				return MountPoint{}, mountErr(t, "subpath must be a relative path within the volume")
+			}
+			mp.Subpath = filepath.Clean(io.Subpath)
 		}
 	case mount.TypeTmpfs:
 		if m.Source != "" {
@@ -396,7 +413,7 @@ func parseMountOptions(hc *container.HostConfig) (map[string]MountPoint, error) 
 // else covers. Volumes are created as needed and referenced by id. On
 // error everything done is undone; on success undo is for a later failure
 // of the create.
-func (e *Engine) registerMounts(id string, cfg *container.Config, hc *container.HostConfig) (mps []MountPoint, undo func(), err error) {
+func (e *Engine) registerMounts(ctx context.Context, id string, cfg *container.Config, hc *container.HostConfig) (mps []MountPoint, undo func(), err error) {
 	own, err := parseMountOptions(hc)
 	if err != nil {
 		return nil, nil, err
@@ -418,6 +435,7 @@ func (e *Engine) registerMounts(id string, cfg *container.Config, hc *container.
 		for _, m := range from {
 			m.RW = m.RW && !modeHas(mode, "ro")
 			m.Mode, m.CopyData, m.CreateSource = "", false, false
+			m.ImageID, m.SnapshotKey = "", "" // an image mount gets a view of its own
 			byDst[m.Destination] = m
 		}
 	}
@@ -447,8 +465,11 @@ func (e *Engine) registerMounts(id string, cfg *container.Config, hc *container.
 	}
 	sort.Slice(mps, func(i, j int) bool { return mps[i].Destination < mps[j].Destination })
 
-	var created, refd []string
+	var created, refd, views []string
 	rollback := func() {
+		for _, k := range views {
+			_ = e.images.RemoveMounts(context.WithoutCancel(ctx), k)
+		}
 		for _, n := range refd {
 			e.volumes.Release(n, id)
 		}
@@ -465,6 +486,22 @@ func (e *Engine) registerMounts(id string, cfg *container.Config, hc *container.
 	}()
 	for i := range mps {
 		mp := &mps[i]
+		if mp.Type == mount.TypeImage && mp.SnapshotKey == "" {
+			img, err := e.images.Get(ctx, mp.Source)
+			if err != nil {
+				if errdefs.IsNotFound(err) {
+					// Not a 404: the docker CLI would pull the container's image.
+					return nil, nil, fmt.Errorf("No such image: %s: %w", mp.Source, errdefs.ErrInvalidArgument)
+				}
+				return nil, nil, err
+			}
+			mp.ImageID, mp.SnapshotKey = img.ID.String(), fmt.Sprintf("imagemount-%s-%d", id, i)
+			if _, err := e.images.View(ctx, mp.ImageID, mp.SnapshotKey); err != nil {
+				return nil, nil, fmt.Errorf("image mount of %s: %w", mp.Source, err)
+			}
+			views = append(views, mp.SnapshotKey)
+			continue
+		}
 		if mp.Type != mount.TypeVolume {
 			continue
 		}
@@ -577,6 +614,10 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 				}
 				mp.CopyData, copied = false, true
 			}
+		case mount.TypeImage:
+			if src, err = e.mountImage(ctx, *mp); err != nil {
+				return nil, err
+			}
 		case mount.TypeTmpfs:
 			o := []string{"nosuid", "nodev", "noexec"}
 			if mp.TmpfsData != "" {
@@ -587,6 +628,16 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 			}
 			ms = append(ms, specs.Mount{Destination: mp.Destination, Type: "tmpfs", Source: "tmpfs", Options: o})
 			continue
+		}
+		if mp.Type == mount.TypeImage && mp.Subpath != "" {
+			sub, err := securejoin.SecureJoin(src, mp.Subpath)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := os.Stat(sub); err != nil {
+				return nil, fmt.Errorf("image mount with subpath %s: cannot access path %s: %w", mp.Subpath, sub, errdefs.ErrInvalidArgument)
+			}
+			src = sub
 		}
 		ms = append(ms, bindSpec(*mp, src))
 	}
@@ -606,6 +657,39 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 		return strings.Count(ms[i].Destination, "/") < strings.Count(ms[j].Destination, "/")
 	})
 	return ms, nil
+}
+
+// imageMountDir is where an image mount's view is mounted on the host
+// while its container runs.
+func (e *Engine) imageMountDir(key string) string {
+	return filepath.Join(e.execRoot, "imagemounts", key)
+}
+
+// mountImage mounts the read-only view of an image mount's image and
+// returns where.
+func (e *Engine) mountImage(ctx context.Context, mp MountPoint) (string, error) {
+	ms, err := e.images.Snapshots().Mounts(ctx, mp.SnapshotKey)
+	if err != nil {
+		return "", fmt.Errorf("image mount of %s: %w", mp.Source, err)
+	}
+	dir := e.imageMountDir(mp.SnapshotKey)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("image mount of %s: %w", mp.Source, err)
+	}
+	_ = snapshot.UnmountAll(dir) // a daemon killed mid-way: replace, not stack
+	if err := snapshot.MountAll(ms, dir); err != nil {
+		return "", fmt.Errorf("image mount of %s: %w", mp.Source, err)
+	}
+	return dir, nil
+}
+
+func (e *Engine) unmountImage(mp MountPoint) {
+	dir := e.imageMountDir(mp.SnapshotKey)
+	if err := snapshot.UnmountAll(dir); err != nil {
+		e.log.Warn("unmount image mount", "dir", dir, "err", err)
+		return
+	}
+	_ = os.Remove(dir)
 }
 
 // checkPropagation refuses, as docker does, a shared or slave bind whose
@@ -701,6 +785,10 @@ func (e *Engine) unmountVolumes(id string) {
 	}
 	e.mu.Unlock()
 	for _, mp := range mps {
+		if mp.Type == mount.TypeImage {
+			e.unmountImage(mp)
+			continue
+		}
 		if mp.Type != mount.TypeVolume {
 			continue
 		}
@@ -719,6 +807,13 @@ func (e *Engine) unmountVolumes(id string) {
 // docker: --volumes-from shares them).
 func (e *Engine) releaseVolumes(c *Container, rm bool) {
 	for _, mp := range c.MountPoints {
+		if mp.Type == mount.TypeImage {
+			e.unmountImage(mp)
+			if err := e.images.RemoveMounts(context.Background(), mp.SnapshotKey); err != nil && !errdefs.IsNotFound(err) {
+				e.log.Warn("remove image mount", "key", mp.SnapshotKey, "err", err)
+			}
+			continue
+		}
 		if mp.Type != mount.TypeVolume {
 			continue
 		}
@@ -752,6 +847,9 @@ func (e *Engine) restoreVolumes() {
 			}
 		}
 		for _, mp := range c.MountPoints {
+			if mp.Type == mount.TypeImage && c.State.Status != StatusRunning {
+				e.unmountImage(mp) // left mounted by a daemon killed mid-way
+			}
 			if mp.Type != mount.TypeVolume {
 				continue
 			}

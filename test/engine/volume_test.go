@@ -307,6 +307,33 @@ func TestReadOnlyRecursive(t *testing.T) {
 	}
 }
 
+// TestImageMount: --mount type=image shows an image's files read-only
+// (a subpath of it too), keeps the image in use, and goes with the
+// container.
+func TestImageMount(t *testing.T) {
+	d := startDaemon(t, imageWithConfig("mnt:1", func(cfg map[string]any) { cfg["Labels"] = map[string]any{"m": "1"} }))
+	for _, c := range d.clis() {
+		out, errOut, code := c.run("run", "--rm", "--mount", "type=image,src="+testImage+",dst=/img", testImage,
+			"sh", "-c", "cat /img/etc/group; touch /img/x")
+		if code != 1 || !strings.Contains(out, "root:") || !strings.Contains(errOut, "Read-only file system") {
+			t.Fatalf("%s: image mount: exit %d %q %q", c.name, code, out, errOut)
+		}
+		if got := c.must(t, d, "run", "--rm", "--mount", "type=image,src="+testImage+",dst=/img,image-subpath=etc", testImage, "ls", "/img/passwd"); got != "/img/passwd\n" {
+			t.Fatalf("%s: image subpath: %q", c.name, got)
+		}
+		c.refuses(t, "No such image: nosuch:1", "create", "--pull", "never", "--mount", "type=image,src=nosuch:1,dst=/img", testImage, "true")
+		id := strings.TrimSpace(c.must(t, d, "run", "-d", "--mount", "type=image,src=mnt:1,dst=/img", testImage, "sleep", "1000"))
+		if m := mountsUnder(t, filepath.Join(d.execRoot, "imagemounts")); len(m) != 1 {
+			t.Fatalf("%s: image mount on the host: %v", c.name, m)
+		}
+		c.refuses(t, "is used by container(s) "+id, "rmi", "mnt:1")
+		c.must(t, d, "rm", "-f", id)
+		if m := mountsUnder(t, filepath.Join(d.execRoot, "imagemounts")); len(m) != 0 {
+			t.Fatalf("%s: image mount left: %v", c.name, m)
+		}
+	}
+}
+
 // TestMountErrors: bad specs get docker's errors and leave nothing behind.
 func TestMountErrors(t *testing.T) {
 	d := startDaemon(t)

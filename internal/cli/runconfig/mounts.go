@@ -164,6 +164,11 @@ func ParseMount(value string) (mount.Mount, error) {
 			}
 		case "volume-subpath":
 			volOpts().Subpath = val
+		case "image-subpath":
+			if m.ImageOptions == nil {
+				m.ImageOptions = &mount.ImageOptions{}
+			}
+			m.ImageOptions.Subpath = val
 		case "volume-nocopy":
 			if volOpts().NoCopy, err = mountBool(key, val, hasValue); err != nil {
 				return m, err
@@ -210,6 +215,7 @@ func ParseMount(value string) (mount.Mount, error) {
 		{"bind", mount.TypeBind, m.BindOptions != nil},
 		{"volume", mount.TypeVolume, m.VolumeOptions != nil},
 		{"tmpfs", mount.TypeTmpfs, m.TmpfsOptions != nil},
+		{"image", mount.TypeImage, m.ImageOptions != nil},
 	} {
 		if x.set && m.Type != x.t {
 			return m, fmt.Errorf("cannot mix '%s-*' options with mount type '%s'", x.prefix, m.Type)
