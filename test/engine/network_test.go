@@ -18,6 +18,10 @@ import (
 // docker CLI and berth's. Traffic goes only to loopback, the host's own
 // address (from the host itself) and the test's containers.
 
+// netOnly: the network tests look at berth's bridges and state and expect
+// docker 25+'s messages; the private dockerd is 20.10 with iptables off.
+const netOnly = "checks berth's bridges and docker 25+'s network messages"
+
 // refused runs a command that must fail with exit code wantCode and want
 // in its stderr (the test goes on, unlike cli.refuses).
 func refused(t *testing.T, c cli, wantCode int, want string, args ...string) {
@@ -83,6 +87,7 @@ func noVeths(t *testing.T, d *daemon, when string) {
 // disconnect change a running container's interfaces; a network in use
 // cannot be removed.
 func TestNetworkUserDefined(t *testing.T) {
+	berthOnly(t, netOnly)
 	d := startDaemon(t)
 	for _, c := range d.clis() {
 		t.Run(c.name, func(t *testing.T) {
@@ -139,6 +144,7 @@ func TestNetworkUserDefined(t *testing.T) {
 // and on the host's own address; port, ps and inspect show the mappings;
 // a port in use is refused with docker's error and leaves nothing behind.
 func TestNetworkPublishedPorts(t *testing.T) {
+	berthOnly(t, netOnly)
 	d := startDaemon(t)
 	host := nettest.HostAddress(t)
 	for _, c := range d.clis() {
@@ -189,6 +195,7 @@ func TestNetworkPublishedPorts(t *testing.T) {
 // namespace and files, host shares the host's, and the generated files
 // hold --hostname, --add-host and --dns.
 func TestNetworkModes(t *testing.T) {
+	berthOnly(t, netOnly)
 	d := startDaemon(t)
 	for _, c := range d.clis() {
 		t.Run(c.name, func(t *testing.T) {
@@ -225,6 +232,7 @@ func TestNetworkModes(t *testing.T) {
 
 // TestNetworkBadInput: docker's errors, nothing half made.
 func TestNetworkBadInput(t *testing.T) {
+	berthOnly(t, netOnly)
 	d := startDaemon(t)
 	for _, c := range d.clis() {
 		t.Run(c.name, func(t *testing.T) {
@@ -268,6 +276,7 @@ func TestNetworkBadInput(t *testing.T) {
 // containers reachable (published port, DNS), and releases their
 // endpoints when they stop.
 func TestNetworkRestore(t *testing.T) {
+	berthOnly(t, netOnly)
 	d := startDaemon(t)
 	c := d.clis()[0]
 	subnet := nettest.FreeSubnet(t)
