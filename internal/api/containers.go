@@ -255,7 +255,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 	}
 	for k := range filters {
 		switch k {
-		case "id", "name", "label", "status", "volume":
+		case "id", "name", "label", "status", "volume", "network":
 		default:
 			s.writeErr(w, badParam("invalid filter '%s'", k))
 			return
@@ -278,7 +278,8 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 			matchAny(filters["name"], func(v string) bool { return strings.Contains(c.Name, strings.TrimPrefix(v, "/")) }) &&
 			matchAny(filters["status"], func(v string) bool { return v == apiStatus(c.State) }) &&
 			labelsMatch(filters["label"], c.Config.Labels) &&
-			matchAny(filters["volume"], func(v string) bool { return usesVolume(c, v) })
+			matchAny(filters["volume"], func(v string) bool { return usesVolume(c, v) }) &&
+			matchAny(filters["network"], func(v string) bool { return onNetwork(c, v) })
 		if !ok {
 			continue
 		}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
+
+	"github.com/berth-dev/berth/internal/engine"
 )
 
 func (s *Server) networkRoutes(m *http.ServeMux) {
@@ -221,4 +223,14 @@ func legacyInspect(resp container.InspectResponse) any {
 		}
 	}
 	return legacyInspectResponse{InspectResponse: resp, NetworkSettings: ns}
+}
+
+// onNetwork is ps's network filter: a network name, or an ID or its prefix.
+func onNetwork(c engine.Container, v string) bool {
+	for name, es := range c.Networks {
+		if name == v || (es != nil && es.NetworkID != "" && strings.HasPrefix(es.NetworkID, v)) {
+			return true
+		}
+	}
+	return false
 }

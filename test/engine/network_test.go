@@ -117,6 +117,9 @@ func TestNetworkUserDefined(t *testing.T) {
 			if want := fmt.Sprintf("srv-%s %s/24 map[test:net] %s\n", c.name, ip, subnet); insp != want {
 				t.Errorf("network inspect: %q, want %q", insp, want)
 			}
+			if out := c.must(t, d, "ps", "--filter", "network="+net1, "--format", "{{.Names}} {{.Networks}}"); out != "srv-"+c.name+" "+net1+"\n" {
+				t.Errorf("ps --filter network: %q", out)
+			}
 			// A container on the default bridge joins the user network while
 			// it runs, reaches srv by name, and leaves again.
 			c.must(t, d, "run", "-d", "--name", "joiner-"+c.name, testImage, "sleep", "300")
