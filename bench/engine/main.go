@@ -365,13 +365,23 @@ network_config_dir = "%[1]s/networks"
 // changes during the run hits all of them) and returns each system's
 // median over all runs.
 func (b *bench) latency(ctx context.Context) (map[string]time.Duration, error) {
+	// berth and docker also without a network (a netns with lo only),
+	// which is what podman runs with here.
+	systems := slices.Clone(b.systems)
+	for _, s := range b.systems {
+		if s.name != "podman" {
+			v := *s
+			v.name, v.runArgs = s.name+"-none", append(slices.Clone(s.runArgs), "--network", "none")
+			systems = append(systems, &v)
+		}
+	}
 	times := map[string][]float64{}
 	per := max(1, b.runs/max(1, b.rounds))
 	for round := 0; round < max(1, b.rounds); round++ {
 		out := filepath.Join(b.work, fmt.Sprintf("latency-%d.json", round))
 		args := []string{"-N", "--style", "none", "--warmup", "2", "--runs", strconv.Itoa(per), "--export-json", out}
 		var env []string
-		for _, s := range b.systems {
+		for _, s := range systems {
 			args = append(args, "-n", s.name, strings.Join(s.runTrue(), " "))
 			env = append(env, s.env...)
 		}
@@ -401,7 +411,7 @@ func (b *bench) latency(ctx context.Context) (map[string]time.Duration, error) {
 		}
 	}
 	med := map[string]time.Duration{}
-	for _, sys := range b.systems {
+	for _, sys := range systems {
 		name, t := sys.name, times[sys.name]
 		sort.Float64s(t)
 		med[name] = time.Duration(t[len(t)/2] * float64(time.Second))
@@ -571,11 +581,20 @@ func (b *bench) report(lat, seq, par map[string]time.Duration, idleFresh, idleAf
 	}
 	fmt.Printf("| measure | %s |\n|---|%s\n", strings.Join(names, " | "), strings.Repeat("---|", len(names)))
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
-	row("`run --rm busybox true`, median", func(n string) string {
+	row("`run --rm busybox true`, median (default network; podman: none)", func(n string) string {
 		if n == "berth" {
 			return ms(lat[n])
 		}
 		return ms(lat[n]) + " (" + ratio(lat[n], lat["berth"]) + ")"
+	})
+	row("`run --rm --network none busybox true`, median", func(n string) string {
+		switch n {
+		case "berth":
+			return ms(lat["berth-none"])
+		case "podman":
+			return ms(lat[n]) + " (" + ratio(lat[n], lat["berth-none"]) + ")"
+		}
+		return ms(lat[n+"-none"]) + " (" + ratio(lat[n+"-none"], lat["berth-none"]) + ")"
 	})
 	for _, x := range []struct {
 		label string
