@@ -1,6 +1,10 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+)
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -10,6 +14,12 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newRuntimeCommand())
+	if len(os.Args) > 1 && os.Args[1] == "runtime" {
+		// `berth runtime` runs for every container operation a runc user
+		// makes: building the other ~80 commands and their flags would
+		// cost it a measurable part of its start.
+		return root
+	}
 	root.AddCommand(newDaemonCommand(), newSuperviseCommand())
 	root.AddCommand(newRegistryCommand())
 	addCLICommands(root)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -314,7 +315,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	rec := &record{
 		ID: id, Pid: pid, PidStart: start, Bundle: bundle, Rootfs: rootfs,
 		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: data, Creating: true,
-		Hooks: spec.Hooks, HostMountNS: hostMountNS, decoded: spec,
+		HostMountNS: hostMountNS, decoded: spec,
 		Owner: "root",
 	}
 	joinPid := pid
@@ -332,10 +333,18 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			return nil, fmt.Errorf("set oom_score_adj %s: %w", adj, err)
 		}
 	}
+	if spec.Hooks != nil {
+		if rec.Hooks, err = json.Marshal(spec.Hooks); err != nil {
+			return nil, fmt.Errorf("encode hooks: %w", err)
+		}
+	}
 	if err := r.save(rec); err != nil {
 		return nil, err
 	}
-	state := stateJSON(r.ociState(rec))
+	var state []byte // what hooks get on stdin; encoded only for them
+	if spec.Hooks != nil {
+		state = stateJSON(r.ociState(rec))
+	}
 	newCgroupNS := hasNamespace(spec, specs.CgroupNamespace) && pathOf(spec, specs.CgroupNamespace) == ""
 	cfg := &initConfig{
 		Mode: mode, ID: id, Rootfs: rootfs, Process: spec.Process,

@@ -57,8 +57,8 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := os.Remove(fifo); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove exec fifo: %w", err)
 	}
-	if rec.Hooks != nil {
-		if err := runHooks(ctx, "poststart", rec.Hooks.Poststart, stateJSON(r.ociState(rec))); err != nil {
+	if h := rec.hooks(); h != nil {
+		if err := runHooks(ctx, "poststart", h.Poststart, stateJSON(r.ociState(rec))); err != nil {
 			r.Log.Warn("poststart hook failed", "id", id, "err", err)
 		}
 	}
@@ -134,10 +134,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			return fmt.Errorf("remove mounts of %s: %w", id, err)
 		}
 	}
-	if rec.Hooks != nil {
+	if h := rec.hooks(); h != nil {
 		state := r.ociState(rec)
 		state.Status = specs.StateStopped
-		if err := runHooks(ctx, "poststop", rec.Hooks.Poststop, stateJSON(state)); err != nil {
+		if err := runHooks(ctx, "poststop", h.Poststop, stateJSON(state)); err != nil {
 			r.Log.Warn("poststop hook failed", "id", id, "err", err)
 		}
 	}
@@ -225,8 +225,8 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 		_ = r.Delete(ctx, id, true)
 		return -1, fmt.Errorf("start: %w", err)
 	}
-	if l.rec.Hooks != nil {
-		if err := runHooks(ctx, "poststart", l.rec.Hooks.Poststart, stateJSON(r.ociState(l.rec))); err != nil {
+	if l.rec.decoded.Hooks != nil {
+		if err := runHooks(ctx, "poststart", l.rec.decoded.Hooks.Poststart, stateJSON(r.ociState(l.rec))); err != nil {
 			r.Log.Warn("poststart hook failed", "id", id, "err", err)
 		}
 	}

@@ -36,15 +36,29 @@ type record struct {
 	// it was read: re-encoding the spec would cost a fresh process more
 	// than the rest of saving. Exec decodes it (spec).
 	Config json.RawMessage `json:"config"`
-	// Hooks and HostMountNS are what start and delete need of the spec.
-	Hooks       *specs.Hooks `json:"hooks,omitempty"`
-	HostMountNS bool         `json:"hostMountNS,omitempty"`
+	// Hooks (the spec's, as JSON: an encoder for specs.Hooks would be
+	// built in every process that saves) and HostMountNS are what start
+	// and delete need of the spec.
+	Hooks       json.RawMessage `json:"hooks,omitempty"`
+	HostMountNS bool            `json:"hostMountNS,omitempty"`
 	// Creating is true until the init reports it is ready; a record that
 	// stays creating belongs to a create that died half-way.
 	Creating bool   `json:"creating,omitempty"`
 	Owner    string `json:"owner,omitempty"`
 
 	decoded *specs.Spec
+}
+
+// hooks returns the container's hooks, nil when it has none.
+func (rec *record) hooks() *specs.Hooks {
+	if len(rec.Hooks) == 0 {
+		return nil
+	}
+	var h specs.Hooks
+	if json.Unmarshal(rec.Hooks, &h) != nil {
+		return nil
+	}
+	return &h
 }
 
 // spec returns the decoded Config.
