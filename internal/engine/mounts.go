@@ -594,17 +594,7 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 				"container": id, "destination": mp.Destination, "driver": mp.Driver,
 				"propagation": string(mp.Propagation), "read/write": strconv.FormatBool(mp.RW),
 			})
-			if mp.Subpath != "" {
-				// Resolved inside the volume: no symlink in it leads out.
-				sub, err := securejoin.SecureJoin(src, mp.Subpath)
-				if err != nil {
-					return nil, err
-				}
-				if _, err := os.Stat(sub); err != nil {
-					return nil, fmt.Errorf("error while mounting volume with subpath %s: cannot access path %s: %w", mp.Subpath, sub, errdefs.ErrInvalidArgument)
-				}
-				src = sub
-			} else if mp.CopyData {
+			if mp.CopyData && mp.Subpath == "" {
 				img, err := securejoin.SecureJoin(e.rootfsPath(id), mp.Destination)
 				if err != nil {
 					return nil, err
@@ -629,13 +619,14 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 			ms = append(ms, specs.Mount{Destination: mp.Destination, Type: "tmpfs", Source: "tmpfs", Options: o})
 			continue
 		}
-		if mp.Type == mount.TypeImage && mp.Subpath != "" {
+		if mp.Subpath != "" {
+			// Resolved inside the volume or image: no symlink leads out.
 			sub, err := securejoin.SecureJoin(src, mp.Subpath)
 			if err != nil {
 				return nil, err
 			}
 			if _, err := os.Stat(sub); err != nil {
-				return nil, fmt.Errorf("image mount with subpath %s: cannot access path %s: %w", mp.Subpath, sub, errdefs.ErrInvalidArgument)
+				return nil, fmt.Errorf("error while mounting %s with subpath %s: cannot access path %s: %w", mp.Type, mp.Subpath, sub, errdefs.ErrInvalidArgument)
 			}
 			src = sub
 		}
