@@ -38,6 +38,9 @@ func validateHostOptions(hc *container.HostConfig) error {
 			return err
 		}
 	}
+	if _, _, err := devices(hc); err != nil {
+		return err
+	}
 	if hc.OomScoreAdj < -1000 || hc.OomScoreAdj > 1000 {
 		return fmt.Errorf("invalid value %d, range for oom score adj is [-1000, 1000]: %w", hc.OomScoreAdj, errdefs.ErrInvalidArgument)
 	}
@@ -63,6 +66,9 @@ func hostOptions(o *spec.Options, hc *container.HostConfig) error {
 		return err
 	}
 	o.Rlimits = rls
+	if o.Devices, o.DeviceRules, err = devices(hc); err != nil {
+		return err
+	}
 	o.Sysctls = hc.Sysctls
 	if hc.OomScoreAdj != 0 {
 		v := hc.OomScoreAdj

@@ -83,6 +83,10 @@ type Options struct {
 	Sysctls map[string]string
 	// PidHost, IpcHost, UTSHost share the host's namespace (--pid/--ipc/--uts host).
 	PidHost, IpcHost, UTSHost bool
+	// Devices are --device nodes; DeviceRules the cgroup rules allowing
+	// them and --device-cgroup-rule's.
+	Devices     []specs.LinuxDevice
+	DeviceRules []specs.LinuxDeviceCgroup
 
 	NetworkMode string
 	// NetnsPath joins an existing network namespace (a bridge endpoint's
@@ -166,6 +170,10 @@ func Build(opts Options) (*specs.Spec, error) {
 			Namespaces:  namespaces(opts),
 			Resources:   resources(opts),
 		},
+	}
+	s.Linux.Devices = opts.Devices
+	if !opts.Privileged {
+		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, opts.DeviceRules...)
 	}
 	if len(opts.Sysctls) > 0 {
 		for k := range opts.Sysctls {

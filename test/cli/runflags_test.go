@@ -48,6 +48,15 @@ func TestRunLimitAndNamespaceFlags(t *testing.T) {
 		t.Errorf("--sysctl: %q", o)
 	}
 
+	// --device maps a host node under another name; the cgroup lets it be used.
+	devScript := "ls -l /dev/z2 | cut -c1; dd if=/dev/z2 bs=1 count=1 2>/dev/null | wc -c"
+	if o := d.must("run", "--rm", "--device", "/dev/zero:/dev/z2", testImage, "sh", "-c", devScript); o != "c\n1\n" {
+		t.Errorf("--device: %q", o)
+	}
+	if r := d.docker("run", "--rm", "--device", "/dev/zero:/dev/z2", testImage, "sh", "-c", devScript); r.out != "c\n1\n" {
+		t.Errorf("docker run --device: %q %s", r.out, r.err)
+	}
+
 	// Health check and log options land in the configuration.
 	d.must("create", "--name", "hc", "--health-cmd", "true", "--health-interval", "5s", "--health-retries", "7",
 		"--log-opt", "max-size=1m", "--log-opt", "max-file=2", "--stop-timeout", "3", testImage, "true")
@@ -66,6 +75,8 @@ func TestRunLimitAndNamespaceFlags(t *testing.T) {
 		{[]string{"--no-healthcheck", "--health-cmd", "true"}, "--no-healthcheck conflicts with --health-* options"},
 		{[]string{"--health-retries", "-1"}, "--health-retries cannot be negative"},
 		{[]string{"--uts", "host", "--hostname", "x"}, "conflicting options: hostname and the UTS mode"},
+		{[]string{"--device", "/nonexistent"}, "error gathering device information while adding custom device \"/nonexistent\""},
+		{[]string{"--device-cgroup-rule", "x 1:2 r"}, "invalid device cgroup format 'x 1:2 r'"},
 	} {
 		r := d.berth(append(append([]string{"run", "--rm"}, c.args...), testImage, "true")...)
 		if r.code != 125 || !strings.Contains(r.err, c.msg) {

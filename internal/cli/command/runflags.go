@@ -33,6 +33,8 @@ func extraFlags(f *pflag.FlagSet, x *runconfig.Extra) {
 	f.StringArrayVar(&x.GroupAdd, "group-add", nil, "Add additional groups to join")
 	f.StringArrayVar(&x.SecurityOpt, "security-opt", nil, "Security Options")
 	f.IntVar(&x.StopTimeout, "stop-timeout", 0, "Timeout (in seconds) to stop a container")
+	f.StringArrayVar(&x.Devices, "device", nil, "Add a host device to the container")
+	f.StringArrayVar(&x.DeviceCgroupRules, "device-cgroup-rule", nil, "Add a rule to the cgroup allowed devices list")
 	f.StringVar(&x.PidMode, "pid", "", "PID namespace to use")
 	f.StringVar(&x.IpcMode, "ipc", "", "IPC mode to use")
 	f.StringVar(&x.UTSMode, "uts", "", "UTS namespace to use")

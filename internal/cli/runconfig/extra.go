@@ -39,6 +39,8 @@ type Extra struct {
 	SecurityOpt       []string
 	StopTimeout       int
 	stopTimeoutSet    bool
+	Devices           []string
+	DeviceCgroupRules []string
 	PidMode           string
 	IpcMode           string
 	UTSMode           string
@@ -111,6 +113,14 @@ func (x *Extra) apply(cfg *container.Config, hc *container.HostConfig) error {
 		}
 		*s.dst = n
 	}
+	for _, d := range x.Devices {
+		m, err := deviceMapping(d)
+		if err != nil {
+			return err
+		}
+		hc.Devices = append(hc.Devices, m)
+	}
+	hc.DeviceCgroupRules = x.DeviceCgroupRules
 	hc.GroupAdd = x.GroupAdd
 	hc.SecurityOpt = x.SecurityOpt
 	hc.PidMode = container.PidMode(x.PidMode)
@@ -155,4 +165,28 @@ func (x *Extra) healthcheck() (*container.HealthConfig, error) {
 		h.Test = []string{"CMD-SHELL", x.HealthCmd}
 	}
 	return h, nil
+}
+
+// deviceMapping is docker's --device HOST[:CONTAINER][:PERMISSIONS].
+func deviceMapping(s string) (container.DeviceMapping, error) {
+	parts := strings.Split(s, ":")
+	m := container.DeviceMapping{PathOnHost: parts[0], CgroupPermissions: "rwm"}
+	switch len(parts) {
+	case 1:
+		m.PathInContainer = parts[0]
+	case 2:
+		if strings.Trim(parts[1], "rwm") == "" && parts[1] != "" {
+			m.PathInContainer, m.CgroupPermissions = parts[0], parts[1]
+		} else {
+			m.PathInContainer = parts[1]
+		}
+	case 3:
+		m.PathInContainer, m.CgroupPermissions = parts[1], parts[2]
+	default:
+		return m, fmt.Errorf("invalid argument %q for \"--device\" flag: invalid device specification: %s", s, s)
+	}
+	if !strings.HasPrefix(m.PathInContainer, "/") || strings.Trim(m.CgroupPermissions, "rwm") != "" || m.CgroupPermissions == "" {
+		return m, fmt.Errorf("invalid argument %q for \"--device\" flag: invalid device specification: %s", s, s)
+	}
+	return m, nil
 }
