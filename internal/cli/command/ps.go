@@ -67,8 +67,10 @@ func (c *CLI) ps(ctx context.Context, o psOptions) error {
 	if err != nil {
 		return &StatusError{Code: 125, Message: err.Error() + ". See 'berth ps --help'."}
 	}
+	// Sizes cost a walk of every container's files: only when shown (docker
+	// leaves them out of --format json too).
 	opts := client.ContainerListOptions{All: o.all, Filters: filters, Limit: o.last,
-		Size: o.size || strings.Contains(o.format, ".Size") || o.format == format.JSONKey}
+		Size: o.size || strings.Contains(o.format, ".Size")}
 	if o.latest {
 		opts.Limit = 1
 	}
