@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -157,6 +158,8 @@ type build struct {
 	// unused, as docker does).
 	usedArgs map[string]bool
 	metaArgs []instructions.KeyValuePairOptional
+	// metaSteps are the ARG lines before the first FROM.
+	metaSteps []string
 	tmp      string
 	seq      int
 	// cleanups undo mounts made for COPY --from and RUN --mount, at the
@@ -299,8 +302,10 @@ func (bd *build) parse() error {
 	if len(stages) == 0 {
 		return fmt.Errorf("dockerfile contains no stages to build: %w", errdefs.ErrInvalidArgument)
 	}
-	// Meta ARGs: defaults, overridden by build args.
+	// Meta ARGs: defaults, overridden by build args. docker's classic
+	// builder counts each as a step (printed, nothing to commit).
 	for _, a := range metaArgs {
+		bd.metaSteps = append(bd.metaSteps, a.String())
 		for _, kv := range a.Args {
 			if v, ok := bd.opts.BuildArgs[kv.Key]; ok && v != nil {
 				kv.Value = v
@@ -330,9 +335,16 @@ func (bd *build) parse() error {
 		}
 		target = t
 	}
+	// --label: one LABEL step per label, sorted, at the end of the target,
+	// as docker's classic builder adds them.
+	keys := slices.Sorted(maps.Keys(bd.opts.Labels))
+	for _, k := range keys {
+		target.def.AddCommand(instructions.NewLabelCommand(k, bd.opts.Labels[k], true))
+	}
 	if err := bd.markNeeded(target); err != nil {
 		return err
 	}
+	bd.total = len(bd.metaSteps)
 	for _, s := range bd.stages[:target.index+1] {
 		if s.needed {
 			s.step = bd.total + 1
@@ -462,6 +474,9 @@ func (bd *build) run(ctx context.Context) (*stage, error) {
 			needed = append(needed, s)
 		}
 	}
+	for i, a := range bd.metaSteps {
+		bd.printf("Step %d/%d : %s\n", i+1, bd.total, a)
+	}
 	if err := bd.runParallel(ctx, needed); err != nil {
 		return nil, err
 	}
@@ -492,17 +507,6 @@ func (bd *build) useArg(k string) {
 // prints docker's closing lines.
 func (bd *build) finish(ctx context.Context, s *stage) (Result, error) {
 	st := s.st
-	if len(bd.opts.Labels) > 0 {
-		if st.cfg.Config.Labels == nil {
-			st.cfg.Config.Labels = map[string]string{}
-		}
-		for k, v := range bd.opts.Labels {
-			st.cfg.Config.Labels[k] = v
-		}
-		if err := st.seal(); err != nil {
-			return Result{}, err
-		}
-	}
 	var unused []string
 	for k := range bd.opts.BuildArgs {
 		if !bd.usedArgs[k] && !predefinedArgs[k] {

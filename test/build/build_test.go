@@ -67,7 +67,7 @@ func TestMultiStage(t *testing.T) {
 	if strings.Contains(r.out, "must not run") || strings.Contains(r.out, "exit 1") {
 		t.Errorf("the unused stage ran:\n%s", r.out)
 	}
-	for _, want := range []string{"Step 1/18 : FROM ${BASE} AS builder", "Step 6/18 : FROM busybox\n", " ---> Running in ", "Successfully tagged app:1", "Successfully tagged app:latest"} {
+	for _, want := range []string{"Step 1/20 : ARG BASE=busybox\nStep 2/20 : FROM ${BASE} AS builder", "Step 7/20 : FROM busybox\n", "Step 20/20 : LABEL built.by=test\n", " ---> Running in ", "Successfully tagged app:1", "Successfully tagged app:latest"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.out)
 		}
@@ -119,7 +119,7 @@ func TestMultiStage(t *testing.T) {
 	}
 	// --target builds the first stage alone.
 	r = d.must(d.run(dir, nil, dockerCLI, "build", "--build-arg", "VERSION=2.5", "--target", "builder", "-t", "app:builder", "."))
-	if !strings.Contains(r.out, "Step 5/5 : RUN") || !strings.Contains(r.out, "Using cache") {
+	if !strings.Contains(r.out, "Step 6/6 : RUN") || !strings.Contains(r.out, "Using cache") {
 		t.Errorf("--target builder:\n%s", r.out)
 	}
 	if out := d.must(d.docker("run", "--rm", "app:builder", "cat", "/src/app")).out; !strings.Contains(out, "app 2.5:") {
