@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/docker/go-units"
 	"github.com/moby/go-archive"
@@ -106,16 +108,50 @@ func irregular(m fs.FileMode) error {
 	return errors.New("got an irregular file")
 }
 
-// countingReader counts the bytes that pass, for the summary line.
+// countingReader counts the bytes that pass, for the progress and
+// summary lines.
 type countingReader struct {
 	io.ReadCloser
-	n int64
+	n atomic.Int64
 }
 
 func (r *countingReader) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
-	r.n += int64(n)
+	r.n.Add(int64(n))
 	return n, err
+}
+
+// progress shows "header SIZE" on stderr, when it is a terminal, redrawn
+// in place every 75 ms while the count grows; the returned stop erases it.
+func (c *CLI) progress(header string, r *countingReader, quiet bool) (stop func()) {
+	if quiet || !isTerminal(c.Err) {
+		return func() {}
+	}
+	size := func(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
+	fmt.Fprint(c.Err, "\x1b7\x1b[?25l"+header+size(0)) // save the cursor, hide it
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(75 * time.Millisecond)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if n := r.n.Load(); n != last {
+					last = n
+					fmt.Fprint(c.Err, "\x1b8\x1b[2K"+header+size(n))
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		fmt.Fprint(c.Err, "\x1b8\x1b[2K\x1b[?25h") // back, erase, show the cursor
+	}
 }
 
 func (c *CLI) copySummary(content, sent int64, dest string) {
@@ -164,21 +200,24 @@ func (c *CLI) copyFrom(ctx context.Context, o cpOptions) error {
 		_, err := io.Copy(c.Out, content)
 		return err
 	}
+	stop := c.progress("Copying from container - ", content, o.quiet)
 	info := archive.CopyInfo{Path: src, Exists: true, IsDir: res.Stat.Mode.IsDir(), RebaseName: rebase}
 	var in io.Reader = content
 	if rebase != "" {
 		_, base := archive.SplitPathDirEntry(src)
 		in = archive.RebaseArchiveEntries(content, base, rebase)
 	}
-	if err := archive.CopyTo(in, info, dst); err != nil {
+	err = archive.CopyTo(in, info, dst)
+	stop()
+	if err != nil {
 		return err
 	}
 	if !o.quiet {
-		size := content.n
+		size := content.n.Load()
 		if !res.Stat.Mode.IsDir() {
 			size = res.Stat.Size
 		}
-		c.copySummary(size, content.n, dst)
+		c.copySummary(size, content.n.Load(), dst)
 	}
 	return nil
 }
@@ -244,14 +283,16 @@ func (c *CLI) copyTo(ctx context.Context, o cpOptions) error {
 		target, content = dir, prepared
 	}
 	counted := &countingReader{ReadCloser: content}
+	stop := c.progress("Copying to container - ", counted, o.quiet)
 	_, err = api.CopyToContainer(ctx, o.container, client.CopyToContainerOptions{
 		DestinationPath: target, Content: counted, CopyUIDGID: o.copyUIDGID,
 	})
+	stop()
 	if err == nil && !o.quiet {
 		if size < 0 {
-			size = counted.n
+			size = counted.n.Load()
 		}
-		c.copySummary(size, counted.n, o.container+":"+dstInfo.Path)
+		c.copySummary(size, counted.n.Load(), o.container+":"+dstInfo.Path)
 	}
 	return err
 }
