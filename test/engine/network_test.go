@@ -89,7 +89,24 @@ func noVeths(t *testing.T, d *daemon, when string) {
 func TestNetworkUserDefined(t *testing.T) {
 	berthOnly(t, netOnly)
 	d := startDaemon(t)
-	for _, c := range d.clis() {
+	// berth's network verbs print what docker's print.
+	cs := d.clis()
+	cs[0].must(t, d, "network", "create", "--label", "a=b", "tables")
+	for _, args := range [][]string{{"network", "ls"}, {"network", "ls", "-q"}, {"network", "ls", "--no-trunc"},
+		{"network", "ls", "--filter", "label=a=b", "--format", "{{.Name}} {{.Labels}} {{.Internal}}"},
+		{"network", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.IPAM.Driver}}", "tables", "bridge"}} {
+		if k, b := cs[0].must(t, d, args...), cs[1].must(t, d, args...); k != b {
+			t.Errorf("%v differs:\ndocker: %q\nberth:  %q", args, k, b)
+		}
+	}
+	for _, c := range cs {
+		out, errOut, code := c.run("network", "rm", "nope")
+		if code != 1 || out != "" || errOut != "Error response from daemon: network nope not found\n" {
+			t.Errorf("%s network rm nope: exit %d, %q, %q", c.name, code, out, errOut)
+		}
+	}
+	cs[1].must(t, d, "network", "rm", "tables")
+	for _, c := range cs {
 		t.Run(c.name, func(t *testing.T) {
 			subnet := nettest.FreeSubnet(t)
 			net1 := "net1-" + c.name
