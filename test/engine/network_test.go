@@ -101,7 +101,7 @@ func TestNetworkUserDefined(t *testing.T) {
 	}
 	for _, c := range cs {
 		out, errOut, code := c.run("network", "rm", "nope")
-		if code != 1 || out != "" || errOut != "Error response from daemon: network nope not found\n" {
+		if code != 1 || out != "" || errOut != "Error response from daemon: network nope not found\nexit status 1\n" {
 			t.Errorf("%s network rm nope: exit %d, %q, %q", c.name, code, out, errOut)
 		}
 	}

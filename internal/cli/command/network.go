@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -263,7 +264,7 @@ func (c *CLI) networkRmCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return c.forEach(args, func(name string) error {
+		err = c.forEach(args, func(name string) error {
 			if _, err := api.NetworkRemove(ctx, name, client.NetworkRemoveOptions{}); err != nil {
 				if force && cerrdefs.IsNotFound(err) {
 					return nil
@@ -273,6 +274,12 @@ func (c *CLI) networkRmCommand() *cobra.Command {
 			fmt.Fprintln(c.Out, name)
 			return nil
 		})
+		var se *StatusError
+		if errors.As(err, &se) && se.Message == "" {
+			// docker's network rm ends its error lines with this one.
+			return &StatusError{Code: se.Code, Message: "exit status 1"}
+		}
+		return err
 	})
 	return cmd
 }
