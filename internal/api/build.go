@@ -201,3 +201,27 @@ func (e clientError) Error() string {
 }
 
 func (e clientError) Unwrap() error { return e.err }
+
+// buildCacheUsage is the build cache for /system/df: every entry is
+// reclaimable (builder prune drops them all; their layers go unless an
+// image holds them).
+func (s *Server) buildCacheUsage(r *http.Request) ([]buildtypes.CacheRecord, *buildtypes.DiskUsage, error) {
+	b, err := s.builder(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	recs, err := b.CacheUsage(r.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	out := []buildtypes.CacheRecord{}
+	du := &buildtypes.DiskUsage{TotalCount: int64(len(recs))}
+	for _, rec := range recs {
+		last := rec.CreatedAt
+		out = append(out, buildtypes.CacheRecord{ID: rec.ID, Type: "regular", Description: rec.Description,
+			Size: rec.Size, CreatedAt: rec.CreatedAt, LastUsedAt: &last, Shared: true})
+		du.TotalSize += rec.Size
+	}
+	du.Reclaimable = du.TotalSize
+	return out, du, nil
+}

@@ -27,8 +27,8 @@ type legacyDiskUsage struct {
 
 // systemDiskUsage serves GET /system/df: images with the space their
 // layers take (layers shared between images counted once, as SharedSize),
-// containers with the size of what they wrote, no build cache (the
-// builder keeps none apart from images).
+// containers with the size of what they wrote, the build cache's entries
+// (build.go).
 func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	types := r.URL.Query()["type"]
@@ -60,9 +60,17 @@ func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
 			du.Volumes = append(du.Volumes, av)
 		}
 	}
+	var cacheUsage *build.DiskUsage
+	if want(system.BuildCacheObject) {
+		var err error
+		if du.BuildCache, cacheUsage, err = s.buildCacheUsage(r); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+	}
 	if versionLess(requestVersion(r), "1.52") {
 		du.Images, du.Containers = nonNilSlice(du.Images), nonNilSlice(du.Containers)
-		du.Volumes, du.BuildCache = nonNilSlice(du.Volumes), []build.CacheRecord{}
+		du.Volumes, du.BuildCache = nonNilSlice(du.Volumes), nonNilSlice(du.BuildCache)
 		writeJSON(w, http.StatusOK, du)
 		return
 	}
@@ -114,7 +122,10 @@ func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
 		out.VolumeUsage = vu
 	}
 	if want(system.BuildCacheObject) {
-		out.BuildCacheUsage = &build.DiskUsage{}
+		out.BuildCacheUsage = cacheUsage
+		if verbose {
+			out.BuildCacheUsage.Items = du.BuildCache
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -160,8 +160,8 @@ type build struct {
 	metaArgs []instructions.KeyValuePairOptional
 	// metaSteps are the ARG lines before the first FROM.
 	metaSteps []string
-	tmp      string
-	seq      int
+	tmp       string
+	seq       int
 	// cleanups undo mounts made for COPY --from and RUN --mount, at the
 	// build's end.
 	mu       sync.Mutex
@@ -660,4 +660,25 @@ func cleanWorkDir(dir string) error {
 		return fmt.Errorf("builder: clean %s: %w", dir, err)
 	}
 	return nil
+}
+
+// CacheRecord is one build cache entry as `docker system df -v` lists it.
+type CacheRecord struct {
+	ID          string
+	Description string
+	Size        int64
+	CreatedAt   time.Time
+}
+
+// CacheUsage lists the build cache.
+func (b *Builder) CacheUsage(ctx context.Context) ([]CacheRecord, error) {
+	entries, err := b.cache.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CacheRecord, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, CacheRecord{ID: e.Key.Encoded()[:25], Description: e.Step, Size: e.Size, CreatedAt: e.CreatedAt})
+	}
+	return out, nil
 }

@@ -282,8 +282,12 @@ func (bd *build) commit(s *stage, st state, createdBy string, empty bool, stepTe
 		return err
 	}
 	s.st = st
+	e := cache.Entry{Key: st.key, Config: st.raw, Layers: st.layers, Snapshot: string(st.chain), Step: stepText}
+	if !empty && len(st.layers) > 0 {
+		e.Size = st.layers[len(st.layers)-1].Size
+	}
 	bd.mu.Lock()
-	bd.pending = append(bd.pending, cache.Entry{Key: st.key, Config: st.raw, Layers: st.layers, Snapshot: string(st.chain), Step: stepText})
+	bd.pending = append(bd.pending, e)
 	bd.mu.Unlock()
 	s.printf(" ---> %s\n", shortID(st.id))
 	return nil

@@ -184,7 +184,22 @@ func TestCache(t *testing.T) {
 	if strings.Contains(out, "Using cache") {
 		t.Errorf("--no-cache used the cache:\n%s", out)
 	}
+	cacheCount := func() string {
+		t.Helper()
+		for _, l := range strings.Split(d.must(d.docker("system", "df", "--format", "{{.Type}}={{.TotalCount}}")).out, "\n") {
+			if n, ok := strings.CutPrefix(l, "Build Cache="); ok {
+				return n
+			}
+		}
+		return "none"
+	}
+	if n := cacheCount(); n == "0" || n == "none" {
+		t.Errorf("docker system df: build cache count %s", n)
+	}
 	r := d.must(d.docker("builder", "prune", "-f"))
+	if n := cacheCount(); n != "0" {
+		t.Errorf("docker system df after prune: build cache count %s", n)
+	}
 	if !strings.Contains(r.out, "Total reclaimed space:") {
 		t.Errorf("docker builder prune: %s", r)
 	}

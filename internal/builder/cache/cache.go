@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ const (
 	labelConfig = "berth.build.config"
 	labelLayers = "berth.build.layers"
 	labelStep   = "berth.build.step"
+	labelSize   = "berth.build.size"
 )
 
 // Entry is one cached step result.
@@ -43,7 +45,9 @@ type Entry struct {
 	// Snapshot is the committed chainID of the top layer ("" for none).
 	Snapshot string
 	// Step is the instruction, for listings.
-	Step      string
+	Step string
+	// Size is the compressed size of the layer the step added (0: none).
+	Size      int64
 	CreatedAt time.Time
 }
 
@@ -77,6 +81,7 @@ func (c *Cache) Get(ctx context.Context, key digest.Digest) (e Entry, ok bool, e
 
 func fromLease(key digest.Digest, l meta.Lease) (Entry, error) {
 	e := Entry{Key: key, Config: []byte(l.Labels[labelConfig]), Step: l.Labels[labelStep], CreatedAt: l.CreatedAt}
+	e.Size, _ = strconv.ParseInt(l.Labels[labelSize], 10, 64)
 	if len(l.Snapshots) > 0 {
 		e.Snapshot = l.Snapshots[0]
 	}
@@ -101,6 +106,7 @@ func (c *Cache) Put(ctx context.Context, entries []Entry) error {
 				ID: leasePrefix + e.Key.Encoded(),
 				Labels: map[string]string{
 					labelConfig: string(e.Config), labelLayers: string(layers), labelStep: e.Step,
+					labelSize: strconv.FormatInt(e.Size, 10),
 				},
 			}
 			for _, d := range e.Layers {
