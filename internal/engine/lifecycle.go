@@ -704,6 +704,9 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	if err := os.RemoveAll(e.containerDir(id)); err != nil {
 		return restore(fmt.Errorf("remove %s: %w", id, err))
 	}
+	// Before "removed" is signalled: a client waiting for it (run --rm)
+	// may remove the volumes next.
+	e.releaseVolumes(c, opts.RemoveVolumes)
 	e.mu.Lock()
 	delete(e.byID, id)
 	if e.names[c.Name] == id {
@@ -713,7 +716,6 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	e.emitContainer(c, "destroy", nil)
 	e.mu.Unlock()
 	e.dropExecs(id)
-	e.releaseVolumes(c, opts.RemoveVolumes)
 	return nil
 }
 

@@ -502,7 +502,7 @@ func TestVolumeAPI(t *testing.T) {
 func TestVolumeOutputs(t *testing.T) {
 	d := startDaemon(t)
 	requireDockerCLI(t)
-	d.mustDocker("volume", "create", "--label", "a=1", "--label", "b", "v1")
+	d.mustDocker("volume", "create", "--label", "a=1", "v1") // one label: docker joins them in map order
 	d.mustDocker("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", "v2")
 	d.mustDocker("create", "--name", "user", "-v", "v1:/x", "-v", "/anon", testImage, "true")
 	for _, args := range [][]string{
