@@ -21,6 +21,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/archive"
@@ -38,6 +39,7 @@ type copySpec struct {
 	chown, chmod string
 	name         string // COPY or ADD
 	add          bool
+	checksum     string // ADD --checksum, for URLs
 }
 
 // source is one resolved source: a path on the host (inside the context
@@ -81,6 +83,15 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 			src, err := bd.download(ctx, p)
 			if err != nil {
 				return cs.fail("%v", err)
+			}
+			if cs.checksum != "" {
+				want, err := digest.Parse(cs.checksum)
+				if err != nil {
+					return fmt.Errorf("invalid checksum %q: %w: %w", cs.checksum, err, errdefs.ErrInvalidArgument)
+				}
+				if got := want.Algorithm().FromBytes(src.data); got != want {
+					return cs.fail("digest mismatch %s: %s", got, want)
+				}
 			}
 			srcs = append(srcs, src)
 			continue

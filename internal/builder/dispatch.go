@@ -236,7 +236,14 @@ func (bd *build) dispatch(ctx context.Context, s *stage, c instructions.Command)
 	case *instructions.CopyCommand:
 		err = bd.copyStep(ctx, s, copySpec{cmd: c, src: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod, name: "COPY"})
 	case *instructions.AddCommand:
-		err = bd.copyStep(ctx, s, copySpec{cmd: c, src: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, name: "ADD", add: true})
+		if c.Checksum != "" {
+			for _, p := range c.SourcePaths {
+				if !isURL(p) {
+					return lineError(c.Location(), fmt.Errorf("checksum can't be specified for non-HTTP(S) sources: %w", errdefs.ErrInvalidArgument))
+				}
+			}
+		}
+		err = bd.copyStep(ctx, s, copySpec{cmd: c, src: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, name: "ADD", add: true, checksum: c.Checksum})
 	case *instructions.WorkdirCommand:
 		err = bd.workdirStep(ctx, s, c)
 	default:

@@ -150,6 +150,9 @@ func TestCache(t *testing.T) {
 		return r.out, string(b)
 	}
 	out, id1 := build()
+	if !strings.HasPrefix(out, "Sending build context to Docker daemon ") {
+		t.Errorf("berth build does not say it sends the context, as docker does:\n%s", out)
+	}
 	if n := strings.Count(out, "Using cache"); n != 0 {
 		t.Errorf("cold build used the cache %d times:\n%s", n, out)
 	}

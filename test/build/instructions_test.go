@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -49,6 +51,7 @@ func TestInstructions(t *testing.T) {
 		"Dockerfile": `FROM busybox
 ADD pkg.tar.gz /opt/
 ADD http://` + ln.Addr().String() + `/files/remote.txt /web/
+ADD --checksum=sha256:` + fmt.Sprintf("%x", sha256.Sum256([]byte("from the web\n"))) + ` http://` + ln.Addr().String() + `/files/remote.txt /web/checked.txt
 RUN <<EOF
 echo line one > /heredoc
 echo line two >> /heredoc
@@ -74,6 +77,7 @@ CMD ["echo", "parent"]
 	checks := map[string]string{
 		"cat /opt/pkg/README && /opt/pkg/bin/tool":               "readme\ntool\n",
 		"cat /web/remote.txt && stat -c '%a %Y' /web/remote.txt": "from the web\n600 1600000000\n",
+		"cat /web/checked.txt":                                   "from the web\n",
 		"cat /heredoc /exec /shell":                              "line one\nline two\nexec form\nshell=/bin/sh\n",
 		"cat /etc/greeting":                                      "hello $USER_NAME\n",
 		"ls /etc/app":                                            "a.conf\nb.conf\n",
@@ -82,6 +86,10 @@ CMD ["echo", "parent"]
 	d.checkOutputs("instr:parent", checks)
 	if cfg, _, _ := d.inspect("instr:parent"); len(cfg.OnBuild) != 1 || len(cfg.Shell) != 2 {
 		t.Errorf("OnBuild %v, Shell %v", cfg.OnBuild, cfg.Shell)
+	}
+	bad := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nADD --checksum=sha256:" + strings.Repeat("0", 64) + " http://" + ln.Addr().String() + "/files/remote.txt /x\n"})
+	if r := d.run(bad, nil, dockerCLI, "build", "."); r.code == 0 || !strings.Contains(r.err, "ADD failed: digest mismatch") {
+		t.Errorf("ADD --checksum mismatch: %s", r)
 	}
 	child := contextDir(t, map[string]string{"Dockerfile": "FROM instr:parent\nENTRYPOINT [\"cat\"]\n"})
 	r := d.must(d.run(child, nil, dockerCLI, "build", "-t", "instr:child", "."))

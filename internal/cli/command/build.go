@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/docker/go-units"
 	buildtypes "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
@@ -116,9 +117,14 @@ func (c *CLI) build(ctx context.Context, contextArg string, o buildOptions) erro
 	if err != nil {
 		return err
 	}
-	res, err := api.ImageBuild(ctx, body, opts)
+	sent := &countingReader{ReadCloser: io.NopCloser(body)}
+	res, err := api.ImageBuild(ctx, sent, opts)
 	if err != nil {
 		return c.explain(err)
+	}
+	if !o.quiet && contextArg != "-" {
+		// The daemon reads the whole context before it answers.
+		fmt.Fprintf(c.Out, "Sending build context to Docker daemon %8v\n", units.HumanSize(float64(sent.n.Load())))
 	}
 	defer res.Body.Close()
 	id, err := c.showBuild(res.Body, o.quiet)
