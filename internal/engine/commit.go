@@ -69,6 +69,7 @@ func (e *Engine) Commit(ctx context.Context, ref string, o CommitOptions) (strin
 	now := time.Now().UTC()
 	img := dockerspec.DockerOCIImage{Image: v1.Image{Created: &now, Author: o.Author}}
 	img.Config.ImageConfig = ImageConfigOf(cfg)
+	img.Config.OnBuild = cfg.OnBuild
 	if hc := cfg.Healthcheck; hc != nil {
 		img.Config.Healthcheck = &dockerspec.HealthcheckConfig{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout,
 			StartPeriod: hc.StartPeriod, StartInterval: hc.StartInterval, Retries: hc.Retries}
@@ -89,15 +90,20 @@ func (e *Engine) Commit(ctx context.Context, ref string, o CommitOptions) (strin
 }
 
 // mergeCommitConfig fills what cfg leaves out from the container's
-// config, docker's rules: a command goes with its entrypoint, env and
-// labels merge key by key (cfg's win), exposed ports and volumes add up.
+// config, docker's rules: the container's command when cfg has none, its
+// entrypoint unless cfg set one (even empty), env and labels merged key by
+// key (cfg's win), exposed ports and volumes added up.
 func mergeCommitConfig(cfg, ctr *container.Config) {
 	if cfg.User == "" {
 		cfg.User = ctr.User
 	}
-	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
-		cfg.Cmd = slices.Clone(ctr.Cmd)
-		cfg.Entrypoint = slices.Clone(ctr.Entrypoint)
+	if len(cfg.Entrypoint) == 0 {
+		if len(cfg.Cmd) == 0 {
+			cfg.Cmd = slices.Clone(ctr.Cmd)
+		}
+		if cfg.Entrypoint == nil {
+			cfg.Entrypoint = slices.Clone(ctr.Entrypoint)
+		}
 	}
 	env := slices.Clone(ctr.Env)
 	for _, kv := range cfg.Env {

@@ -37,7 +37,17 @@ func TestApplyChanges(t *testing.T) {
 	if err := ApplyChanges(cfg, []string{`CMD ["a", "b"]`, `ENTRYPOINT ["e"]`}); err != nil || !reflect.DeepEqual(cfg.Cmd, []string{"a", "b"}) {
 		t.Fatalf("CMD then ENTRYPOINT keeps the CMD: %v %v", cfg.Cmd, err)
 	}
-	for _, bad := range []string{"RUN true", "ENV", "LABEL novalue", "EXPOSE notaport"} {
+	cfg = &container.Config{Env: []string{"BASE=/opt"}}
+	err = ApplyChanges(cfg, []string{`ENV P=$BASE/bin`, `HEALTHCHECK --interval=5s --retries=2 CMD test -e /ok`, `ONBUILD RUN echo hi`, `CMD echo "$P"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.Env, []string{"BASE=/opt", "P=/opt/bin"}) || cfg.Healthcheck == nil || cfg.Healthcheck.Retries != 2 ||
+		cfg.Healthcheck.Interval.Seconds() != 5 || !reflect.DeepEqual(cfg.Healthcheck.Test, []string{"CMD-SHELL", "test -e /ok"}) ||
+		!reflect.DeepEqual(cfg.OnBuild, []string{"RUN echo hi"}) || !reflect.DeepEqual(cfg.Cmd, []string{"/bin/sh", "-c", `echo "$P"`}) {
+		t.Fatalf("expansion, healthcheck, onbuild, shell-form CMD: %+v %+v", cfg, cfg.Healthcheck)
+	}
+	for _, bad := range []string{"RUN true", "ENV", "LABEL novalue", "EXPOSE notaport", "FROM scratch"} {
 		if err := ApplyChanges(&container.Config{}, []string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

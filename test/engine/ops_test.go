@@ -263,8 +263,13 @@ func TestDiffExportCommit(t *testing.T) {
 	if out := d.mustDocker("image", "inspect", "-f", "{{json .Config.Healthcheck.Test}} {{.Config.Healthcheck.Retries}}", "committed:hc"); out != `["CMD-SHELL","true"] 7`+"\n" {
 		t.Fatalf("healthcheck of the committed image: %q", out)
 	}
+	// (Expansion sees the env before the instruction, as in a Dockerfile.)
+	d.mustDocker("commit", "-c", "HEALTHCHECK --interval=5s CMD test -e /", "-c", "ONBUILD RUN true", "-c", "ENV A=1 B=$A", "hc", "committed:hc2")
+	if out := d.mustDocker("image", "inspect", "-f", "{{json .Config.Healthcheck.Test}} {{.Config.Healthcheck.Interval}} {{json .Config.OnBuild}} {{json .Config.Env}}", "committed:hc2"); !strings.HasPrefix(out, `["CMD-SHELL","test -e /"] 5s ["RUN true"] [`) || !strings.Contains(out, `"A=1","B="]`) {
+		t.Fatalf("commit --change HEALTHCHECK/ONBUILD/ENV: %q", out)
+	}
 	d.mustDocker("rm", "hc")
-	d.mustDocker("rmi", "committed:hc")
+	d.mustDocker("rmi", "committed:hc", "committed:hc2")
 	// docker import --change with the exported tar.
 	d.mustDocker("import", "--change", "ENV X=imported", "--change", `CMD ["sh", "-c", "echo $X; cat /added/new/file"]`, filepath.Join(dir, "c1.tar"), "imported:1")
 	if out := d.mustDocker("run", "--rm", "imported:1"); out != "imported\ndata\n" {
