@@ -87,6 +87,9 @@ func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	if _, ok := f["all"]; !ok && versionLess(requestVersion(r), "1.42") {
+		f["all"] = []string{"true"} // before API 1.42 prune took named volumes too
+	}
 	rep, err := s.eng.VolumePrune(volume.Filters(f))
 	if err != nil {
 		s.writeErr(w, err)

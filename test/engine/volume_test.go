@@ -489,6 +489,9 @@ func TestVolumeAPI(t *testing.T) {
 		{"DELETE", "/containers/apic?v=1", "", 204, ``},
 		{"POST", `/volumes/prune?filters={"all":["true"]}`, "", 200, `{"VolumesDeleted":["api1"],"SpaceReclaimed":0}`},
 		{"POST", `/volumes/prune?filters={"name":["x"]}`, "", 400, `invalid filter 'name'`},
+		// Before API 1.42, prune took named volumes too.
+		{"POST", "/volumes/create", `{"Name":"old"}`, 201, `"Name":"old"`},
+		{"POST", "/v1.41/volumes/prune", "", 200, `{"VolumesDeleted":["old"],"SpaceReclaimed":0}`},
 	} {
 		status, body := d.request(tc.method, tc.path, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.want) {
