@@ -415,6 +415,18 @@ func TestVolumeRestart(t *testing.T) {
 		t.Fatalf("device volume still mounted after its last user: %v", m)
 	}
 	c.must(t, d, "volume", "rm", "tv", "kept")
+
+	// The local driver's bind form: a host directory behind a volume.
+	host := t.TempDir()
+	c.must(t, d, "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", "device="+host, "hostdir")
+	c.must(t, d, "run", "--rm", "-v", "hostdir:/h", testImage, "sh", "-c", "echo via-volume > /h/f")
+	if b, err := os.ReadFile(filepath.Join(host, "f")); err != nil || string(b) != "via-volume\n" {
+		t.Fatalf("bind-backed volume: %q %v", b, err)
+	}
+	c.must(t, d, "volume", "rm", "hostdir")
+	if _, err := os.Stat(filepath.Join(host, "f")); err != nil {
+		t.Fatalf("removing a bind-backed volume touched its device: %v", err)
+	}
 	if m := mountsUnder(t, filepath.Join(d.root, "volumes")); len(m) != 0 {
 		t.Fatalf("mounts left: %v", m)
 	}
