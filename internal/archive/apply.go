@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
 	"strings"
 	"time"
 
@@ -78,6 +79,13 @@ type ApplyOptions struct {
 	// Owner, when set, owns every entry instead of the tar's uid/gid
 	// (docker cp --archive chowns to the container's user).
 	Owner *IDPair
+
+	// InRoot makes root a filesystem root, as a chroot would: symlinks
+	// (absolute ones too) and ".." resolve inside it instead of being
+	// refused, and Dir (a directory below root) is where the entries go.
+	// This is docker cp's extraction into a container.
+	InRoot bool
+	Dir    string
 }
 
 // IDPair is a uid and a gid.
@@ -161,6 +169,7 @@ func newApplier(root string, opts ApplyOptions) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive: apply: %w", err)
 	}
+	rt.inRoot = opts.InRoot
 	a := &applier{opts: opts, log: opts.Logger, root: rt, buf: make([]byte, copyBufSize)}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -243,6 +252,7 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	if name == "." {
 		return nil
 	}
+	name = a.below(name)
 	dir, base := split(name)
 	if strings.HasPrefix(base, whiteoutPrefix) && !a.opts.Literal {
 		switch {
@@ -284,6 +294,18 @@ func (a *applier) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	a.markWritten(name)
 	return nil
+}
+
+// below places an entry's cleaned name under opts.Dir.
+func (a *applier) below(name string) string {
+	if a.opts.Dir == "" {
+		return name
+	}
+	d := strings.Trim(path.Clean("/"+a.opts.Dir), "/")
+	if d == "" {
+		return name
+	}
+	return d + "/" + name
 }
 
 // markWritten records, in plain mode, that this layer wrote name, and so
@@ -696,6 +718,7 @@ func (a *applier) hardlink(dir, base string, hdr *tar.Header) error {
 	if target == "." {
 		return fmt.Errorf("hardlink to the root: %w", errdefs.ErrInvalidArgument)
 	}
+	target = a.below(target)
 	if target == join(dir, base) {
 		return nil // a link to itself: nothing to do
 	}

@@ -40,6 +40,10 @@ type dirRoot struct {
 
 	noOpenat2 bool // openat2 missing (ENOSYS) or refused by a filter, or forced by tests
 
+	// inRoot: chroot semantics (RESOLVE_IN_ROOT) instead of refusal:
+	// absolute symlinks start again at the root, ".." stops there.
+	inRoot bool
+
 	// A one-entry cache of the last directory looked up: tar streams list
 	// the entries of one directory together, so this saves most lookups.
 	cacheName string
@@ -126,6 +130,9 @@ func (r *dirRoot) openat2(name string) (int, error) {
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	}
+	if r.inRoot {
+		how.Resolve = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+	}
 	for try := 0; ; try++ {
 		fd, err := unix.Openat2(r.fd, name, &how)
 		switch {
@@ -145,7 +152,8 @@ func (r *dirRoot) openat2(name string) (int, error) {
 
 // walk resolves name below the root one component at a time, with the same
 // semantics as openat2(RESOLVE_BENEATH): ".." never climbs above the root and
-// absolute symlinks are refused.
+// absolute symlinks are refused (with inRoot, RESOLVE_IN_ROOT's: they
+// start again at the root).
 func (r *dirRoot) walk(name string) (int, error) {
 	stack := []int{r.fd} // stack[0] is borrowed, the rest are owned
 	defer func() {
@@ -164,6 +172,9 @@ func (r *dirRoot) walk(name string) (int, error) {
 			continue
 		case "..":
 			if len(stack) == 1 {
+				if r.inRoot {
+					continue // ".." of "/" is "/"
+				}
 				return -1, errEscape
 			}
 			unix.Close(stack[len(stack)-1])
@@ -193,7 +204,13 @@ func (r *dirRoot) walk(name string) (int, error) {
 			}
 			target := string(linkBuf[:n])
 			if path.IsAbs(target) {
-				return -1, errEscape
+				if !r.inRoot {
+					return -1, errEscape
+				}
+				for _, fd := range stack[1:] {
+					unix.Close(fd)
+				}
+				stack = stack[:1]
 			}
 			if rest != "" {
 				target += "/" + rest

@@ -209,7 +209,10 @@ func (e *Engine) ExtractToDir(ctx context.Context, ref, p string, r io.Reader, o
 		} else if v.c.HostConfig.ReadonlyRootfs {
 			return fmt.Errorf("container rootfs is marked read-only: %w", errdefs.ErrInvalidArgument)
 		}
-		ao := archive.ApplyOptions{NoSync: true, Literal: true, NoOverwriteDirNonDir: opts.NoOverwriteDirNonDir, Logger: e.log}
+		// As docker's chrooted untar: the container is "/", symlinks met
+		// on the way resolve inside it.
+		ao := archive.ApplyOptions{NoSync: true, Literal: true, NoOverwriteDirNonDir: opts.NoOverwriteDirNonDir, Logger: e.log,
+			InRoot: true, Dir: resolved}
 		if opts.CopyUIDGID && v.c.Config.User != "" {
 			u, _, err := spec.ResolveUser(v.rootfs, v.c.Config.User, nil)
 			if err != nil {
@@ -217,7 +220,7 @@ func (e *Engine) ExtractToDir(ctx context.Context, ref, p string, r io.Reader, o
 			}
 			ao.Owner = &archive.IDPair{UID: int(u.UID), GID: int(u.GID)}
 		}
-		if _, err := archive.Apply(ctx, fmt.Sprintf("/proc/self/fd/%d", d.Fd()), r, ao); err != nil {
+		if _, err := archive.Apply(ctx, fmt.Sprintf("/proc/self/fd/%d", v.root.Fd()), r, ao); err != nil {
 			return err
 		}
 		e.mu.Lock()

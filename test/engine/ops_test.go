@@ -109,6 +109,19 @@ func TestCopy(t *testing.T) {
 	if out := d.mustDocker("exec", "c1", "stat", "-c", "%a %s", "/tmp/streamed"); out != "600 3\n" {
 		t.Fatalf("streamed file: %q", out)
 	}
+	// An entry through a symlink of the container (/srv/link -> /srv/dir)
+	// lands where the link leads inside the container, as in docker.
+	tb.Reset()
+	tw = tar.NewWriter(&tb)
+	_ = tw.WriteHeader(&tar.Header{Name: "link/via-link", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg})
+	_, _ = tw.Write([]byte("vl"))
+	_ = tw.Close()
+	if _, errOut, code := d.dockerIn(&tb, "cp", "-", "c1:/srv"); code != 0 {
+		t.Fatalf("cp - through a link: %d %s", code, errOut)
+	}
+	if out := d.mustDocker("exec", "c1", "cat", "/srv/dir/via-link"); out != "vl" {
+		t.Fatalf("file through a link: %q", out)
+	}
 	// Through the bind mount, both ways.
 	d.mustDocker("cp", filepath.Join(host, "f.txt"), "c1:/data/in-bind")
 	if got := readFile(t, filepath.Join(bind, "in-bind")); got != "hello cp" {
