@@ -197,6 +197,14 @@ func (bd *build) stageEnv(s *stage) shell.EnvGetter {
 func (bd *build) envList(s *stage, withArgs bool) []string {
 	var env []string
 	if withArgs {
+		// The proxy variables need no ARG, and stay out of the cache
+		// key and the image, as in docker.
+		for k, v := range bd.opts.BuildArgs {
+			if predefinedArgs[k] && v != nil {
+				env = append(env, k+"="+*v)
+			}
+		}
+		slices.Sort(env)
 		for _, a := range s.args {
 			if a.Value != nil {
 				env = append(env, a.Key+"="+*a.Value)

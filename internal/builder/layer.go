@@ -156,6 +156,13 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 	}
 	network := bd.runNetwork(c)
 	mounts, mountKey, err := bd.runMounts(ctx, s, c, s.st.cfg.Config.WorkingDir)
+	defer func() {
+		for _, m := range mounts {
+			if m.unlock != nil {
+				m.unlock()
+			}
+		}
+	}()
 	if err != nil {
 		return err
 	}

@@ -5,15 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/snapshot"
@@ -34,6 +37,32 @@ func (bd *build) runNetwork(c *instructions.RunCommand) string {
 type runMount struct {
 	spec   specs.Mount
 	target string // absolute in the image
+	unlock func() // a locked cache mount's lock, released after the RUN
+}
+
+// lockDir takes an exclusive flock on dir's lock file, waiting for other
+// builds (in this daemon or not) until ctx ends.
+func lockDir(ctx context.Context, dir string) (func(), error) {
+	f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock cache mount: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // runMounts prepares a RUN's --mount flags: bind (read-only, or writable
@@ -41,13 +70,20 @@ type runMount struct {
 // under the builder's cache-mount directory across builds, keyed by its id)
 // and tmpfs. It returns them and the part of the step's cache key they
 // decide: a bind's content (or its stage's key), never a cache's.
-func (bd *build) runMounts(ctx context.Context, s *stage, c *instructions.RunCommand, workdir string) ([]runMount, string, error) {
+func (bd *build) runMounts(ctx context.Context, s *stage, c *instructions.RunCommand, workdir string) (out []runMount, key string, err error) {
+	var locks []func()
+	defer func() {
+		if err != nil {
+			for _, unlock := range locks {
+				unlock()
+			}
+		}
+	}()
 	ms := instructions.GetMounts(c)
 	if len(ms) == 0 {
 		return nil, "", nil
 	}
 	h := sha256.New()
-	var out []runMount
 	for _, m := range ms {
 		switch m.Type {
 		case instructions.MountTypeBind, instructions.MountTypeCache, instructions.MountTypeTmpfs:
@@ -101,6 +137,14 @@ func (bd *build) runMounts(ctx context.Context, s *stage, c *instructions.RunCom
 			dir, err := bd.cacheMountDir(m)
 			if err != nil {
 				return nil, "", err
+			}
+			if m.CacheSharing == instructions.MountSharingLocked || m.CacheSharing == instructions.MountSharingPrivate {
+				// One RUN at a time uses it (private is served as locked:
+				// a waiting step gets the same directory, not a new one).
+				if rm.unlock, err = lockDir(ctx, dir); err != nil {
+					return nil, "", err
+				}
+				locks = append(locks, rm.unlock)
 			}
 			rm.spec.Type, rm.spec.Source, rm.spec.Options = "bind", dir, []string{"rbind", "rw"}
 			if m.ReadOnly {

@@ -192,3 +192,27 @@ func (d *daemon) checkOutputs(ref string, checks map[string]string) {
 		}
 	}
 }
+
+// TestLockedCacheMount: two parallel stages share a cache mount with
+// sharing=locked; each checks that it is alone in it while it runs.
+func TestLockedCacheMount(t *testing.T) {
+	d := startDaemon(t)
+	step := func(me string) string {
+		return "RUN --mount=type=cache,target=/c,id=lk,sharing=locked " +
+			"if ls /c/busy-* 2>/dev/null; then echo shared > /out; else touch /c/busy-" + me +
+			" && sleep 1 && rm /c/busy-" + me + " && echo alone > /out; fi"
+	}
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox AS a\n" + step("a") + "\nFROM busybox AS b\n" + step("b") +
+		"\nFROM busybox\nCOPY --from=a /out /a\nCOPY --from=b /out /b\nRUN echo \"proxy=$HTTP_PROXY\" > /proxy\n"})
+	// The proxy build args reach RUN without an ARG, as docker's predefined args.
+	r := d.must(d.run(dir, []string{"HTTP_PROXY=http://127.0.0.1:9"}, dockerCLI, "build", "--build-arg", "HTTP_PROXY", "-t", "lk:1", "."))
+	if strings.Contains(r.out, "not consumed") {
+		t.Errorf("HTTP_PROXY reported unused:\n%s", r.out)
+	}
+	if got := d.must(d.docker("run", "--rm", "lk:1", "cat", "/a", "/b", "/proxy")).out; got != "alone\nalone\nproxy=http://127.0.0.1:9\n" {
+		t.Errorf("locked cache mount, proxy: %q", got)
+	}
+	if cfg, _, _ := d.inspect("lk:1"); strings.Contains(strings.Join(cfg.Env, " "), "PROXY") {
+		t.Errorf("the proxy went into the image: %v", cfg.Env)
+	}
+}
