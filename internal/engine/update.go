@@ -65,6 +65,20 @@ func (e *Engine) Update(ctx context.Context, ref string, u container.UpdateConfi
 func updatedHostConfig(old *container.HostConfig, u container.UpdateConfig) (*container.HostConfig, error) {
 	hc := cloneHostConfig(old)
 	r := u.Resources
+	// Limits berth does not set at start either: refused rather than
+	// kept in HostConfig without effect.
+	for _, f := range []struct {
+		set  bool
+		name string
+	}{
+		{r.CPUPeriod != 0, "cpu-period"}, {r.CPUQuota != 0, "cpu-quota"}, {r.CpusetCpus != "", "cpuset-cpus"},
+		{r.CpusetMems != "", "cpuset-mems"}, {r.BlkioWeight != 0, "blkio-weight"},
+		{r.CPURealtimePeriod != 0, "cpu-rt-period"}, {r.CPURealtimeRuntime != 0, "cpu-rt-runtime"},
+	} {
+		if f.set {
+			return nil, fmt.Errorf("updating --%s is not supported by berth: %w", f.name, errdefs.ErrNotImplemented)
+		}
+	}
 	if r.Memory != 0 {
 		if r.Memory > 0 && r.Memory < minMemory {
 			return nil, fmt.Errorf("Minimum memory limit allowed is 6MB: %w", errdefs.ErrInvalidArgument)

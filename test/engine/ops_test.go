@@ -396,6 +396,11 @@ func TestUpdate(t *testing.T) {
 	if _, errOut, code := d.docker("update", "-m", "1m", "u1"); code == 0 || !strings.Contains(errOut, "Minimum memory limit allowed is 6MB") {
 		t.Errorf("update below the minimum: exit %d, %q", code, errOut)
 	}
+	if !onDocker {
+		if _, errOut, code := d.docker("update", "--cpuset-cpus", "0", "u1"); code == 0 || !strings.Contains(errOut, "updating --cpuset-cpus is not supported by berth") {
+			t.Errorf("update of a limit berth does not set: exit %d, %q", code, errOut)
+		}
+	}
 	if _, errOut, code := d.docker("update", "-m", "64m", "nosuch"); code == 0 || !strings.Contains(errOut, "No such container: nosuch") {
 		t.Errorf("update of a missing container: exit %d, %q", code, errOut)
 	}
