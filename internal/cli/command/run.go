@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -252,6 +253,17 @@ func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string
 	wait := api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: cond})
 	if !o.running {
 		if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			if o.removed {
+				// As docker's CLI: the daemon removes a --rm container
+				// whose start failed; return once it is gone (and its
+				// anonymous volumes with it), so the next command finds
+				// nothing of it.
+				select {
+				case <-wait.Result:
+				case <-wait.Error:
+				case <-time.After(10 * time.Second):
+				}
+			}
 			return startError(c.explain(err))
 		}
 	}
