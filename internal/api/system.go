@@ -17,6 +17,9 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 	h.Set("API-Version", MaxVersion)
 	h.Set("OSType", "linux")
 	h.Set("Docker-Experimental", "false")
+	// The classic builder only: CLIs that ask the daemon (docker 20.10)
+	// then build with it without DOCKER_BUILDKIT=0.
+	h.Set("Builder-Version", "1")
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	h.Set("Pragma", "no-cache")
 	h.Set("Content-Type", "text/plain; charset=utf-8")

@@ -124,6 +124,14 @@ func TestInputs(t *testing.T) {
 	if got := d.must(d.docker("run", "--rm", "in:outside")).out; got != "data\n" {
 		t.Errorf("-f outside the context: %q", got)
 	}
+	// docker 20.10's CLI asks the daemon which builder it has (/_ping's
+	// Builder-Version) when DOCKER_BUILDKIT is not set.
+	if _, err := os.Stat("/usr/bin/docker"); err == nil {
+		r := d.run(dir, []string{"DOCKER_BUILDKIT="}, "/usr/bin/docker", "build", "-f", outside, "-t", "in:cli20", ".")
+		if r.code != 0 || !strings.Contains(r.out, "Successfully tagged in:cli20") {
+			t.Errorf("docker 20.10 CLI without DOCKER_BUILDKIT: %s", r)
+		}
+	}
 	for _, cli := range []string{dockerCLI, binary(t)} {
 		r = d.must(d.runIn(dir, strings.NewReader("FROM busybox\nCOPY data.txt /d\n"), nil, cli, "build", "-f", "-", "-t", "in:stdinfile", "."))
 		if got := d.must(d.docker("run", "--rm", "in:stdinfile", "cat", "/d")).out; got != "data\n" {
