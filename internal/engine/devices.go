@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -108,4 +109,54 @@ func deviceFromPath(host, inCtr string) (specs.LinuxDevice, error) {
 	uid, gid := st.Uid, st.Gid
 	return specs.LinuxDevice{Path: inCtr, Type: typ, Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))),
 		FileMode: &mode, UID: &uid, GID: &gid}, nil
+}
+
+// blockIO turns hc's block I/O weights and throttles into the spec's,
+// naming devices by their numbers as the cgroup files do.
+func blockIO(hc *container.HostConfig) (*specs.LinuxBlockIO, error) {
+	if hc.BlkioWeight == 0 && len(hc.BlkioWeightDevice)+len(hc.BlkioDeviceReadBps)+len(hc.BlkioDeviceWriteBps)+
+		len(hc.BlkioDeviceReadIOps)+len(hc.BlkioDeviceWriteIOps) == 0 {
+		return nil, nil
+	}
+	b := &specs.LinuxBlockIO{}
+	if hc.BlkioWeight != 0 {
+		w := hc.BlkioWeight
+		b.Weight = &w
+	}
+	for _, d := range hc.BlkioWeightDevice {
+		major, minor, err := blockDevice(d.Path)
+		if err != nil {
+			return nil, err
+		}
+		w := d.Weight
+		wd := specs.LinuxWeightDevice{Weight: &w}
+		wd.Major, wd.Minor = major, minor
+		b.WeightDevice = append(b.WeightDevice, wd)
+	}
+	for _, t := range []struct {
+		in  []*blkiodev.ThrottleDevice
+		out *[]specs.LinuxThrottleDevice
+	}{
+		{hc.BlkioDeviceReadBps, &b.ThrottleReadBpsDevice}, {hc.BlkioDeviceWriteBps, &b.ThrottleWriteBpsDevice},
+		{hc.BlkioDeviceReadIOps, &b.ThrottleReadIOPSDevice}, {hc.BlkioDeviceWriteIOps, &b.ThrottleWriteIOPSDevice},
+	} {
+		for _, d := range t.in {
+			major, minor, err := blockDevice(d.Path)
+			if err != nil {
+				return nil, err
+			}
+			td := specs.LinuxThrottleDevice{Rate: d.Rate}
+			td.Major, td.Minor = major, minor
+			*t.out = append(*t.out, td)
+		}
+	}
+	return b, nil
+}
+
+func blockDevice(path string) (int64, int64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return 0, 0, fmt.Errorf("%s is not a block device: %w", path, errdefs.ErrInvalidArgument)
+	}
+	return int64(unix.Major(uint64(st.Rdev))), int64(unix.Minor(uint64(st.Rdev))), nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
@@ -41,6 +42,26 @@ func validateHostOptions(hc *container.HostConfig) error {
 	if _, _, err := devices(hc); err != nil {
 		return err
 	}
+	if _, err := blockIO(hc); err != nil {
+		return err
+	}
+	switch hc.CgroupnsMode {
+	case "", "host", "private":
+	default:
+		return fmt.Errorf("invalid cgroup namespace mode: %s: %w", hc.CgroupnsMode, errdefs.ErrInvalidArgument)
+	}
+	if u := hc.UsernsMode; u != "" && u != "host" {
+		return fmt.Errorf("invalid userns mode %q: berth runs containers in the host's user namespace (\"host\"): %w", u, errdefs.ErrInvalidArgument)
+	}
+	if len(hc.StorageOpt) > 0 {
+		return fmt.Errorf("--storage-opt is supported only for overlay over xfs with 'pquota' mount option: %w", errdefs.ErrInvalidArgument)
+	}
+	for _, r := range hc.DeviceRequests {
+		return fmt.Errorf("could not select device driver %q with capabilities: %v: %w", r.Driver, r.Capabilities, errdefs.ErrInvalidArgument)
+	}
+	if s := hc.MemorySwappiness; s != nil && *s != -1 && (*s < 0 || *s > 100) {
+		return fmt.Errorf("invalid value: %v, valid memory swappiness range is 0-100: %w", *s, errdefs.ErrInvalidArgument)
+	}
 	if hc.OomScoreAdj < -1000 || hc.OomScoreAdj > 1000 {
 		return fmt.Errorf("invalid value %d, range for oom score adj is [-1000, 1000]: %w", hc.OomScoreAdj, errdefs.ErrInvalidArgument)
 	}
@@ -66,6 +87,18 @@ func hostOptions(o *spec.Options, hc *container.HostConfig) error {
 		return err
 	}
 	o.Rlimits = rls
+	if o.BlockIO, err = blockIO(hc); err != nil {
+		return err
+	}
+	if s := hc.MemorySwappiness; s != nil && *s >= 0 {
+		v := uint64(*s)
+		o.Swappiness = &v
+	}
+	o.CgroupnsHost = hc.CgroupnsMode == "host"
+	o.Annotations = hc.Annotations
+	if hc.CgroupParent != "" {
+		o.CgroupsPath = filepath.Join("/", hc.CgroupParent, filepath.Base(o.CgroupsPath))
+	}
 	if o.Devices, o.DeviceRules, err = devices(hc); err != nil {
 		return err
 	}

@@ -87,6 +87,14 @@ type Options struct {
 	// them and --device-cgroup-rule's.
 	Devices     []specs.LinuxDevice
 	DeviceRules []specs.LinuxDeviceCgroup
+	// BlockIO are --blkio-weight* and --device-*-bps/iops.
+	BlockIO *specs.LinuxBlockIO
+	// Swappiness is --memory-swappiness (cgroup v1 only); nil leaves it.
+	Swappiness *uint64
+	// CgroupnsHost keeps the host's cgroup namespace (--cgroupns host).
+	CgroupnsHost bool
+	// Annotations are --annotation, passed to the runtime.
+	Annotations map[string]string
 
 	NetworkMode string
 	// NetnsPath joins an existing network namespace (a bridge endpoint's
@@ -172,6 +180,14 @@ func Build(opts Options) (*specs.Spec, error) {
 		},
 	}
 	s.Linux.Devices = opts.Devices
+	s.Annotations = opts.Annotations
+	s.Linux.Resources.BlockIO = opts.BlockIO
+	if opts.Swappiness != nil {
+		if s.Linux.Resources.Memory == nil {
+			s.Linux.Resources.Memory = &specs.LinuxMemory{}
+		}
+		s.Linux.Resources.Memory.Swappiness = opts.Swappiness
+	}
 	if !opts.Privileged {
 		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, opts.DeviceRules...)
 	}
@@ -245,6 +261,9 @@ func namespaces(opts Options) []specs.LinuxNamespace {
 	}
 	if !opts.IpcHost {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	if opts.CgroupnsHost {
+		return ns
 	}
 	return append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 }

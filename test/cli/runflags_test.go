@@ -65,10 +65,7 @@ func TestRunLimitAndNamespaceFlags(t *testing.T) {
 		t.Errorf("inspect: %q", got)
 	}
 
-	for _, c := range []struct {
-		args []string
-		msg  string
-	}{
+	runErrors(t, d, []runError{
 		{[]string{"--ulimit", "bogus=1:2"}, "invalid ulimit type: bogus"},
 		{[]string{"--ulimit", "nofile=20:10"}, "ulimit soft limit must be less than or equal to hard limit"},
 		{[]string{"--sysctl", "vm.swappiness=1"}, "is not in a separate kernel namespace"},
@@ -77,13 +74,79 @@ func TestRunLimitAndNamespaceFlags(t *testing.T) {
 		{[]string{"--uts", "host", "--hostname", "x"}, "conflicting options: hostname and the UTS mode"},
 		{[]string{"--device", "/nonexistent"}, "error gathering device information while adding custom device \"/nonexistent\""},
 		{[]string{"--device-cgroup-rule", "x 1:2 r"}, "invalid device cgroup format 'x 1:2 r'"},
-	} {
+	})
+	if n := strings.TrimSpace(d.must("ps", "-aq", "--filter", "status=created")); strings.Count(n, "\n") > 0 || n == "" {
+		t.Errorf("bad runs left containers behind: %q", n)
+	}
+}
+
+// TestRunMoreFlags: --cidfile, --label-file, --annotation, --cgroup-parent,
+// --cgroupns, -a and the block I/O throttles, and the flags berth refuses
+// (another user namespace, storage options, GPUs) with docker's words.
+func TestRunMoreFlags(t *testing.T) {
+	d := startDaemon(t)
+	dir := t.TempDir()
+	cid := dir + "/cid"
+	labels := dir + "/labels"
+	if err := os.WriteFile(labels, []byte("# comment\nteam=a\nrole=db\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hostCgroupNS, _ := os.Readlink("/proc/self/ns/cgroup")
+	out := d.must("run", "--cidfile", cid, "--name", "more", "--label-file", labels, "--label", "role=web",
+		"--annotation", "org.example/a=1", "--cgroupns", "host", "--cgroup-parent", "berth-test-parent",
+		testImage, "sh", "-c", "readlink /proc/self/ns/cgroup; grep -c berth-test-parent /proc/self/cgroup")
+	t.Cleanup(func() {
+		for _, c := range []string{"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd", "net_cls", "perf_event", "hugetlb", "unified", ""} {
+			os.Remove("/sys/fs/cgroup/" + c + "/berth-test-parent")
+		}
+	})
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || lines[0] != hostCgroupNS || lines[1] == "0" {
+		t.Errorf("--cgroupns host / --cgroup-parent: %q (host cgroup ns %s)", out, hostCgroupNS)
+	}
+	id, _ := os.ReadFile(cid)
+	if got := d.must("inspect", "-f", "{{.Id}} {{.Config.Labels.team}} {{.Config.Labels.role}} {{index .HostConfig.Annotations \"org.example/a\"}}", "more"); got != string(id)+" a web 1\n" {
+		t.Errorf("inspect: %q (cidfile %q)", got, id)
+	}
+	if r := d.berth("run", "--cidfile", cid, testImage, "true"); r.code != 125 || !strings.Contains(r.err, "container ID file found") {
+		t.Errorf("existing --cidfile: exit %d %q", r.code, r.err)
+	}
+
+	// -a stdout: stderr is not attached.
+	if o := d.must("run", "--rm", "-a", "stdout", testImage, "sh", "-c", "echo out; echo err >&2"); o != "out\n" {
+		t.Errorf("-a stdout: %q", o)
+	}
+
+	if _, err := os.Stat("/dev/vda"); err == nil {
+		o := d.must("run", "--rm", "--device-read-bps", "/dev/vda:1mb", testImage, "sh", "-c",
+			"cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device 2>/dev/null || cat /sys/fs/cgroup/io.max")
+		if !strings.Contains(o, "1048576") {
+			t.Errorf("--device-read-bps: %q", o)
+		}
+	}
+
+	runErrors(t, d, []runError{
+		{[]string{"--userns", "remap"}, "invalid userns mode"},
+		{[]string{"--storage-opt", "size=1G"}, "--storage-opt is supported only for overlay over xfs"},
+		{[]string{"--gpus", "all"}, "could not select device driver"},
+		{[]string{"--blkio-weight", "5"}, "range is 10 to 1000"},
+		{[]string{"--device-read-bps", "/dev/vda"}, "bad format"},
+		{[]string{"-a", "stdout", "-d"}, "conflicting options: cannot specify both --attach and --detach"},
+	})
+}
+
+// runError is a `run` that must fail with status 125 and msg on stderr.
+type runError struct {
+	args []string
+	msg  string
+}
+
+func runErrors(t *testing.T, d *daemon, cases []runError) {
+	t.Helper()
+	for _, c := range cases {
 		r := d.berth(append(append([]string{"run", "--rm"}, c.args...), testImage, "true")...)
 		if r.code != 125 || !strings.Contains(r.err, c.msg) {
 			t.Errorf("berth run %v: exit %d, stderr %q; want 125 and %q", c.args, r.code, r.err, c.msg)
 		}
-	}
-	if n := strings.TrimSpace(d.must("ps", "-aq", "--filter", "status=created")); strings.Count(n, "\n") > 0 || n == "" {
-		t.Errorf("bad runs left containers behind: %q", n)
 	}
 }

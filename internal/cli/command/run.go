@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -70,6 +71,11 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.BoolVarP(&o.PublishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
 	f.StringArrayVar(&o.Expose, "expose", nil, "Expose a port or a range of ports")
 	f.StringVar(&o.Pull, "pull", "missing", `Pull image before running ("always", "missing", "never")`)
+	f.StringArrayVarP(&o.Attach, "attach", "a", nil, "Attach to STDIN, STDOUT or STDERR")
+	f.StringVar(&o.CIDFile, "cidfile", "", "Write the container ID to the file")
+	f.BoolVarP(&o.Quiet, "quiet", "q", false, "Suppress the pull output")
+	f.StringVar(&o.Platform, "platform", "", "Set platform if server is multi-platform capable")
+	f.BoolVar(&o.SigProxy, "sig-proxy", true, "Proxy received signals to the process")
 	f.Bool("help", false, "Print usage") // -h is --hostname, as in docker
 	extraFlags(f, &o.Extra)
 }
@@ -140,16 +146,49 @@ func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string, fo
 	if err != nil {
 		return "", status(exitDaemon, err)
 	}
+	pullOut := c.Err
+	if o.Quiet {
+		pullOut = io.Discard
+	}
+	var platform *ocispec.Platform
+	if o.Platform != "" {
+		osName, arch, _ := strings.Cut(o.Platform, "/")
+		arch, variant, _ := strings.Cut(arch, "/")
+		platform = &ocispec.Platform{OS: osName, Architecture: arch, Variant: variant}
+	}
+	if o.CIDFile != "" {
+		// docker refuses an existing file before creating anything.
+		f, err := os.OpenFile(o.CIDFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return "", createError(fmt.Errorf("container ID file found, make sure the other container isn't running or delete %s", o.CIDFile), forRun)
+			}
+			return "", createError(fmt.Errorf("failed to create the container ID file: %w", err), forRun)
+		}
+		f.Close()
+	}
+	id, err := c.createContainer(ctx, api, o, cfg, args, forRun, pullOut, platform)
+	if o.CIDFile != "" {
+		if err != nil {
+			os.Remove(o.CIDFile)
+		} else if werr := os.WriteFile(o.CIDFile, []byte(id), 0o644); werr != nil {
+			return id, createError(fmt.Errorf("failed to write the container ID to the file: %w", werr), forRun)
+		}
+	}
+	return id, err
+}
+
+func (c *CLI) createContainer(ctx context.Context, api *client.Client, o runconfig.Options, cfg runconfig.Config, args []string, forRun bool, pullOut io.Writer, platform *ocispec.Platform) (string, error) {
 	switch o.Pull {
 	case "always":
-		if err := c.pull(ctx, api, args[0], c.Err); err != nil {
+		if err := c.pull(ctx, api, args[0], pullOut); err != nil {
 			return "", createError(err, forRun)
 		}
 	case "missing", "never", "":
 	default:
 		return "", &StatusError{Code: exitDaemon, Message: fmt.Sprintf("berth: invalid pull option: '%s': must be one of \"always\", \"missing\" or \"never\"", o.Pull)}
 	}
-	opts := client.ContainerCreateOptions{Config: cfg.Config, HostConfig: cfg.HostConfig, NetworkingConfig: cfg.NetworkingConfig, Name: o.Name}
+	opts := client.ContainerCreateOptions{Config: cfg.Config, HostConfig: cfg.HostConfig, NetworkingConfig: cfg.NetworkingConfig, Name: o.Name, Platform: platform}
 	res, err := api.ContainerCreate(ctx, opts)
 	missing := func(err error) bool {
 		return cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image")
@@ -157,8 +196,8 @@ func (c *CLI) create(ctx context.Context, o runconfig.Options, args []string, fo
 	// A missing image is pulled (progress on stderr) and the create tried
 	// again, as docker's --pull=missing does.
 	if err != nil && missing(err) && o.Pull != "never" && c.canPull {
-		fmt.Fprintf(c.Err, "Unable to find image '%s' locally\n", args[0])
-		if perr := c.pull(ctx, api, args[0], c.Err); perr != nil {
+		fmt.Fprintf(pullOut, "Unable to find image '%s' locally\n", args[0])
+		if perr := c.pull(ctx, api, args[0], pullOut); perr != nil {
 			return "", createError(perr, forRun)
 		}
 		res, err = api.ContainerCreate(ctx, opts)
@@ -220,15 +259,24 @@ func (c *CLI) run(ctx context.Context, o runconfig.Options, args []string) error
 		}
 		return nil
 	}
-	return c.attachStartWait(ctx, api, id, attachOptions{tty: o.Tty, stdin: o.Stdin, removed: o.Rm, detachKeys: o.DetachKeys})
+	ao := attachOptions{tty: o.Tty, stdin: o.Stdin, removed: o.Rm, detachKeys: o.DetachKeys, noSigProxy: !o.SigProxy}
+	if len(o.Attach) > 0 {
+		ao.only = map[string]bool{}
+		for _, s := range o.Attach {
+			ao.only[strings.ToLower(s)] = true
+		}
+		ao.stdin = ao.stdin && ao.only["stdin"]
+	}
+	return c.attachStartWait(ctx, api, id, ao)
 }
 
 // attachOptions say how a CLI attaches to a container it starts.
 type attachOptions struct {
 	tty, stdin, removed bool
 	detachKeys          string
-	running             bool // attach to a running container: no start
-	noSigProxy          bool // keep the CLI's signals to itself (--sig-proxy=false)
+	running             bool            // attach to a running container: no start
+	noSigProxy          bool            // keep the CLI's signals to itself (--sig-proxy=false)
+	only                map[string]bool // -a: the streams attached; nil for all
 }
 
 // attachStartWait attaches to a container's streams, starts it, copies
@@ -240,7 +288,8 @@ func (c *CLI) attachStartWait(ctx context.Context, api *client.Client, id string
 	if err != nil {
 		return status(exitDaemon, err)
 	}
-	att, err := api.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdin: o.stdin, Stdout: true, Stderr: true})
+	att, err := api.ContainerAttach(ctx, id, client.ContainerAttachOptions{Stream: true, Stdin: o.stdin,
+		Stdout: o.only == nil || o.only["stdout"], Stderr: o.only == nil || o.only["stderr"]})
 	if err != nil {
 		return status(exitDaemon, c.explain(err))
 	}

@@ -2,10 +2,13 @@ package runconfig
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/docker/go-units"
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 )
 
@@ -41,6 +44,22 @@ type Extra struct {
 	stopTimeoutSet    bool
 	Devices           []string
 	DeviceCgroupRules []string
+	// Block I/O: --blkio-weight, --blkio-weight-device DEV:W and the
+	// --device-{read,write}-{bps,iops} DEV:RATE throttles.
+	BlkioWeight       uint16
+	BlkioWeightDevice []string
+	DeviceReadBps     []string
+	DeviceWriteBps    []string
+	DeviceReadIOps    []string
+	DeviceWriteIOps   []string
+	CgroupParent      string
+	CgroupnsMode      string
+	MemorySwappiness  int64
+	Userns            string
+	StorageOpt        []string
+	Gpus              string
+	Annotations       []string
+	LabelFiles        []string
 	PidMode           string
 	IpcMode           string
 	UTSMode           string
@@ -51,6 +70,9 @@ type Extra struct {
 func (x *Extra) SetStopTimeout(v int) { x.StopTimeout, x.stopTimeoutSet = v, true }
 
 func (x *Extra) apply(cfg *container.Config, hc *container.HostConfig) error {
+	if err := x.labelFiles(cfg); err != nil {
+		return err
+	}
 	hcfg, err := x.healthcheck()
 	if err != nil {
 		return err
@@ -121,6 +143,37 @@ func (x *Extra) apply(cfg *container.Config, hc *container.HostConfig) error {
 		hc.Devices = append(hc.Devices, m)
 	}
 	hc.DeviceCgroupRules = x.DeviceCgroupRules
+	if err := x.blkio(hc); err != nil {
+		return err
+	}
+	hc.CgroupParent = x.CgroupParent
+	hc.CgroupnsMode = container.CgroupnsMode(x.CgroupnsMode)
+	if x.MemorySwappiness != -1 {
+		if x.MemorySwappiness < 0 || x.MemorySwappiness > 100 {
+			return fmt.Errorf("invalid value: %v. Valid memory swappiness range is 0-100", x.MemorySwappiness)
+		}
+		v := x.MemorySwappiness
+		hc.MemorySwappiness = &v
+	}
+	hc.UsernsMode = container.UsernsMode(x.Userns)
+	if len(x.StorageOpt) > 0 {
+		hc.StorageOpt = map[string]string{}
+		for _, s := range x.StorageOpt {
+			k, v, ok := strings.Cut(s, "=")
+			if !ok {
+				return fmt.Errorf("invalid storage option %q", s)
+			}
+			hc.StorageOpt[k] = v
+		}
+	}
+	if x.Gpus != "" {
+		hc.DeviceRequests = []container.DeviceRequest{{Driver: "", Count: -1, Capabilities: [][]string{{"gpu"}}}}
+	}
+	if len(x.Annotations) > 0 {
+		if hc.Annotations, err = keyValues(x.Annotations); err != nil {
+			return fmt.Errorf("invalid argument for \"--annotation\" flag: %w", err)
+		}
+	}
 	hc.GroupAdd = x.GroupAdd
 	hc.SecurityOpt = x.SecurityOpt
 	hc.PidMode = container.PidMode(x.PidMode)
@@ -189,4 +242,74 @@ func deviceMapping(s string) (container.DeviceMapping, error) {
 		return m, fmt.Errorf("invalid argument %q for \"--device\" flag: invalid device specification: %s", s, s)
 	}
 	return m, nil
+}
+
+// blkio fills the block I/O weights and throttles of hc.
+func (x *Extra) blkio(hc *container.HostConfig) error {
+	hc.BlkioWeight = x.BlkioWeight
+	if x.BlkioWeight != 0 && (x.BlkioWeight < 10 || x.BlkioWeight > 1000) {
+		return fmt.Errorf("invalid argument %q for \"--blkio-weight\" flag: range is 10 to 1000", strconv.Itoa(int(x.BlkioWeight)))
+	}
+	for _, s := range x.BlkioWeightDevice {
+		dev, w, ok := strings.Cut(s, ":")
+		n, err := strconv.ParseUint(w, 10, 16)
+		if !ok || !strings.HasPrefix(dev, "/dev/") || err != nil || n < 10 || n > 1000 {
+			return fmt.Errorf("invalid argument %q for \"--blkio-weight-device\" flag: bad format: %s", s, s)
+		}
+		hc.BlkioWeightDevice = append(hc.BlkioWeightDevice, &blkiodev.WeightDevice{Path: dev, Weight: uint16(n)})
+	}
+	for _, t := range []struct {
+		flag  string
+		in    []string
+		out   *[]*blkiodev.ThrottleDevice
+		bytes bool
+	}{
+		{"--device-read-bps", x.DeviceReadBps, &hc.BlkioDeviceReadBps, true},
+		{"--device-write-bps", x.DeviceWriteBps, &hc.BlkioDeviceWriteBps, true},
+		{"--device-read-iops", x.DeviceReadIOps, &hc.BlkioDeviceReadIOps, false},
+		{"--device-write-iops", x.DeviceWriteIOps, &hc.BlkioDeviceWriteIOps, false},
+	} {
+		for _, s := range t.in {
+			dev, rate, ok := strings.Cut(s, ":")
+			var n uint64
+			var err error
+			if t.bytes {
+				var b int64
+				b, err = units.RAMInBytes(rate)
+				n = uint64(b)
+			} else {
+				n, err = strconv.ParseUint(rate, 10, 64)
+			}
+			if !ok || !strings.HasPrefix(dev, "/dev/") || err != nil {
+				return fmt.Errorf("invalid argument %q for \"%s\" flag: bad format: %s", s, t.flag, s)
+			}
+			*t.out = append(*t.out, &blkiodev.ThrottleDevice{Path: dev, Rate: n})
+		}
+	}
+	return nil
+}
+
+// labelFiles adds --label-file lines (key=value; # comments) to the labels;
+// --label flags win.
+func (x *Extra) labelFiles(cfg *container.Config) error {
+	for _, f := range x.LabelFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("open label file: %w", err)
+		}
+		for line := range strings.SplitSeq(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, v, _ := strings.Cut(line, "=")
+			if cfg.Labels == nil {
+				cfg.Labels = map[string]string{}
+			}
+			if _, set := cfg.Labels[k]; !set {
+				cfg.Labels[k] = v
+			}
+		}
+	}
+	return nil
 }

@@ -70,6 +70,14 @@ type Options struct {
 	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
 	// sent with the create so the first screen has the right size.
 	ConsoleSize [2]uint
+	// Attach is -a/--attach: the streams to attach (stdin, stdout,
+	// stderr); empty means docker's default.
+	Attach []string
+	// CLI-side flags: --cidfile, -q, --platform, --sig-proxy.
+	CIDFile  string
+	Quiet    bool
+	Platform string
+	SigProxy bool
 	Extra
 }
 
@@ -123,6 +131,25 @@ func (o *Options) Build(args []string) (Config, error) {
 	}
 	if len(cfg.Cmd) == 0 {
 		cfg.Cmd = nil
+	}
+	if len(o.Attach) > 0 {
+		if o.Detach {
+			return Config{}, fmt.Errorf("conflicting options: cannot specify both --attach and --detach")
+		}
+		cfg.AttachStdin, cfg.AttachStdout, cfg.AttachStderr = false, false, false
+		for _, s := range o.Attach {
+			switch strings.ToLower(s) {
+			case "stdin":
+				cfg.AttachStdin = true
+			case "stdout":
+				cfg.AttachStdout = true
+			case "stderr":
+				cfg.AttachStderr = true
+			default:
+				return Config{}, fmt.Errorf("invalid argument %q for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR", s)
+			}
+		}
+		cfg.StdinOnce = cfg.AttachStdin && o.Stdin
 	}
 	if o.entrySet {
 		// An empty --entrypoint resets the image's entrypoint.
