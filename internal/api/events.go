@@ -17,6 +17,7 @@ type eventFilter map[string][]string
 // keys (it neither refuses nor applies them), and so does berth.
 var eventFilterKeys = map[string]bool{
 	"type": true, "event": true, "container": true, "image": true, "label": true, "scope": true,
+	"volume": true,
 }
 
 func (f eventFilter) match(m events.Message) bool {
@@ -44,6 +45,8 @@ func (f eventFilter) match(m events.Message) bool {
 				ok = present && (!hasV || got == lv)
 			case "scope":
 				ok = m.Scope == v
+			case "volume":
+				ok = m.Type == events.VolumeEventType && m.Actor.ID == v
 			}
 			if ok {
 				break

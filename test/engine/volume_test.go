@@ -392,6 +392,10 @@ func TestVolumeRestart(t *testing.T) {
 	if want := "create tv <no value>\ncreate kept <no value>\nmount kept /k\nmount tv /tv\n"; evs != want {
 		t.Fatalf("volume events:\n%s\nwant\n%s", evs, want)
 	}
+	evs = c.must(t, d, "events", "--since", since, "--until", fmt.Sprint(time.Now().Add(time.Second).Unix()), "--filter", "volume=kept", "--format", "{{.Action}} {{.Actor.Attributes.container}}")
+	if want := "create <no value>\nmount " + id + "\n"; evs != want {
+		t.Fatalf("events --filter volume=kept:\n%s\nwant\n%s", evs, want)
+	}
 	d.kill()
 	d.start()
 	if got := c.must(t, d, "volume", "ls", "-q"); got != "kept\ntv\n" {
