@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/moby/api/types/mount"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
@@ -128,6 +129,23 @@ func (e *Engine) withContainerFS(ctx context.Context, ref string, withBinds bool
 	}
 	var binds []bindMount
 	if withBinds {
+		if mounts != nil {
+			// A stopped container's device-backed volumes are mounted
+			// for the look, as docker does.
+			for _, mp := range c.MountPoints {
+				if mp.Type != mount.TypeVolume {
+					continue
+				}
+				if _, err := e.volumes.Mount(mp.Name, c.ID); err != nil {
+					return err
+				}
+				defer func() {
+					if _, err := e.volumes.Unmount(mp.Name, c.ID); err != nil {
+						e.log.Warn("unmount volume", "name", mp.Name, "err", err)
+					}
+				}()
+			}
+		}
 		for _, m := range hostMounts(c) {
 			b := bindMount{source: m.Source, ctrBind: ctrBind{dest: path.Clean(m.Destination), ro: slices.Contains(m.Options, "ro")}}
 			binds = append(binds, b)

@@ -179,6 +179,17 @@ func TestCopy(t *testing.T) {
 		t.Fatalf("file copied into the stopped container: %q", out)
 	}
 
+	// A stopped container's device-backed volume is mounted for the copy:
+	// the file goes to the tmpfs, not to the directory under it.
+	if !onDocker {
+		d.mustDocker("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "tv")
+		d.mustDocker("create", "--name", "tvc", "-v", "tv:/data", testImage, "true")
+		d.mustDocker("cp", filepath.Join(host, "f.txt"), "tvc:/data/f")
+		if ents, err := os.ReadDir(filepath.Join(d.root, "volumes", "tv", "_data")); err != nil || len(ents) != 0 {
+			t.Errorf("cp into a stopped container's tmpfs volume wrote under it: %v %v", ents, err)
+		}
+	}
+
 	// -a: the files take the container user's ids; without it the tar's.
 	d.mustDocker("create", "--name", "owned", "-u", "nobody", testImage, "true")
 	if err := os.Chown(filepath.Join(host, "f.txt"), 1234, 5678); err != nil {
