@@ -194,6 +194,10 @@ func TestMounts(t *testing.T) {
 				t.Fatal("--mount bind made its missing source")
 			}
 
+			// A read-only rootfs still gets mount points made for new paths.
+			c.must(t, d, "run", "--rm", "--read-only", "-v", "ro-"+c.name+":/new/dir", "--mount", "type=tmpfs,dst=/other", testImage, "sh", "-c", "touch /new/dir/x /other/y")
+			c.must(t, d, "volume", "rm", "ro-"+c.name)
+
 			// tmpfs, both ways.
 			got := c.must(t, d, "run", "--rm", "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770", "--tmpfs", "/u:size=2m",
 				testImage, "sh", "-c", "grep -E ' /(t|u) ' /proc/mounts | cut -d' ' -f2,3,4; stat -c %a /t")
