@@ -125,7 +125,13 @@ func (e *Engine) withContainerFS(ctx context.Context, ref string, withBinds bool
 		if v.rootfs, err = os.MkdirTemp(e.execRoot, "fs-"); err != nil {
 			return fmt.Errorf("rootfs of %s: %w", c.ID, err)
 		}
-		defer os.Remove(v.rootfs)
+		defer func() {
+			// Nothing is mounted here on the host, unless MountAll had to
+			// mount from a helper thread (overlay options over a page),
+			// which is in the host's namespace.
+			_ = snapshot.UnmountAll(v.rootfs)
+			os.Remove(v.rootfs)
+		}()
 	}
 	var binds []bindMount
 	if withBinds {
