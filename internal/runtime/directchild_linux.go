@@ -155,7 +155,7 @@ func directChild(a *directArgs) {
 	// /proc/1/exe, the berth binary, or ptrace it. execve resets this.
 	syscall.RawSyscall6(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0, 0, 0, 0)
 	syscall.RawSyscall6(syscall.SYS_PRCTL, syscall.PR_SET_NAME, uintptr(unsafe.Pointer(&a.name[0])), 0, 0, 0, 0)
-	directResetSignals()
+	resetSignals()
 	for i := 0; i < a.njoins; i++ {
 		if _, _, e := syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.joins[i]), uintptr(a.jtypes[i]), 0); e != 0 {
 			directFail(a, stepJoin, e, nil)
@@ -203,14 +203,15 @@ func directChild(a *directArgs) {
 	directExec(a, h)
 }
 
-// directResetSignals gives every signal berth's Go runtime handles its
-// default action, as Go's own fork does: the child inherits those handlers
-// (with every signal blocked), and one must never run in it once signals
-// are unblocked for the exec. Ignored signals stay ignored, as across exec.
+// resetSignals gives every signal its default action. The direct child
+// inherits berth's Go handlers (with every signal blocked), and one must
+// never run in it once signals are unblocked for the exec; and a container's
+// process starts with default dispositions whatever its runtime ignores
+// (the supervisor ignores SIGHUP and SIGPIPE, which an exec would pass on).
 //
 //go:norace
 //go:nosplit
-func directResetSignals() {
+func resetSignals() {
 	var act [4]uintptr // struct kernel_sigaction: handler, flags, restorer, mask
 	for sig := uintptr(1); sig <= 64; sig++ {
 		if sig == uintptr(syscall.SIGKILL) || sig == uintptr(syscall.SIGSTOP) {
@@ -219,7 +220,7 @@ func directResetSignals() {
 		if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, sig, 0, uintptr(unsafe.Pointer(&act[0])), 8, 0, 0); e != 0 {
 			continue
 		}
-		if act[0] == 0 || act[0] == 1 { // SIG_DFL, SIG_IGN
+		if act[0] == 0 { // SIG_DFL already
 			continue
 		}
 		act = [4]uintptr{}

@@ -193,7 +193,17 @@ func execFinal(p *specs.Process, filter *seccomp.Program, path string, keepFDs i
 	if err := closeExtraFDs(2 + keepFDs); err != nil {
 		return err
 	}
-	var empty unix.Sigset_t
+	// Default dispositions (an ignored SIGHUP or SIGPIPE of whoever ran
+	// berth would survive the exec), with every signal blocked until the
+	// mask is reset: a Go handler must not run after this.
+	var all, empty unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^uint64(0)
+	}
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, nil); err != nil {
+		return fmt.Errorf("block signals: %w", err)
+	}
+	resetSignals()
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &empty, nil); err != nil {
 		return fmt.Errorf("reset signal mask: %w", err)
 	}

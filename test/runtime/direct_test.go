@@ -1,6 +1,8 @@
 package runtime_test
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -46,5 +48,28 @@ func TestDirectInitParity(t *testing.T) {
 	}
 	if !strings.Contains(outs[0], "uid=65534") || !strings.Contains(outs[0], "4242") || !strings.Contains(outs[0], "CapAmb:\t0000000000000400") {
 		t.Fatalf("the settings did not apply:\n%s", outs[0])
+	}
+}
+
+// TestSignalsStartDefault: a container's process starts with every signal
+// at its default action, even when berth's caller ignores some (the
+// engine's supervisor ignores SIGHUP and SIGPIPE), on both init paths.
+func TestSignalsStartDefault(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		e := newEnv(t, "grep", "-E", "^Sig(Ign|Cgt|Blk)", "/proc/self/status")
+		e.writeSpec()
+		cmd := exec.Command("sh", "-c", `trap "" HUP PIPE; exec "$@"`, "sh", berthBin, "runtime", "--root", e.root, "run", "--bundle", e.bundle, "sig")
+		if !direct {
+			cmd.Env = append(os.Environ(), "BERTH_DIRECT_INIT=0")
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("direct=%v: %v: %s", direct, err, out)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if !strings.HasSuffix(l, "0000000000000000") {
+				t.Errorf("direct=%v: %s", direct, l)
+			}
+		}
 	}
 }
