@@ -23,8 +23,8 @@ import (
 	"github.com/berth-dev/berth/internal/volume"
 )
 
-// MountPoint is one of a container's mounts (binds, volumes, tmpfs from
-// HostConfig.Mounts), fixed at create and kept in the container's record:
+// MountPoint is one of a container's mounts (binds, volumes, images, and
+// tmpfs from HostConfig.Mounts; --tmpfs stays with internal/spec), fixed at create and kept in the container's record:
 // the volume references it holds survive a daemon restart with it. The
 // exported fields are docker's inspect "Mounts" entry.
 type MountPoint struct {
@@ -72,9 +72,7 @@ func (m MountPoint) API() container.MountPoint {
 	}
 }
 
-func invalidSpec(raw string) error {
-	return fmt.Errorf("invalid volume specification: '%s': %w", raw, errdefs.ErrInvalidArgument)
-}
+func invalidSpec(raw string) error { return specErr(raw, errdefs.ErrInvalidArgument) }
 
 // specErr prefixes a -v parse error with the spec, docker's shape.
 func specErr(raw string, err error) error {
