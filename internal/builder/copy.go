@@ -349,7 +349,13 @@ func (bd *build) download(ctx context.Context, raw string) (source, error) {
 func resolveChown(rootfs, chown string) (int, int, error) {
 	u, _, err := spec.ResolveUser(rootfs, chown, nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("unable to convert uid/gid chown string to host mapping: %w", err)
+		// docker's words for the part it could not find.
+		usr, grp, _ := strings.Cut(chown, ":")
+		why := fmt.Sprintf("can't find uid for user %s: no such user: %s", usr, usr)
+		if strings.Contains(err.Error(), "group") {
+			why = fmt.Sprintf("can't find gid for group %s: no such group: %s", grp, grp)
+		}
+		return 0, 0, fmt.Errorf("unable to convert uid/gid chown string to host mapping: %s: %w", why, errdefs.ErrInvalidArgument)
 	}
 	gid := int(u.GID)
 	if !strings.Contains(chown, ":") {

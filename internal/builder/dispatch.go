@@ -468,17 +468,17 @@ func exposedPorts(p string) ([]string, error) {
 	}
 	proto = strings.ToLower(proto)
 	if proto != "tcp" && proto != "udp" && proto != "sctp" {
-		return nil, fmt.Errorf("invalid proto: %s: %w", proto, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("Invalid proto: %s: %w", proto, errdefs.ErrInvalidArgument)
 	}
 	lo, hi, isRange := strings.Cut(ports, "-")
 	a, err := strconv.ParseUint(lo, 10, 16)
 	if err != nil {
-		return nil, fmt.Errorf("invalid containerPort: %s: %w", ports, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("Invalid containerPort: %s: %w", ports, errdefs.ErrInvalidArgument)
 	}
 	b := a
 	if isRange {
 		if b, err = strconv.ParseUint(hi, 10, 16); err != nil || b < a {
-			return nil, fmt.Errorf("invalid range specified for container port: %s: %w", ports, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("Invalid range specified for the Container port: %s: %w", ports, errdefs.ErrInvalidArgument)
 		}
 	}
 	var out []string

@@ -196,7 +196,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 		}
 		code, err := bd.b.run.RunTransient(ctx, engine.TransientOptions{ID: id, Spec: so, Output: s.out})
 		if err != nil {
-			return fmt.Errorf("run %s: %w", strings.Join(args, " "), err)
+			return err
 		}
 		if code != 0 {
 			return &ExitError{Cmd: strings.Join(args, " "), Code: code}

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/user"
@@ -31,7 +32,11 @@ func resolveUser(rootfs, spec string, groupAdd []string) (resolvedUser, error) {
 	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
 	eu, err := user.GetExecUserPath(spec, defaults, passwd, group)
 	if err != nil {
-		return resolvedUser{}, fmt.Errorf("unable to find user %s: %v: %w", spec, err, errdefs.ErrInvalidArgument)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "unable to find user") { // moby/sys/user's own words often say it already
+			msg = fmt.Sprintf("unable to find user %s: %s", spec, msg)
+		}
+		return resolvedUser{}, fmt.Errorf("%s: %w", msg, errdefs.ErrInvalidArgument)
 	}
 	u := specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid)}
 	for _, g := range eu.Sgids {

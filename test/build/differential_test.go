@@ -110,6 +110,13 @@ func TestDifferential(t *testing.T) {
 		{"failingrun", map[string]string{"Dockerfile": "FROM busybox\nRUN echo before\nRUN exit 3\n"}, nil, nil},
 		{"missingfile", map[string]string{"Dockerfile": "FROM busybox\nCOPY nope.txt /n\n"}, nil, nil},
 		{"missingtarget", map[string]string{"Dockerfile": "FROM busybox AS one\n"}, []string{"--target", "two"}, nil},
+		{"unknownuser", map[string]string{"Dockerfile": "FROM busybox\nUSER nosuch\nRUN true\n"}, nil, nil},
+		{"unknownchown", map[string]string{"Dockerfile": "FROM busybox\nCOPY --chown=nosuch Dockerfile /d\n"}, nil, nil},
+		{"outside", map[string]string{"Dockerfile": "FROM busybox\nCOPY ../x /x\n"}, nil, nil},
+		{"emptyglob", map[string]string{"Dockerfile": "FROM busybox\nCOPY *.nothing /x/\n"}, nil, nil},
+		{"badexpose", map[string]string{"Dockerfile": "FROM busybox\nEXPOSE 80/foo\n"}, nil, nil},
+		{"copydir", map[string]string{"Dockerfile": "FROM busybox\nCOPY d /d\nCOPY d/ /e/\nCOPY d/sub/f /g\nCOPY d /existing/\nCOPY d/sub/f /tmp\n", "d/sub/f": "f", "d/top": "t"}, nil,
+			[]string{"find /d /e /g /existing /tmp/f | sort | xargs stat -c '%n %a %u:%g'"}},
 		{"severalsources", map[string]string{"Dockerfile": "FROM busybox\nCOPY Dockerfile Dockerfile /dst\n"}, nil, nil},
 	} {
 		c.files["Dockerfile"] = base(c.files["Dockerfile"])

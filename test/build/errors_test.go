@@ -42,7 +42,7 @@ func TestBadInput(t *testing.T) {
 			"dockerfile line 2: invalid from flag value nosuchstage"},
 		{"COPY --from a later stage", "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\n", []string{"--target", "a"}, 1,
 			"dockerfile line 2: invalid from flag value b"},
-		{"bad EXPOSE", "FROM busybox\nEXPOSE 80/foo\n", nil, 1, "invalid proto: foo"},
+		{"bad EXPOSE", "FROM busybox\nEXPOSE 80/foo\n", nil, 1, "Invalid proto: foo"},
 		{"several sources, file destination", "FROM busybox\nCOPY Dockerfile Dockerfile /dst\n", nil, 1,
 			"When using COPY with more than one source file, the destination must be a directory and end with a /"},
 		{"no FROM", "RUN true\n", nil, 1, "no build stage in current context"},
