@@ -288,6 +288,9 @@ func (b *bench) startDocker(reg string) error {
 		return err
 	}
 	b.peer = peer
+	// This process sees the cgroup hierarchies of its private mount
+	// namespace only (no unified one): run.sh removes these in the host's.
+	b.noteCgroup(peer.CgroupParent)
 	b.dockerD = peer.Command()
 	if err := startLogged(b.dockerD, filepath.Join(b.work, "dockerd.log")); err != nil {
 		return err
@@ -352,11 +355,24 @@ network_config_dir = "%[1]s/networks"
 			// registry but loopback is sent to a closed port.
 			"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.0/8,localhost",
 		},
-		runArgs:    []string{"--pull=never", "--network", b.podmanNet, "--cgroup-parent", "/berth-bench-podman"},
+		runArgs:    []string{"--pull=never", "--network", b.podmanNet, "--cgroup-parent", podmanCgroup()},
 		daemonPids: func() []int { return nil },
 	}
 	b.systems = append(b.systems, s)
+	b.noteCgroup(podmanCgroup())
 	return nil
+}
+
+// noteCgroup adds a cgroup parent to <work>/cgroups, which run.sh removes
+// in the host's mount namespace at the end.
+func (b *bench) noteCgroup(name string) {
+	f, err := os.OpenFile(filepath.Join(b.work, "cgroups"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		log.Printf("note cgroup %s: %v", name, err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintln(f, name)
 }
 
 // latency runs hyperfine over every system's `run --rm busybox true` in
@@ -665,9 +681,6 @@ func (b *bench) cleanup() {
 		_ = testutil.UnmountUnder(b.podmanDir)
 		_ = testutil.UnmountUnder(filepath.Join(b.work, "podman"))
 		_ = os.RemoveAll(b.podmanDir)
-		for _, cg := range glob("/sys/fs/cgroup/*/berth-bench-podman", "/sys/fs/cgroup/berth-bench-podman") {
-			_ = os.Remove(cg)
-		}
 	}
 }
 
@@ -675,13 +688,8 @@ func (b *bench) cleanup() {
 // berth_ + that name).
 func berthBridge() string { return fmt.Sprintf("bbe%d", os.Getpid()) }
 
-func glob(patterns ...string) (out []string) {
-	for _, p := range patterns {
-		m, _ := filepath.Glob(p)
-		out = append(out, m...)
-	}
-	return out
-}
+// podmanCgroup is the cgroup parent of podman's containers in this run.
+func podmanCgroup() string { return fmt.Sprintf("/berth-bench-podman-%d", os.Getpid()) }
 
 func stopPid(cmd *exec.Cmd) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)

@@ -32,7 +32,8 @@ if [ -n "$missing" ]; then
 		chmod +x /usr/sbin/policy-rc.d
 		made_policy=1
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing ||
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing; }
 	[ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 [ -x /usr/local/bin/docker ] || { echo "needs the docker CLI at /usr/local/bin/docker" >&2; exit 1; }
@@ -44,6 +45,15 @@ cleanup() {
 	grep -F " $work/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r mp; do
 		umount -l "$mp" 2>/dev/null || true
 	done
+	# The peers' cgroup parents, as the host's namespace shows them (the
+	# driver's view lacks the unified hierarchy); deepest first.
+	if [ -f "$work/cgroups" ]; then
+		while read -r cg; do
+			for d in /sys/fs/cgroup/*"$cg" /sys/fs/cgroup"$cg"; do
+				[ -d "$d" ] && { find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
+			done
+		done <"$work/cgroups"
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT

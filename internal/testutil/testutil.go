@@ -4,6 +4,8 @@ package testutil
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,4 +120,36 @@ func CgroupParents(names ...string) (cleanup func()) {
 			}
 		}
 	}
+}
+
+// RemoveCgroup removes the cgroup directory name (such as "/berth-x")
+// with everything below it, deepest first, from every hierarchy under
+// /sys/fs/cgroup that this mount namespace shows. The cgroups must be
+// empty of processes; a missing one is no error.
+func RemoveCgroup(name string) error {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + name)
+	if p := "/sys/fs/cgroup" + name; dirExists(p) {
+		dirs = append(dirs, p)
+	}
+	var errs []error
+	for _, top := range dirs {
+		var tree []string
+		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				tree = append(tree, p)
+			}
+			return nil
+		})
+		for i := len(tree) - 1; i >= 0; i-- { // children before parents
+			if err := os.Remove(tree[i]); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", tree[i], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }

@@ -348,22 +348,8 @@ func (d *Daemon) Cleanup() error {
 		errs = append(errs, err)
 	}
 	d.removeBridge()
-	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*" + d.CgroupParent)
-	if p := "/sys/fs/cgroup" + d.CgroupParent; exists(p) {
-		cgroups = append(cgroups, p)
-	}
-	for _, cg := range cgroups {
-		// Children first: runc removes a container's own directory, but a
-		// killed one may leave it.
-		subs, _ := os.ReadDir(cg)
-		for _, s := range subs {
-			if s.IsDir() {
-				_ = os.Remove(filepath.Join(cg, s.Name()))
-			}
-		}
-		if err := os.Remove(cg); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", cg, err))
-		}
+	if err := testutil.RemoveCgroup(d.CgroupParent); err != nil {
+		errs = append(errs, err)
 	}
 	_ = os.Remove(d.Sock)
 	if err := os.RemoveAll(d.opts.Dir); err != nil {
@@ -371,8 +357,6 @@ func (d *Daemon) Cleanup() error {
 	}
 	return errors.Join(errs...)
 }
-
-func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // killMatching SIGKILLs every process match accepts and waits (up to 5 s)
 // for them to go.
