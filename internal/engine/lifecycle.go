@@ -746,6 +746,13 @@ func (e *Engine) Rename(ref, newName string) error {
 	}
 	delete(e.names, old)
 	e.names[name] = c.ID
+	if e.net != nil && c.State.Status == StatusRunning {
+		// The embedded DNS answers for the new name (the manager has its
+		// own lock; e.mu is never taken under it).
+		if err := e.net.Rename(c.ID, trimSlash(name)); err != nil {
+			e.log.Warn("rename network endpoints", "id", c.ID, "err", err)
+		}
+	}
 	e.emitContainer(c, "rename", map[string]string{"oldName": old})
 	return nil
 }

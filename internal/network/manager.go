@@ -529,9 +529,31 @@ func (m *Manager) Connect(ctx context.Context, network string, spec EndpointSpec
 	return info, nil
 }
 
-func (m *Manager) portTag(netID, containerID string) string { return containerID + "@" + netID[:12] }
+// Rename gives a container's endpoints a new name (`docker rename`): the
+// embedded DNS answers for the new name, no longer for the old one.
+func (m *Manager) Rename(containerID, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := false
+	for _, n := range m.nets {
+		ep, ok := n.Endpoints[containerID]
+		if !ok {
+			continue
+		}
+		ep.Name = name
+		n.Endpoints[containerID] = ep
+		changed = true
+		if !n.Predefined {
+			m.dns.Add(dnsRecord(n, ep))
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return m.save()
+}
 
-func (m *Manager) startDNS(n *NetworkInfo, ep EndpointInfo) error {
+func dnsRecord(n *NetworkInfo, ep EndpointInfo) dns.Record {
 	names := []string{}
 	if ep.Name != "" {
 		names = append(names, ep.Name)
@@ -540,7 +562,13 @@ func (m *Manager) startDNS(n *NetworkInfo, ep EndpointInfo) error {
 	if len(ep.ContainerID) >= 12 {
 		names = append(names, ep.ContainerID[:12])
 	}
-	m.dns.Add(dns.Record{Network: n.ID, ContainerID: ep.ContainerID, Names: names, IP: ep.Address.Addr()})
+	return dns.Record{Network: n.ID, ContainerID: ep.ContainerID, Names: names, IP: ep.Address.Addr()}
+}
+
+func (m *Manager) portTag(netID, containerID string) string { return containerID + "@" + netID[:12] }
+
+func (m *Manager) startDNS(n *NetworkInfo, ep EndpointInfo) error {
+	m.dns.Add(dnsRecord(n, ep))
 	if len(ep.DNS) > 0 {
 		var ups []string
 		for _, s := range ep.DNS {

@@ -140,9 +140,12 @@ func TestNetworkUserDefined(t *testing.T) {
 			// A container on the default bridge joins the user network while
 			// it runs, reaches srv by name, and leaves again.
 			c.must(t, d, "run", "-d", "--name", "joiner-"+c.name, testImage, "sleep", "300")
-			c.must(t, d, "network", "connect", "--alias", "j", net1, "joiner-"+c.name)
+			fixed := subnet.Addr().As4()
+			fixed[3] = 200
+			jip := netip.AddrFrom4(fixed).String()
+			c.must(t, d, "network", "connect", "--alias", "j", "--ip", jip, net1, "joiner-"+c.name)
 			out = c.must(t, d, "exec", "joiner-"+c.name, "sh", "-c", "ip -o -4 addr show eth1; nc srv-"+c.name+" 8080")
-			if !strings.Contains(out, "eth1") || !strings.HasSuffix(out, "hello\n") {
+			if !strings.Contains(out, " "+jip+"/24") || !strings.HasSuffix(out, "hello\n") {
 				t.Errorf("after connect:\n%s", out)
 			}
 			refused(t, c, 1, "endpoint with name joiner-"+c.name+" already exists in network "+net1, "network", "connect", net1, "joiner-"+c.name)
@@ -151,7 +154,12 @@ func TestNetworkUserDefined(t *testing.T) {
 				t.Errorf("eth1 still there after disconnect:\n%s", out)
 			}
 			refused(t, c, 1, "error while removing network: network "+net1+" has active endpoints", "network", "rm", net1)
-			c.must(t, d, "rm", "-f", "srv-"+c.name, "joiner-"+c.name)
+			// A renamed container answers to its new name.
+			c.must(t, d, "rename", "srv-"+c.name, "renamed-"+c.name)
+			if out := c.must(t, d, "run", "--rm", "--network", net1, testImage, "nslookup", "renamed-"+c.name); !strings.Contains(out, "Address: "+ip) {
+				t.Errorf("nslookup after rename:\n%s", out)
+			}
+			c.must(t, d, "rm", "-f", "renamed-"+c.name, "joiner-"+c.name)
 			if out := c.must(t, d, "network", "rm", net1); out != net1+"\n" {
 				t.Errorf("network rm: %q", out)
 			}
