@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/network/dns"
 	"github.com/berth-dev/berth/internal/network/ipam"
@@ -114,6 +116,8 @@ type Manager struct {
 	nat   *nat.Table
 	dns   *dns.Server
 	ports map[string][]*nat.Reservation // by container ID
+	// detaching counts the veth deletions ReleaseAll left running.
+	detaching sync.WaitGroup
 }
 
 type stateFile struct {
@@ -656,6 +660,8 @@ func (m *Manager) disconnectLocked(ctx context.Context, n *NetworkInfo, containe
 	delete(m.ports, tag)
 	if detach {
 		errs = append(errs, Detach(ctx, n.ID, containerID))
+	} else {
+		m.detachLater(n.ID, containerID)
 	}
 	errs = append(errs, m.ipam.Release(n.ID, ep.Address.Addr()))
 	delete(n.Endpoints, containerID)
@@ -671,12 +677,29 @@ func (m *Manager) DisconnectAll(ctx context.Context, containerID string) error {
 
 // ReleaseAll is DisconnectAll for a container whose network namespace the
 // caller deletes next (a container's exit): DNS, published ports and
-// addresses go now, but the veth pairs are left to the kernel, which
-// deletes them when the namespace is freed, in the background. Deleting
-// each veth here waits for an RCU grace period (≈10–20 ms per endpoint,
-// most of a container's networking cost) on the exit path.
+// addresses go now, the veth pairs are deleted in the background. Deleting
+// a veth waits for an RCU grace period (≈10–20 ms per endpoint, most of a
+// container's networking cost), which the exit path no longer waits for.
+// (The kernel would delete them with the namespace too, but its netns
+// cleanup is one queue for the whole host and takes from milliseconds to a
+// minute when other namespaces are being destroyed.)
 func (m *Manager) ReleaseAll(ctx context.Context, containerID string) error {
 	return m.disconnectAll(ctx, containerID, false)
+}
+
+// detachLater deletes a container's host-side veth on a goroutine. The link
+// is found now and deleted by its index, so a veth of the same name made
+// meanwhile (the container started again) is never the one deleted.
+func (m *Manager) detachLater(network, containerID string) {
+	l, err := netlink.LinkByName(HostVethName(containerID, network))
+	if err != nil {
+		return
+	}
+	m.detaching.Add(1)
+	go func() {
+		defer m.detaching.Done()
+		_ = netlink.LinkDel(l) // gone already with its namespace: fine
+	}()
 }
 
 func (m *Manager) disconnectAll(ctx context.Context, containerID string, detach bool) error {
@@ -755,6 +778,7 @@ func (m *Manager) DNS() *dns.Server { return m.dns }
 // Close stops the DNS listeners and releases port reservations; bridges,
 // veths and rules stay (live restore). Re-Open and Restore take over.
 func (m *Manager) Close() error {
+	m.detaching.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dns.Close()
