@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/memtrim"
 	"github.com/berth-dev/berth/internal/supervisor"
 )
 
@@ -234,6 +235,7 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		log.Info("API listening", "addr", h)
 		go func() { errc <- srv.Serve(ln) }()
 	}
+	go memtrim.Loop(ctx, log)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -316,6 +318,7 @@ func newSuperviseCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			go memtrim.Loop(ctx, log)
 			return srv.Run(ctx)
 		},
 	}
