@@ -14,13 +14,19 @@ import (
 // everything below it when it is a directory, as "rename/...". It is what
 // docker cp sends out of a container; the format is Tar's (nothing
 // translated, mtimes in whole seconds). A rename of "." gives "./" and
-// "./child" entries, docker's form for "the content of".
+// "./child" entries, docker's form for "the content of"; "/" gives "/"
+// and "/child", as docker's copy of a container's root.
 func TarEntry(ctx context.Context, dirfd int, base, rename string, w io.Writer) error {
 	t := &tarWalker{ctx: ctx}
 	defer t.close()
 	t.start(w)
 	e := dirEnt{base: base, name: strings.TrimSuffix(rename, "/"), key: base}
-	if e.name == "" {
+	switch e.name {
+	case "":
+		if rename == "/" {
+			e.name = "/" // "/", "/bin/", …: docker's names for a copy of "/"
+			break
+		}
 		e.name = "."
 	}
 	if err := unix.Fstatat(dirfd, base, &e.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {

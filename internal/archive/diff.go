@@ -136,7 +136,7 @@ func (t *tarWalker) walk(fd int, rel string) error {
 		e := &ents[i]
 		e.base, e.name = n, n
 		if rel != "" {
-			e.name = rel + "/" + n
+			e.name = strings.TrimSuffix(rel, "/") + "/" + n
 		}
 		if err := unix.Fstatat(fd, n, &e.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("%q: %w", e.name, classify(err))
@@ -200,7 +200,9 @@ func (t *tarWalker) entry(dirfd int, e *dirEnt) error {
 		return nil // sockets do not travel in tars (docker skips them too)
 	case unix.S_IFDIR:
 		hdr.Typeflag = tar.TypeDir
-		hdr.Name += "/"
+		if !strings.HasSuffix(hdr.Name, "/") { // "/" itself (TarEntry)
+			hdr.Name += "/"
+		}
 	case unix.S_IFREG:
 		if st.Nlink > 1 {
 			key := devIno{uint64(st.Dev), st.Ino}

@@ -56,9 +56,16 @@ func (v *ctrFS) statIn(p string) (container.PathStat, *os.File, string, error) {
 	var d *os.File
 	var err error
 	if base == "" || base == "." {
-		d, err = v.open(abs, unix.O_PATH)
+		// A trailing "/" or "/." means a directory (docker: lstat's
+		// ENOTDIR, worded without the host path).
+		d, err = v.open(abs, unix.O_PATH|unix.O_DIRECTORY)
 		if err == nil {
 			err = unix.Fstat(int(d.Fd()), &st)
+		} else if errors.Is(err, unix.ENOTDIR) && abs != "/" {
+			if f, ferr := v.open(path.Dir(abs), unix.O_PATH); ferr == nil {
+				f.Close()
+				return container.PathStat{}, nil, "", fmt.Errorf("lstat %s: not a directory: %w", abs, errdefs.ErrInvalidArgument)
+			}
 		}
 		base = ""
 	} else {
@@ -159,9 +166,6 @@ func (e *Engine) ArchivePath(ctx context.Context, ref, p string, header func(con
 			base = "."
 		}
 		name := st.Name
-		if name == "/" {
-			name = "."
-		}
 		w := header(st)
 		e.mu.Lock()
 		if c, ok := e.byID[v.c.ID]; ok {

@@ -43,6 +43,17 @@ func TestCopyCLI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(host, "content", "x")); err != nil {
 		t.Fatalf("berth cp of dir/.: %v", err)
 	}
+	// The whole root, through both CLIs.
+	for _, bin := range []string{"berth", "docker"} {
+		dst := filepath.Join(host, "root-"+bin)
+		r := d.berth("cp", "c1:/", dst)
+		if bin == "docker" {
+			r = d.docker("cp", "c1:/", dst)
+		}
+		if _, err := os.Stat(filepath.Join(dst, "srv", "d", "x")); r.code != 0 || err != nil {
+			t.Errorf("%s cp c1:/: exit %d %s, %v", bin, r.code, r.err, err)
+		}
+	}
 	// The same tar bytes as docker's CLI.
 	if out := same(t, d, "cp", "c1:/srv/d", "-"); !strings.Contains(out, "in-ctr") {
 		t.Fatalf("berth cp to -: %q", out)

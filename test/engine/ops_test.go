@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -146,6 +147,15 @@ func TestCopy(t *testing.T) {
 	_, errOut, code := d.docker("cp", filepath.Join(host, "f.txt"), "c1:/escape/planted")
 	if _, err := os.Stat(filepath.Join(outside, "planted")); err == nil {
 		t.Fatalf("a file was planted on the host through a symlink (exit %d, %q)", code, errOut)
+	}
+	// The whole root: docker's names start with "/".
+	names := tarNames(t, d.mustDocker("cp", "c1:/", "-"))
+	if len(names) < 10 || names[0] != "/" || !slices.Contains(names, "/bin/busybox") || !slices.Contains(names, "/srv/dir/a") {
+		t.Fatalf("tar of /: %v…", names[:min(len(names), 5)])
+	}
+	// A trailing slash asks for a directory.
+	if _, errOut, code := d.docker("cp", "c1:/srv/dir/a/", "-"); code == 0 || !strings.Contains(errOut, "not a directory") {
+		t.Errorf("cp of a file with a trailing slash: exit %d, %q", code, errOut)
 	}
 	// The link itself is reported as a link (the CLI follows it with -L).
 	out = d.mustDocker("cp", "c1:/srv/link", "-")
