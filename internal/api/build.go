@@ -133,6 +133,7 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	opts.Hidden = bc.Hidden
 	js := newJSONStream(w)
 	var out io.Writer = streamWriter{js}
 	quiet := boolParam(r, "q")

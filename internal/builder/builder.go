@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -115,6 +116,9 @@ type Options struct {
 	Platform string
 	// NetworkMode of RUN steps: "" (a private network namespace) or "host".
 	NetworkMode string
+	// Hidden are context paths removed once the Dockerfile is read (the
+	// Dockerfile and .dockerignore when .dockerignore excludes them).
+	Hidden []string
 }
 
 // Result is a finished build.
@@ -292,7 +296,12 @@ func (bd *build) parse() error {
 	defer f.Close()
 	ast, err := parser.Parse(f)
 	if err != nil {
-		return fmt.Errorf("%s: %w", parseErrorText(err), errdefs.ErrInvalidArgument)
+		return fmt.Errorf("failed to parse Dockerfile: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	for _, h := range bd.opts.Hidden {
+		if err := os.Remove(filepath.Join(bd.ctxDir, filepath.FromSlash(h))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("build context: %w", err)
+		}
 	}
 	bd.lex = shell.NewLex(ast.EscapeToken)
 	stages, metaArgs, err := instructions.Parse(ast.AST, nil)

@@ -234,6 +234,9 @@ func resolveSources(root, p string, cs copySpec) ([]source, error) {
 		}
 		fi, err := os.Stat(real)
 		if err != nil {
+			if cs.from != "" {
+				return nil, cs.fail("stat %s: file does not exist", strings.TrimPrefix(m, "/"))
+			}
 			return nil, cs.fail("file not found in build context or excluded by .dockerignore: stat %s: file does not exist", strings.TrimPrefix(m, "/"))
 		}
 		src := source{path: real, base: path.Base(m), isDir: fi.IsDir(), mode: fi.Mode(), mtime: fi.ModTime()}

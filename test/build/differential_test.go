@@ -63,6 +63,7 @@ func TestDifferential(t *testing.T) {
 	ids := regexp.MustCompile(`\b[0-9a-f]{12}\b`)
 	lineRef := regexp.MustCompile(`dockerfile line [0-9]+: `)
 	suggestion := regexp.MustCompile(` \(did you mean [^)]*\?\)`)
+	oldFlag := regexp.MustCompile(`Unknown flag: (\S+)`) // dockerd 20.10's older parser
 	// normalize masks IDs and drops what differs by design: the context
 	// size, the CLI's deprecation notice, and the intermediate-container
 	// lines (dockerd 20.10 ran one for every instruction; docker 23+ and
@@ -82,6 +83,7 @@ func TestDifferential(t *testing.T) {
 			l = lineRef.ReplaceAllString(l, "")
 			l = strings.Replace(l, "parse error line ", "parse error on line ", 1)
 			l = suggestion.ReplaceAllString(l, "")
+			l = oldFlag.ReplaceAllString(l, "unknown flag: --$1")
 			out = append(out, ids.ReplaceAllString(l, "<id>"))
 		}
 		return strings.Join(out, "\n")
@@ -117,6 +119,13 @@ func TestDifferential(t *testing.T) {
 		{"badexpose", map[string]string{"Dockerfile": "FROM busybox\nEXPOSE 80/foo\n"}, nil, nil},
 		{"copydir", map[string]string{"Dockerfile": "FROM busybox\nCOPY d /d\nCOPY d/ /e/\nCOPY d/sub/f /g\nCOPY d /existing/\nCOPY d/sub/f /tmp\n", "d/sub/f": "f", "d/top": "t"}, nil,
 			[]string{"find /d /e /g /existing /tmp/f | sort | xargs stat -c '%n %a %u:%g'"}},
+		{"more", map[string]string{"Dockerfile": "FROM busybox AS first\nRUN echo first > /first\nFROM busybox\nCOPY --from=0 /first /f0\nCOPY --from=busybox /bin/sh /bb\nCOPY --from=busybox /nope /x\nADD a.tar /untarred/\nADD a.tar /kept.tar\nENV X=${UNSET:-dflt} Y=${X:+set}\nARG Z=arg\nENV Z=env\nRUN echo $X $Y $Z > /env\nWORKDIR /w/$X\nHEALTHCHECK --interval=1s --timeout=1s --start-period=2s --retries=2 CMD [\"true\"]\nCMD [\"sh\"]\nENTRYPOINT [\"env\"]\n",
+			"a.tar": string(tarOf(t, map[string]string{"in/tar.txt": "x"}, false))}, nil,
+			[]string{"cat /f0 /env && ls -R /untarred && stat -c '%n %a %s' /kept.tar /w/dflt"}},
+		{"onbuild", map[string]string{"Dockerfile": "FROM busybox\nONBUILD RUN echo trig > /trig\nCMD [\"cat\", \"/trig\"]\n"}, nil, nil},
+		{"emptydockerfile", map[string]string{"Dockerfile": "# only a comment\n"}, nil, nil},
+		{"badflag", map[string]string{"Dockerfile": "FROM busybox\nCOPY --nope=1 a b\n"}, nil, nil},
+		{"ignoreddockerfile", map[string]string{"Dockerfile": "FROM busybox\nCOPY . /c/\nRUN ls -a /c\n", ".dockerignore": "Dockerfile\n.dockerignore\n", "k": "k"}, nil, nil},
 		{"severalsources", map[string]string{"Dockerfile": "FROM busybox\nCOPY Dockerfile Dockerfile /dst\n"}, nil, nil},
 	} {
 		c.files["Dockerfile"] = base(c.files["Dockerfile"])

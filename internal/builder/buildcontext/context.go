@@ -95,9 +95,28 @@ func (m *Matcher) excluded(rel string, parent walkState) (bool, walkState, error
 	return ok, info, nil
 }
 
-// canSkipDir reports whether an excluded directory can be skipped whole:
-// only when no exclusion pattern ("!x") could bring back something below.
-func (m *Matcher) canSkipDir() bool { return m.pm == nil || !m.pm.Exclusions() }
+// canSkipDir reports whether excluded directory rel can be skipped whole:
+// only when no exclusion pattern ("!x") could bring back something below,
+// and no kept file (the Dockerfile) is below.
+func (m *Matcher) canSkipDir(rel string) bool {
+	for k := range m.keep {
+		if strings.HasPrefix(k, rel+"/") {
+			return false
+		}
+	}
+	return m.pm == nil || !m.pm.Exclusions()
+}
+
+// hidden reports whether rel is kept although the patterns exclude it:
+// docker sends such a Dockerfile or .dockerignore, reads it, and then
+// keeps it from the instructions (COPY . does not copy it).
+func (m *Matcher) hidden(rel string, parent walkState) bool {
+	if m.pm == nil || !m.keep[rel] {
+		return false
+	}
+	ok, _, err := m.pm.MatchesUsingParentResults(rel, parent)
+	return err == nil && ok
+}
 
 // Tar writes dir as a tar stream, leaving out what m excludes, the way the
 // docker CLI sends a context: paths relative to dir, uid/gid 0, mtimes
@@ -130,7 +149,7 @@ func Tar(ctx context.Context, dir string, m *Matcher, w io.Writer, extra map[str
 			infos[rel] = info
 		}
 		if skip {
-			if d.IsDir() && m.canSkipDir() {
+			if d.IsDir() && m.canSkipDir(rel) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -193,6 +212,9 @@ type Context struct {
 	// DockerfileOnly: the body was a lone Dockerfile (docker build -),
 	// written to Dir/Dockerfile; COPY has nothing to read.
 	DockerfileOnly bool
+	// Hidden are the Dockerfile and .dockerignore when .dockerignore
+	// excludes them: the builder removes them once it read the Dockerfile.
+	Hidden []string
 }
 
 // Unpack reads a build context from r into dir (which must exist and be
@@ -222,11 +244,15 @@ func Unpack(ctx context.Context, r io.Reader, dir, dockerfile string) (Context, 
 	if err != nil || len(patterns) == 0 {
 		return c, err
 	}
+	if dockerfile == "" {
+		dockerfile = DefaultDockerfile
+	}
 	m, err := NewMatcher(patterns, dockerfile)
 	if err != nil {
 		return c, err
 	}
-	return c, prune(dir, m)
+	c.Hidden, err = prune(dir, m)
+	return c, err
 }
 
 func isTar(head []byte) bool {
@@ -348,10 +374,11 @@ func noSymlinkParents(root, p string) error {
 	return nil
 }
 
-// prune removes what m excludes from an unpacked context.
-func prune(dir string, m *Matcher) error {
+// prune removes what m excludes from an unpacked context and returns the
+// kept paths the patterns exclude (Context.Hidden).
+func prune(dir string, m *Matcher) ([]string, error) {
 	infos := map[string]walkState{".": {}}
-	var victims []string
+	var victims, hidden []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -361,16 +388,20 @@ func prune(dir string, m *Matcher) error {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		skip, info, err := m.excluded(rel, infos[path.Dir(rel)])
+		parent := infos[path.Dir(rel)]
+		skip, info, err := m.excluded(rel, parent)
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
 			infos[rel] = info
 		}
+		if m.hidden(rel, parent) {
+			hidden = append(hidden, rel)
+		}
 		if skip {
 			if d.IsDir() {
-				if m.canSkipDir() {
+				if m.canSkipDir(rel) {
 					victims = append(victims, p)
 					return filepath.SkipDir
 				}
@@ -381,12 +412,12 @@ func prune(dir string, m *Matcher) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("build context: %w", err)
+		return nil, fmt.Errorf("build context: %w", err)
 	}
 	for _, v := range victims {
 		if err := os.RemoveAll(v); err != nil {
-			return fmt.Errorf("build context: %w", err)
+			return nil, fmt.Errorf("build context: %w", err)
 		}
 	}
-	return nil
+	return hidden, nil
 }

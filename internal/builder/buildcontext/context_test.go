@@ -67,6 +67,9 @@ func TestTarUnpack(t *testing.T) {
 	if err != nil || c.DockerfileOnly {
 		t.Fatal(c, err)
 	}
+	if slices.Sort(c.Hidden); !slices.Equal(c.Hidden, []string{".dockerignore", "Dockerfile"}) {
+		t.Errorf("hidden %v: the excluded Dockerfile and .dockerignore are kept for the builder only", c.Hidden)
+	}
 	if got := list(t, dst); !slices.Equal(got, want) {
 		t.Errorf("unpacked %v, want %v", got, want)
 	}
