@@ -51,13 +51,9 @@ func (e *Engine) Changes(ctx context.Context, ref string) ([]container.Filesyste
 	if err != nil {
 		return nil, err
 	}
-	w := &changeWalker{ctx: ctx, skip: slices.Clone(runtimeMountPoints)}
-	for dst := range c.HostConfig.Tmpfs {
-		w.skip = append(w.skip, path.Clean(dst))
-	}
-	for _, mp := range c.MountPoints {
-		w.skip = append(w.skip, path.Clean(mp.Destination))
-	}
+	// The container's own mount points (binds, volumes, tmpfs) made in the
+	// upper are shown, as docker shows them.
+	w := &changeWalker{ctx: ctx, skip: runtimeMountPoints}
 	for _, l := range lowers {
 		fd, err := unix.Open(l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -224,10 +224,17 @@ func (v *ctrFS) bind(b bindMount) error {
 	if err := unix.Mount(b.source, tp, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err
 	}
-	if b.ro {
-		return unix.Mount("", tp, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
+	if !b.ro {
+		return nil
 	}
-	return nil
+	// The handle still names the directory under the new mount: the
+	// remount needs the mount itself, found by resolving the path again.
+	top, err := v.open(b.dest, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	return unix.Mount("", fmt.Sprintf("/proc/self/fd/%d", top.Fd()), "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
 }
 
 // open resolves p (absolute in the container) inside the rootfs,

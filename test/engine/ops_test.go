@@ -189,6 +189,23 @@ func TestCopy(t *testing.T) {
 		t.Fatalf("file copied into the stopped container: %q", out)
 	}
 
+	// A read-only rootfs and a read-only bind refuse a copy, a writable
+	// bind takes it; the bind mount points are changes, as in docker.
+	robind := t.TempDir()
+	d.mustDocker("run", "-d", "--name", "ro", "--read-only", "-v", robind+":/rob:ro", "-v", bind+":/rwb", testImage, "sleep", "1000")
+	for dst, want := range map[string]string{"ro:/tmp": "container rootfs is marked read-only", "ro:/rob": "mounted volume is marked read-only"} {
+		if _, errOut, code := d.docker("cp", filepath.Join(host, "f.txt"), dst); code == 0 || !strings.Contains(errOut, want) {
+			t.Errorf("cp to %s: exit %d, %q", dst, code, errOut)
+		}
+	}
+	d.mustDocker("cp", filepath.Join(host, "f.txt"), "ro:/rwb/via-ro")
+	if got := readFile(t, filepath.Join(bind, "via-ro")); got != "hello cp" {
+		t.Errorf("cp into a writable bind of a read-only container: %q", got)
+	}
+	if out := d.mustDocker("diff", "ro"); sortLines(out) != "A /rob\nA /rwb" {
+		t.Errorf("diff of bind mount points: %q", out)
+	}
+
 	// A stopped container's device-backed volume is mounted for the copy:
 	// the file goes to the tmpfs, not to the directory under it.
 	if !onDocker {
