@@ -144,6 +144,9 @@ var (
 
 // TestMain removes the berth binary the end-to-end tests built.
 func TestMain(m *testing.M) {
+	if arg := os.Getenv(pullHelperEnv); arg != "" {
+		os.Exit(pullHelper(arg))
+	}
 	cleanCgroups := testutil.CgroupParents("berth", "berth-test")
 	code := m.Run()
 	cleanCgroups()
