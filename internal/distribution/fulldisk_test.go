@@ -2,8 +2,6 @@ package distribution_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/berth-dev/berth/internal/distribution"
 	"github.com/berth-dev/berth/internal/image"
-	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -59,19 +56,7 @@ func TestPullFullDisk(t *testing.T) {
 		if err != nil {
 			t.Fatalf("pull once there is room: %v", err)
 		}
-		m, err := s.View(ctx, img.Name, "check")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := snapshot.WithTempMount(ctx, m, func(root string) error {
-			b, err := os.ReadFile(filepath.Join(root, "etc/noise"))
-			if err != nil || string(b) != noise(64<<10) {
-				return fmt.Errorf("etc/noise: %d bytes, %v", len(b), err)
-			}
-			return nil
-		}); err != nil {
-			t.Error(err)
-		}
+		requireNoise(t, s, img)
 		return
 	}
 	t.Skip("no tmpfs size fits the database but not the image")
