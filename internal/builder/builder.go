@@ -474,6 +474,18 @@ func (bd *build) expand(word string, env shell.EnvGetter) (string, error) {
 	return res, nil
 }
 
+// expandRaw expands a heredoc's content: variables only, quotes and
+// backslashes kept.
+func (bd *build) expandRaw(word string, env shell.EnvGetter) (string, error) {
+	lex := *bd.lex
+	lex.RawQuotes, lex.RawEscapes = true, true
+	res, _, err := lex.ProcessWord(word, env)
+	if err != nil {
+		return "", fmt.Errorf("failed to process heredoc: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return res, nil
+}
+
 // run builds the needed stages (independent ones in parallel) and returns
 // the target.
 func (bd *build) run(ctx context.Context) (*stage, error) {

@@ -229,10 +229,16 @@ func argValues(s *stage) string {
 
 // dispatch runs one instruction of stage s.
 func (bd *build) dispatch(ctx context.Context, s *stage, c instructions.Command) error {
-	if e, ok := c.(instructions.SupportsSingleWordExpansion); ok {
-		if _, isRun := c.(*instructions.RunCommand); !isRun {
-			env := bd.stageEnv(s)
+	if _, isRun := c.(*instructions.RunCommand); !isRun {
+		env := bd.stageEnv(s)
+		if e, ok := c.(instructions.SupportsSingleWordExpansion); ok {
 			if err := e.Expand(func(w string) (string, error) { return bd.expand(w, env) }); err != nil {
+				return lineError(c.Location(), err)
+			}
+		}
+		// Heredoc contents of COPY/ADD (an unquoted delimiter expands).
+		if e, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
+			if err := e.ExpandRaw(func(w string) (string, error) { return bd.expandRaw(w, env) }); err != nil {
 				return lineError(c.Location(), err)
 			}
 		}
@@ -438,9 +444,18 @@ func (bd *build) commandLine(s *stage, c instructions.ShellDependantCmdLine) []s
 		sh = defaultShell
 	}
 	line := strings.Join(c.CmdLine, " ")
-	if len(c.Files) > 0 && len(c.CmdLine) == 1 && strings.HasPrefix(c.CmdLine[0], "<<") {
-		// A heredoc script: the shell runs its text.
+	switch {
+	case len(c.Files) > 0 && len(c.CmdLine) == 1 && strings.HasPrefix(c.CmdLine[0], "<<"):
+		// A heredoc alone is the script the shell runs.
 		line = c.Files[0].Data
+	case len(c.Files) > 0:
+		// Heredocs feeding a command: the shell reads them as written.
+		var b strings.Builder
+		b.WriteString(line)
+		for _, f := range c.Files {
+			b.WriteString("\n" + f.Data + f.Name)
+		}
+		line = b.String()
 	}
 	return append(slices.Clone(sh), line)
 }

@@ -56,8 +56,15 @@ RUN <<EOF
 echo line one > /heredoc
 echo line two >> /heredoc
 EOF
+ENV USER_NAME=world
 COPY <<EOF /etc/greeting
+hello $USER_NAME "quoted"
+EOF
+COPY <<'EOF' /etc/raw
 hello $USER_NAME
+EOF
+RUN cat <<EOF > /fed
+fed by a heredoc
 EOF
 RUN ["/bin/sh", "-c", "echo exec form > /exec"]
 SHELL ["/bin/sh", "-ec"]
@@ -79,7 +86,7 @@ CMD ["echo", "parent"]
 		"cat /web/remote.txt && stat -c '%a %Y' /web/remote.txt": "from the web\n600 1600000000\n",
 		"cat /web/checked.txt":                                   "from the web\n",
 		"cat /heredoc /exec /shell":                              "line one\nline two\nexec form\nshell=/bin/sh\n",
-		"cat /etc/greeting":                                      "hello $USER_NAME\n",
+		"cat /etc/greeting /etc/raw /fed":                        "hello world \"quoted\"\nhello $USER_NAME\nfed by a heredoc\n",
 		"ls /etc/app":                                            "a.conf\nb.conf\n",
 		"stat -c '%u:%g' /owned.conf; cat /tmp/uid":              "65534:65534\n65534\n",
 	}
