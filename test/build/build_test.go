@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +278,38 @@ func TestParallelStages(t *testing.T) {
 	}
 	if got := d.must(d.docker("run", "--rm", "par:1")).out; got != "a\nb\n" {
 		t.Errorf("run: %q", got)
+	}
+}
+
+// TestConcurrentBuilds runs the same build twice at once (same steps, so
+// the same layers and cache keys race) and a third that shares the first
+// steps: all succeed and their images run.
+func TestConcurrentBuilds(t *testing.T) {
+	d := startDaemon(t)
+	df := "FROM busybox\nRUN echo one > /one\nCOPY f /f\nRUN cat /one /f > /both\nCMD [\"cat\", \"/both\"]\n"
+	dirs := []string{
+		contextDir(t, map[string]string{"Dockerfile": df, "f": "same\n"}),
+		contextDir(t, map[string]string{"Dockerfile": df, "f": "same\n"}),
+		contextDir(t, map[string]string{"Dockerfile": df, "f": "other\n"}),
+	}
+	results := make([]result, len(dirs))
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = d.run(dir, nil, dockerCLI, "build", "-t", fmt.Sprintf("conc:%d", i), ".")
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("build %d: %s", i, r)
+		}
+	}
+	for i, want := range []string{"one\nsame\n", "one\nsame\n", "one\nother\n"} {
+		if got := d.must(d.docker("run", "--rm", fmt.Sprintf("conc:%d", i))).out; got != want {
+			t.Errorf("conc:%d: %q, want %q", i, got, want)
+		}
 	}
 }
