@@ -112,7 +112,7 @@ func (w *changeWalker) walk(fd int, dir string) (bool, error) {
 		if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return any, err
 		}
-		inLower := w.inLower(p)
+		lst, inLower := w.lowerStat(p)
 		if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
 			if inLower {
 				w.out = append(w.out, container.FilesystemChange{Path: p, Kind: container.ChangeDelete})
@@ -121,7 +121,7 @@ func (w *changeWalker) walk(fd int, dir string) (bool, error) {
 			continue
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if !inLower && w.skipped(p) {
+			if (!inLower && w.skipped(p)) || (inLower && sameMeta(&st, &lst, false)) {
 				continue
 			}
 			w.out = append(w.out, container.FilesystemChange{Path: p, Kind: kind(inLower)})
@@ -147,7 +147,7 @@ func (w *changeWalker) walk(fd int, dir string) (bool, error) {
 		if err != nil {
 			return any, err
 		}
-		if inLower && !changed {
+		if inLower && !changed && sameMeta(&st, &lst, true) {
 			w.out = slices.Delete(w.out, at, at+1)
 			continue
 		}
@@ -183,7 +183,7 @@ func opaque(dirfd int, name string) bool {
 // the opaque upper directory sub no longer shows.
 func (w *changeWalker) deleteLower(sub int, p string) bool {
 	seen := map[string]bool{}
-	any := false
+	var gone []string
 	for _, l := range w.lowers {
 		fd, err := openBeneath(l, p)
 		if err != nil {
@@ -195,30 +195,29 @@ func (w *changeWalker) deleteLower(sub int, p string) bool {
 			continue
 		}
 		names, _ := readNames(f)
-		slices.Sort(names)
 		for _, n := range names {
 			if seen[n] || strings.HasPrefix(n, ".wh.") {
 				continue
 			}
 			seen[n] = true
 			var st unix.Stat_t
-			if unix.Fstatat(sub, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			if unix.Fstatat(sub, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil || !w.inLower(path.Join(p, n)) {
 				continue
 			}
-			if !w.inLower(path.Join(p, n)) {
-				continue
-			}
-			w.out = append(w.out, container.FilesystemChange{Path: path.Join(p, n), Kind: container.ChangeDelete})
-			any = true
+			gone = append(gone, path.Join(p, n))
 		}
 	}
-	return any
+	slices.Sort(gone)
+	for _, g := range gone {
+		w.out = append(w.out, container.FilesystemChange{Path: g, Kind: container.ChangeDelete})
+	}
+	return len(gone) > 0
 }
 
-// inLower reports whether the image (the layers under the container) has
+// lowerStat returns the image's (the layers under the container) entry at
 // p: the topmost layer that has it or a whiteout of it decides. Lookups
 // never follow a symlink of a layer (RESOLVE_NO_SYMLINKS).
-func (w *changeWalker) inLower(p string) bool {
+func (w *changeWalker) lowerStat(p string) (unix.Stat_t, bool) {
 	dir, base := path.Split(p)
 	for _, l := range w.lowers {
 		fd, err := openBeneath(l, dir)
@@ -231,9 +230,25 @@ func (w *changeWalker) inLower(p string) bool {
 		if err != nil {
 			continue
 		}
-		return !(st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0)
+		return st, !(st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0)
 	}
-	return false
+	return unix.Stat_t{}, false
+}
+
+func (w *changeWalker) inLower(p string) bool {
+	_, ok := w.lowerStat(p)
+	return ok
+}
+
+// sameMeta compares what docker compares to call a file unchanged: type
+// and mode, owner, device, size and mtime. A copy-up without a change (a
+// hardlink made to an image file, say) keeps them all.
+func sameMeta(a, b *unix.Stat_t, dir bool) bool {
+	same := a.Mode == b.Mode && a.Uid == b.Uid && a.Gid == b.Gid && a.Rdev == b.Rdev
+	if dir {
+		return same
+	}
+	return same && a.Size == b.Size && a.Mtim.Sec == b.Mtim.Sec && (a.Mtim.Nsec == b.Mtim.Nsec || a.Mtim.Nsec == 0 || b.Mtim.Nsec == 0)
 }
 
 func openBeneath(root int, p string) (int, error) {

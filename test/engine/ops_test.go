@@ -396,6 +396,19 @@ func TestDiffExportCommit(t *testing.T) {
 	}
 }
 
+// TestDiffKinds: what overlayfs does behind docker diff's back (an opaque
+// directory replacing one of the image's, a copy-up for a hardlink or a
+// chmod, a rename, a removed directory) gives docker's lines.
+func TestDiffKinds(t *testing.T) {
+	d := startDaemon(t)
+	d.mustDocker("run", "--name", "kinds", testImage, "sh", "-c",
+		"rm -rf /usr && mkdir /usr && touch /usr/x; chmod 600 /etc/group; mv /etc/passwd /etc/pw; ln /bin/busybox /hl; mkdir -p /a/b/c; rmdir /tmp")
+	want := "A /a\nA /a/b\nA /a/b/c\nC /etc\nA /etc/pw\nC /etc/group\nD /etc/passwd\nA /hl\nD /tmp\nC /usr\nA /usr/x\nD /usr/bin\nD /usr/sbin\nD /usr/share\n"
+	if out := d.mustDocker("diff", "kinds"); sortLines(out) != sortLines(want) {
+		t.Fatalf("docker diff:\n%s\nwant (in any order):\n%s", out, want)
+	}
+}
+
 func sortLines(s string) string {
 	l := strings.Split(strings.TrimSpace(s), "\n")
 	sort.Strings(l)
