@@ -124,6 +124,7 @@ func TestOpsCLI(t *testing.T) {
 	same(t, d, "ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}")
 	same(t, d, "system", "df")
 	same(t, d, "system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Active}} {{.Size}} {{.Reclaimable}}")
+	same(t, d, "system", "df", "-v")
 	if out := d.must("system", "df", "-v"); !strings.Contains(out, "Images space usage:") || !strings.Contains(out, "snap") || !strings.Contains(out, "r1") {
 		t.Errorf("system df -v:\n%s", out)
 	}

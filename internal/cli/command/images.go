@@ -165,13 +165,13 @@ func (r *imageRow) SharedSize() string {
 	if r.img.SharedSize < 0 {
 		return "N/A"
 	}
-	return format.Size(r.img.SharedSize)
+	return units.HumanSize(float64(r.img.SharedSize)) // docker: 4 digits here
 }
 func (r *imageRow) UniqueSize() string {
 	if r.img.SharedSize < 0 {
 		return "N/A"
 	}
-	return format.Size(r.img.Size - r.img.SharedSize)
+	return units.HumanSize(float64(r.img.Size - r.img.SharedSize))
 }
 
 // MarshalJSON gives `{{json .}}` the columns, as docker does.
