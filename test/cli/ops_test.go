@@ -145,9 +145,12 @@ func TestOpsCLI(t *testing.T) {
 	}
 	// "no" is an answer: nothing happens, exit 0.
 	d.must("create", "--name", "kept", testImage, "true")
-	r := runIn(t, d, "n\n", "system", "prune")
-	if r.code != 0 || !strings.Contains(r.out, "WARNING! This will remove:\n  - all stopped containers\n") || !strings.Contains(r.out, "Are you sure you want to continue? [y/N] ") {
-		t.Errorf("system prune answered no: exit %d, %q %q", r.code, r.out, r.err)
+	for _, args := range [][]string{{"system", "prune"}, {"system", "prune", "--volumes", "-a", "--filter", "label=x"}} {
+		r := runIn(t, d, "n\n", args...)
+		k := runBinIn(t, d, dockerCLI, "n\n", args...)
+		if r != k || r.code != 0 || !strings.Contains(r.out, "WARNING! This will remove:\n  - all stopped containers\n") {
+			t.Errorf("%v answered no:\nberth  %d %q %q\ndocker %d %q %q", args, r.code, r.out, r.err, k.code, k.out, k.err)
+		}
 	}
 	mustOut(t, d, "kept\n", "ps", "-a", "--format", "{{.Names}}")
 	out = d.must("system", "prune", "-a", "-f", "--volumes")
