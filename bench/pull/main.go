@@ -57,6 +57,8 @@ func main() {
 	wipe := flag.String("wipe", string(wipeFresh), "how stores are emptied between runs: fresh (a new store per run, all deleted at the end) or delete (each tool removes the image its own way)")
 	keep := flag.Bool("keep", false, "keep the stores at the end (to delete later, away from a measurement)")
 	settle := flag.Duration("settle", 2*time.Second, "pause after each sync, before each timed pull")
+	berthMode := flag.String("berth", "daemon", "how berth pulls: daemon (`berth pull` against a private `berth daemon`) or inproc (the packages in this process)")
+	berthBin := flag.String("berth-bin", "", "the berth binary (for -berth daemon)")
 	flag.Parse()
 	mode := wipeMode(*wipe)
 	if mode != wipeFresh && mode != wipeDelete {
@@ -145,9 +147,26 @@ func main() {
 		}
 		os.RemoveAll(runRoot)
 	})
-	bp := &berthPeer{dir: filepath.Join(runRoot, "berth"), ref: ref, mode: mode, verbose: *verbose}
-	atExit(bp.close)
-	pullers := []puller{bp}
+	var pullers []puller
+	var bd *berthDaemonPeer
+	switch *berthMode {
+	case "inproc":
+		bp := &berthPeer{dir: filepath.Join(runRoot, "berth"), ref: ref, mode: mode, verbose: *verbose}
+		atExit(bp.close)
+		pullers = append(pullers, bp)
+	case "daemon":
+		var err error
+		bd, err = newBerthDaemonPeer(ctx, *berthBin, filepath.Join(runRoot, "berth"), ref, mode)
+		if bd != nil {
+			atExit(bd.close)
+		}
+		if err != nil {
+			die(err)
+		}
+		pullers = append(pullers, bd)
+	default:
+		die(fmt.Errorf("-berth: want daemon or inproc, got %q", *berthMode))
+	}
 	for _, name := range strings.Split(*peers, ",") {
 		var p puller
 		var err error
@@ -196,7 +215,11 @@ func main() {
 			}
 			times[i] = append(times[i], time.Since(t0).Seconds())
 			if i == 0 {
-				berthCPU = append(berthCPU, cpuTime()-cpu0)
+				if bd != nil {
+					berthCPU = append(berthCPU, bd.lastCPU)
+				} else {
+					berthCPU = append(berthCPU, cpuTime()-cpu0)
+				}
 			}
 			if *verbose {
 				fmt.Printf("run %d: %s %.2f s\n", run, p.name(), times[i][run])
@@ -212,7 +235,7 @@ func main() {
 	for i, p := range pullers {
 		fmt.Printf("%-7s pull, cold:   %.2f s (%v)\n", p.name(), median(times[i]), round(times[i]))
 	}
-	fmt.Printf("berth CPU per pull:   %.2f s user+system (%v)\n", median(berthCPU), round(berthCPU))
+	fmt.Printf("berth CPU per pull:   %.2f s user+system of the %s (%v)\n", median(berthCPU), map[bool]string{true: "daemon", false: "process"}[bd != nil], round(berthCPU))
 	fmt.Printf("berth / (download + gunzip) = %.2f (target <= 1.5)\n", b/(d+g))
 	for i, p := range pullers[1:] {
 		fmt.Printf("%s / berth = %.2f (target >= 3)\n", p.name(), median(times[i+1])/b)

@@ -6,7 +6,11 @@
 # store goes below $CACHE too, so all tools write to the same filesystem.
 #
 #   bench/pull/run.sh [-runs N] [-peers docker,podman] [-wipe fresh|delete]
-#                     [-settle 2s] [-v] [-cpuprofile FILE]
+#                     [-settle 2s] [-v] [-cpuprofile FILE] [-berth daemon|inproc]
+#
+# berth pulls with `berth pull -q` against a private `berth daemon` (own root,
+# socket, bridge and nftables table), as docker pulls through dockerd;
+# -berth inproc drives the packages inside the benchmark process instead.
 #
 # Run as root. Wait for a quiet machine (load1 < 0.5): the measurement is
 # CPU-bound. On this VM's unjournalled ext4, creating many files right after
@@ -34,8 +38,9 @@ if [ -n "$missing" ]; then
 fi
 links_before=$(ip -o link | awk -F': ' '{print $2}' | sort)
 go build -o "${TMPDIR:-/tmp}/berth-bench-pull" ./bench/pull
+CGO_ENABLED=0 go build -o "${TMPDIR:-/tmp}/berth-bench-pull-berth" ./cmd/berth
 rc=0
-"${TMPDIR:-/tmp}/berth-bench-pull" -cache "$CACHE" "$@" || rc=$?
+"${TMPDIR:-/tmp}/berth-bench-pull" -cache "$CACHE" -berth-bin "${TMPDIR:-/tmp}/berth-bench-pull-berth" "$@" || rc=$?
 # The private dockerd runs with "bridge": "none" and "iptables": false, and
 # podman only pulls: neither should leave a link behind. Say so if one did.
 links_after=$(ip -o link | awk -F': ' '{print $2}' | sort)
