@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	buildtypes "github.com/moby/moby/api/types/build"
@@ -91,6 +92,20 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 		Platform:    q.Get("platform"),
 		NetworkMode: q.Get("networkmode"),
 	}
+	for name, dst := range map[string]*int64{
+		"memory": &opts.Limits.Memory, "memswap": &opts.Limits.MemorySwap, "cpushares": &opts.Limits.CPUShares,
+		"cpuquota": &opts.Limits.CPUQuota, "cpuperiod": &opts.Limits.CPUPeriod, "shmsize": &opts.Limits.ShmSize,
+	} {
+		if v := q.Get(name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				s.writeErr(w, badParam("invalid %s %q", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	opts.Limits.CpusetCpus, opts.Limits.CpusetMems = q.Get("cpusetcpus"), q.Get("cpusetmems")
 	switch opts.NetworkMode {
 	case "", "default", "bridge", "none":
 		opts.NetworkMode = ""

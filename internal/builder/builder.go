@@ -119,6 +119,14 @@ type Options struct {
 	// Hidden are context paths removed once the Dockerfile is read (the
 	// Dockerfile and .dockerignore when .dockerignore excludes them).
 	Hidden []string
+	// Limits apply to every RUN container (docker build --memory, ...).
+	Limits Limits
+}
+
+// Limits are RUN containers' resource limits, as docker run's flags.
+type Limits struct {
+	Memory, MemorySwap, CPUShares, CPUQuota, CPUPeriod, ShmSize int64
+	CpusetCpus, CpusetMems                                      string
 }
 
 // Result is a finished build.

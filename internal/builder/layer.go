@@ -188,8 +188,11 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 				return err
 			}
 		}
+		l := bd.opts.Limits
 		so := spec.Options{
 			Rootfs: rootfs, Args: args, Env: env, Cwd: cfg.WorkingDir, User: cfg.User, NetworkMode: network,
+			Memory: l.Memory, MemorySwap: l.MemorySwap, CPUShares: l.CPUShares, CPUQuota: l.CPUQuota,
+			CPUPeriod: l.CPUPeriod, ShmSize: l.ShmSize, CpusetCpus: l.CpusetCpus, CpusetMems: l.CpusetMems,
 		}
 		for _, m := range mounts {
 			so.Mounts = append(so.Mounts, m.spec)

@@ -139,6 +139,14 @@ func TestInputs(t *testing.T) {
 			t.Errorf("docker 20.10 CLI without DOCKER_BUILDKIT: %s", r)
 		}
 	}
+	// Resource limits reach the RUN containers.
+	limits := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null > /limit; true\n"})
+	for _, cli := range []string{dockerCLI, binary(t)} {
+		d.must(d.run(limits, nil, cli, "build", "--no-cache", "--memory", "64m", "-t", "in:limits", "."))
+		if got := d.must(d.docker("run", "--rm", "in:limits", "cat", "/limit")).out; got != "67108864\n" {
+			t.Errorf("%s build --memory 64m: the RUN saw %q", cli, got)
+		}
+	}
 	for _, cli := range []string{dockerCLI, binary(t)} {
 		r = d.must(d.runIn(dir, strings.NewReader("FROM busybox\nCOPY data.txt /d\n"), nil, cli, "build", "-f", "-", "-t", "in:stdinfile", "."))
 		if got := d.must(d.docker("run", "--rm", "in:stdinfile", "cat", "/d")).out; got != "data\n" {

@@ -29,6 +29,10 @@ type buildOptions struct {
 	platform, network       string
 	noCache, pull, quiet    bool
 	rm, forceRm             bool
+	// RUN containers' limits.
+	memory, memorySwap, shmSize    string
+	cpuShares, cpuQuota, cpuPeriod int64
+	cpusetCpus, cpusetMems         string
 }
 
 // buildCommand is `berth build` (docker's classic builder protocol): the
@@ -55,6 +59,14 @@ func (c *CLI) buildCommand() *cobra.Command {
 	f.StringVar(&o.network, "network", "default", "Set the networking mode for the RUN instructions during build")
 	f.BoolVar(&o.rm, "rm", true, "Remove intermediate containers after a successful build")
 	f.BoolVar(&o.forceRm, "force-rm", false, "Always remove intermediate containers")
+	f.StringVarP(&o.memory, "memory", "m", "", "Memory limit")
+	f.StringVar(&o.memorySwap, "memory-swap", "", `Swap limit equal to memory plus swap: -1 to enable unlimited swap`)
+	f.StringVar(&o.shmSize, "shm-size", "", `Size of "/dev/shm"`)
+	f.Int64VarP(&o.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight)")
+	f.Int64Var(&o.cpuQuota, "cpu-quota", 0, "Limit the CPU CFS (Completely Fair Scheduler) quota")
+	f.Int64Var(&o.cpuPeriod, "cpu-period", 0, "Limit the CPU CFS (Completely Fair Scheduler) period")
+	f.StringVar(&o.cpusetCpus, "cpuset-cpus", "", "CPUs in which to allow execution (0-3, 0,1)")
+	f.StringVar(&o.cpusetMems, "cpuset-mems", "", "MEMs in which to allow execution (0-3, 0,1)")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
 		return c.build(ctx, args[0], o)
 	})
@@ -66,6 +78,24 @@ func (c *CLI) build(ctx context.Context, contextArg string, o buildOptions) erro
 		Tags: o.tags, Target: o.target, NoCache: o.noCache, PullParent: o.pull, SuppressOutput: o.quiet,
 		NetworkMode: o.network, Remove: o.rm, ForceRemove: o.forceRm,
 		BuildArgs: map[string]*string{}, Labels: map[string]string{},
+	}
+	opts.CPUShares, opts.CPUQuota, opts.CPUPeriod = o.cpuShares, o.cpuQuota, o.cpuPeriod
+	opts.CPUSetCPUs, opts.CPUSetMems = o.cpusetCpus, o.cpusetMems
+	for flag, v := range map[string]struct {
+		s   string
+		dst *int64
+	}{"memory": {o.memory, &opts.Memory}, "memory-swap": {o.memorySwap, &opts.MemorySwap}, "shm-size": {o.shmSize, &opts.ShmSize}} {
+		switch {
+		case v.s == "":
+		case v.s == "-1" && flag == "memory-swap":
+			*v.dst = -1
+		default:
+			n, err := units.RAMInBytes(v.s)
+			if err != nil {
+				return &StatusError{Code: 125, Message: fmt.Sprintf("invalid argument %q for \"--%s\" flag: %v", v.s, flag, err)}
+			}
+			*v.dst = n
+		}
 	}
 	for _, a := range o.buildArgs {
 		k, v, ok := strings.Cut(a, "=")
