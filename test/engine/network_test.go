@@ -338,3 +338,45 @@ func TestNetworkRestore(t *testing.T) {
 	c.must(t, d, "rm", "kept")
 	c.must(t, d, "network", "rm", "keep")
 }
+
+// TestNetworkMulti: a container on two networks (--network twice), an
+// internal network without a default route, and a stopped container
+// connected to a network joins it at its start.
+func TestNetworkMulti(t *testing.T) {
+	berthOnly(t, netOnly)
+	d := startDaemon(t)
+	for _, c := range d.clis() {
+		t.Run(c.name, func(t *testing.T) {
+			subA := nettest.FreeSubnet(t)
+			subB := nettest.FreeSubnet(t, subA)
+			inner, outer := "inner-"+c.name, "outer-"+c.name
+			c.must(t, d, "network", "create", "--internal", "--subnet", subA.String(), inner)
+			c.must(t, d, "network", "create", "--subnet", subB.String(), outer)
+			if out := c.must(t, d, "network", "inspect", "-f", "{{.Internal}}", inner); out != "true\n" {
+				t.Errorf("inspect Internal: %q", out)
+			}
+			out := c.must(t, d, "run", "--rm", "--network", outer, "--network", inner, testImage, "sh", "-c",
+				"ip -o -4 addr show eth0; ip -o -4 addr show eth1; ip route | grep default")
+			gwB := subB.Addr().Next().String()
+			if !strings.Contains(out, "eth0    inet "+subB.Addr().String()[:len(subB.Addr().String())-1]) ||
+				!strings.Contains(out, "eth1    inet "+subA.Addr().String()[:len(subA.Addr().String())-1]) ||
+				!strings.Contains(out, "default via "+gwB+" dev eth0") {
+				t.Errorf("two networks:\n%s", out)
+			}
+			if out := c.must(t, d, "run", "--rm", "--network", inner, testImage, "sh", "-c", "ip route | grep default || true"); out != "" {
+				t.Errorf("internal network has a default route: %q", out)
+			}
+			name := "later-" + c.name
+			c.must(t, d, "create", "--name", name, testImage, "sleep", "300")
+			c.must(t, d, "network", "connect", outer, name)
+			c.must(t, d, "start", name)
+			nets := c.must(t, d, "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}", name)
+			if !strings.Contains(nets, "bridge=1") || !strings.Contains(nets, outer+"="+subB.Addr().String()[:len(subB.Addr().String())-1]) {
+				t.Errorf("connected while stopped, then started: %q", nets)
+			}
+			c.must(t, d, "rm", "-f", name)
+			c.must(t, d, "network", "rm", inner, outer)
+			noVeths(t, d, "after rm")
+		})
+	}
+}

@@ -53,7 +53,7 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.StringVar(&o.Restart, "restart", "no", "Restart policy to apply when a container exits")
 	f.BoolVar(init, "init", false, "Run an init inside the container that forwards signals and reaps processes")
 	f.BoolVar(&o.Rm, "rm", false, "Automatically remove the container and its associated anonymous volumes when it exits")
-	f.StringVar(&o.Network, "network", "", "Connect a container to a network")
+	f.StringArrayVar(&o.Networks, "network", nil, "Connect a container to a network")
 	f.StringArrayVar(&o.Aliases, "network-alias", nil, "Add network-scoped alias for the container")
 	f.StringVar(&o.IP, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
 	f.StringArrayVar(&o.AddHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")

@@ -46,7 +46,9 @@ type Options struct {
 	Init        bool
 	initSet     bool
 	Rm          bool
-	Network     string
+	// Networks is --network, repeatable: the first is the network mode,
+	// the others are joined too (API 1.44+).
+	Networks     []string
 	Privileged  bool
 	Hostname    string
 	StopSignal  string
@@ -164,7 +166,7 @@ func (o *Options) Build(args []string) (Config, error) {
 		ReadonlyRootfs: o.ReadOnly,
 		AutoRemove:     o.Rm,
 		Privileged:     o.Privileged,
-		NetworkMode:    container.NetworkMode(o.Network),
+		NetworkMode:    container.NetworkMode(o.network()),
 		ConsoleSize:    o.ConsoleSize,
 	}
 	if hc.NetworkMode == "" {
@@ -252,7 +254,7 @@ func (o *Options) networking(hc *container.HostConfig) (*network.NetworkingConfi
 		}
 		hc.ExtraHosts = append(hc.ExtraHosts, name+":"+ip)
 	}
-	if len(o.Aliases) == 0 && o.IP == "" {
+	if len(o.Aliases) == 0 && o.IP == "" && len(o.Networks) < 2 {
 		return nil, nil
 	}
 	es := &network.EndpointSettings{Aliases: o.Aliases}
@@ -263,7 +265,22 @@ func (o *Options) networking(hc *container.HostConfig) (*network.NetworkingConfi
 		}
 		es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
 	}
-	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{string(hc.NetworkMode): es}}, nil
+	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{string(hc.NetworkMode): es}}
+	for _, n := range o.Networks[min(1, len(o.Networks)):] {
+		if _, dup := nc.EndpointsConfig[n]; dup {
+			return nil, fmt.Errorf("network %q is specified multiple times", n)
+		}
+		nc.EndpointsConfig[n] = &network.EndpointSettings{}
+	}
+	return nc, nil
+}
+
+// network is the network mode: the first --network.
+func (o *Options) network() string {
+	if len(o.Networks) == 0 {
+		return ""
+	}
+	return o.Networks[0]
 }
 
 func (o *Options) env() ([]string, error) { return Env(o.EnvFiles, o.Env) }
