@@ -48,18 +48,18 @@ type Options struct {
 	Rm          bool
 	// Networks is --network, repeatable: the first is the network mode,
 	// the others are joined too (API 1.44+).
-	Networks     []string
-	Privileged  bool
-	Hostname    string
-	StopSignal  string
-	Tty         bool
-	Stdin       bool
-	Detach      bool
-	DetachKeys  string // read by the CLI, not sent
-	Pull        string // missing (default), always or never: read by the CLI
-	Publish     []string
-	PublishAll  bool
-	Expose      []string
+	Networks   []string
+	Privileged bool
+	Hostname   string
+	StopSignal string
+	Tty        bool
+	Stdin      bool
+	Detach     bool
+	DetachKeys string // read by the CLI, not sent
+	Pull       string // missing (default), always or never: read by the CLI
+	Publish    []string
+	PublishAll bool
+	Expose     []string
 	// Networking: --network-alias, --ip, --add-host, --dns, --dns-search,
 	// --dns-option, --domainname.
 	Aliases    []string
