@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/internal/builder/cache"
 	"github.com/berth-dev/berth/internal/content"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 var defaultShell = []string{"/bin/sh", "-c"}
@@ -169,19 +170,7 @@ func (bd *build) imageState(ctx context.Context, s *stage, ref string) (state, e
 	// A base without a history entry per layer (imported, hand-made)
 	// gets placeholders first, so the history stays in step with the
 	// layers the build adds (podman and others check that it is).
-	nonEmpty := 0
-	for _, h := range st.cfg.History {
-		if !h.EmptyLayer {
-			nonEmpty++
-		}
-	}
-	if missing := len(st.cfg.RootFS.DiffIDs) - nonEmpty; missing > 0 {
-		pad := make([]v1.History, missing)
-		for i := range pad {
-			pad[i] = v1.History{Created: st.cfg.Created, Comment: "base layer without history"}
-		}
-		st.cfg.History = append(pad, st.cfg.History...)
-	}
+	st.cfg.History = image.PadHistory(st.cfg.History, len(st.cfg.RootFS.DiffIDs), st.cfg.Created)
 	// Normalise through our own encoding, so a clone is exact.
 	return st, st.seal()
 }

@@ -61,7 +61,7 @@ func (s *Service) AppendLayer(ctx context.Context, name, base string, full docke
 	if hist.Created == nil {
 		hist.Created = cfg.Created
 	}
-	cfg.History = append(slices.Clone(r.Image.History), hist)
+	cfg.History = append(PadHistory(slices.Clone(r.Image.History), len(r.Layers), r.Image.Created), hist)
 	if cfg.OS == "" {
 		p := s.platform
 		if base != "" {
@@ -89,4 +89,26 @@ func (s *Service) AppendLayer(ctx context.Context, name, base string, full docke
 		return Image{}, err
 	}
 	return s.Create(ctx, name, target)
+}
+
+// PadHistory returns h with placeholder entries in front when it has
+// fewer non-empty entries than the image has layers (an imported or
+// hand-made image): history and layers stay in step once layers are
+// added on top (docker history, podman and others pair them in order).
+func PadHistory(h []v1.History, layers int, created *time.Time) []v1.History {
+	nonEmpty := 0
+	for _, e := range h {
+		if !e.EmptyLayer {
+			nonEmpty++
+		}
+	}
+	missing := layers - nonEmpty
+	if missing <= 0 {
+		return h
+	}
+	pad := make([]v1.History, missing, missing+len(h))
+	for i := range pad {
+		pad[i] = v1.History{Created: created, Comment: "base layer without history"}
+	}
+	return append(pad, h...)
 }
