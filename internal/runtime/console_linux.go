@@ -13,23 +13,9 @@ import (
 // master to whoever listens on the console socket, as runc does, and makes
 // the slave the process's controlling terminal and stdio.
 func setupConsole(socket *os.File, size *specs.Box) error {
-	master, slavePath, err := console.NewPty()
+	slave, err := openConsole(socket, size)
 	if err != nil {
-		return fmt.Errorf("create pty: %w", err)
-	}
-	defer master.Close()
-	if size != nil {
-		if err := master.Resize(console.WinSize{Height: uint16(size.Height), Width: uint16(size.Width)}); err != nil {
-			return fmt.Errorf("set console size: %w", err)
-		}
-	}
-	rights := unix.UnixRights(int(master.Fd()))
-	if err := unix.Sendmsg(int(socket.Fd()), []byte(slavePath), rights, nil, 0); err != nil {
-		return fmt.Errorf("send pty master over console socket: %w", err)
-	}
-	slave, err := os.OpenFile(slavePath, os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		return fmt.Errorf("open pty slave %s: %w", slavePath, err)
+		return err
 	}
 	defer slave.Close()
 	for fd := 0; fd < 3; fd++ {
@@ -44,6 +30,31 @@ func setupConsole(socket *os.File, size *specs.Box) error {
 		return fmt.Errorf("set controlling terminal: %w", err)
 	}
 	return nil
+}
+
+// openConsole opens a pty in the devpts that /dev/ptmx leads to (the
+// container's, once its root is the container's), sends the master over
+// the console socket and returns the slave.
+func openConsole(socket *os.File, size *specs.Box) (*os.File, error) {
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		return nil, fmt.Errorf("create pty: %w", err)
+	}
+	defer master.Close()
+	if size != nil {
+		if err := master.Resize(console.WinSize{Height: uint16(size.Height), Width: uint16(size.Width)}); err != nil {
+			return nil, fmt.Errorf("set console size: %w", err)
+		}
+	}
+	rights := unix.UnixRights(int(master.Fd()))
+	if err := unix.Sendmsg(int(socket.Fd()), []byte(slavePath), rights, nil, 0); err != nil {
+		return nil, fmt.Errorf("send pty master over console socket: %w", err)
+	}
+	slave, err := os.OpenFile(slavePath, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open pty slave %s: %w", slavePath, err)
+	}
+	return slave, nil
 }
 
 // recvConsole receives a pty master sent over a console socket connection.

@@ -221,6 +221,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 	}
 	consoleFd := -1
+	var consoleSock *os.File // the direct init's: the thread sends the master
 	if peek.Process.Terminal && opts.ConsoleSocket != "" {
 		c, err := net.Dial("unix", opts.ConsoleSocket)
 		if err != nil {
@@ -232,8 +233,12 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			return nil, fmt.Errorf("console socket: %w", err)
 		}
 		defer f.Close()
-		consoleFd = 3 + len(extra)
-		extra = append(extra, f)
+		if direct {
+			consoleSock = f
+		} else {
+			consoleFd = 3 + len(extra)
+			extra = append(extra, f)
+		}
 	}
 
 	exe, err := r.exe()
@@ -374,7 +379,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		// namespace before the cgroup2 mount; elsewhere right before exec.
 		early := cfg.NewCgroupNS && bornInside
 		job := &directJob{conn: conn, cfg: cfg, cgw: cgw, earlyCgroupNS: early,
-			lateCgroupNS: cfg.NewCgroupNS && !early, tr: tr}
+			lateCgroupNS: cfg.NewCgroupNS && !early, console: consoleSock, tr: tr}
 		if err := d.setup(job, spec.Process, filter); err != nil {
 			return nil, err
 		}

@@ -32,11 +32,11 @@ var directJoinable = map[specs.LinuxNamespaceType]bool{
 }
 
 // directEligible reports whether the container can have a direct init: the
-// cases it does not cover (a terminal, user namespaces, hooks that run in the
+// cases it does not cover (user namespaces, hooks that run in the
 // container's namespaces, joined mount or pid namespaces, no mount
 // namespace, kernels before 5.11) keep the exec'd init.
 func directEligible(peek *specPeek) bool {
-	if os.Getenv(DirectInitEnv) == "0" || peek.Process.Terminal || !kernelAtLeast(5, 11) {
+	if os.Getenv(DirectInitEnv) == "0" || !kernelAtLeast(5, 11) {
 		return false
 	}
 	if h := peek.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer) > 0 {
@@ -93,8 +93,9 @@ type directInit struct {
 }
 
 type directResult struct {
-	path string
-	err  error
+	path  string
+	slave *os.File // the pty slave, with a terminal
+	err   error
 }
 
 // directJob is the set-up the thread does inside the child's namespaces.
@@ -102,8 +103,9 @@ type directJob struct {
 	conn          *syncConn
 	cfg           *initConfig
 	cgw           *cgroupWork
-	earlyCgroupNS bool // v2: the child unshares its cgroup namespace before the mounts
-	lateCgroupNS  bool // the child unshares it on 'G', once in its cgroup
+	earlyCgroupNS bool     // v2: the child unshares its cgroup namespace before the mounts
+	lateCgroupNS  bool     // the child unshares it on 'G', once in its cgroup
+	console       *os.File // the console socket, with a terminal
 	tr            phaseTracer
 }
 
@@ -111,7 +113,7 @@ type directJob struct {
 // stays alive, waiting for the set-up job (run), so that it can join the
 // child's namespaces: it is never unlocked and dies with its goroutine.
 func startDirect(s directSpawn) (*directInit, error) {
-	a := &directArgs{sock: int32(s.sock), fifo: int32(s.fifo), keepFDs: s.keepFDs}
+	a := &directArgs{sock: int32(s.sock), fifo: int32(s.fifo), keepFDs: s.keepFDs, passed: -1}
 	a.clone.flags = uint64(s.cloneFlags) | unix.CLONE_PIDFD
 	a.clone.pidfd = uint64(uintptr(unsafe.Pointer(&a.pidfd)))
 	a.clone.exitSignal = uint64(syscall.SIGCHLD)
@@ -176,8 +178,8 @@ func startDirect(s directSpawn) (*directInit, error) {
 		if job == nil {
 			return
 		}
-		path, err := job.run(d.pidfd)
-		d.resc <- directResult{path, err}
+		path, slave, err := job.run(d.pidfd)
+		d.resc <- directResult{path, slave, err}
 	}()
 	if err := <-started; err != nil {
 		return nil, err
@@ -192,6 +194,18 @@ func (d *directInit) setup(job *directJob, p *specs.Process, filter *seccomp.Pro
 	res := <-d.resc
 	if res.err != nil {
 		return res.err
+	}
+	if res.slave != nil {
+		// The slave goes to the child as its stdio, with the frame that
+		// carries it.
+		err := unix.Sendmsg(int(job.conn.f.Fd()), []byte{msgDirectTty, 0, 0, 0, 0}, unix.UnixRights(int(res.slave.Fd())), nil, 0)
+		res.slave.Close()
+		if err != nil {
+			return fmt.Errorf("send the terminal to init: %w", err)
+		}
+		if _, err := job.conn.expect(msgDirectAlive); err != nil {
+			return err
+		}
 	}
 	if err := job.cgw.wait(); err != nil {
 		return err
@@ -221,24 +235,24 @@ func (d *directInit) close() {
 // run is the thread's part: join the child's namespaces (its own fs
 // attributes first, so that it may join a mount namespace) and do what the
 // exec'd init does there, up to finding the executable.
-func (j *directJob) run(pidfd int) (string, error) {
+func (j *directJob) run(pidfd int) (string, *os.File, error) {
 	if _, err := j.conn.expect(msgDirectAlive); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if j.earlyCgroupNS {
 		if err := j.conn.send(msgDirectCgNS, nil); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if _, err := j.conn.expect(msgDirectAlive); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		return "", fmt.Errorf("unshare fs attributes: %w", err)
+		return "", nil, fmt.Errorf("unshare fs attributes: %w", err)
 	}
 	flags := unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
 	if err := unix.Setns(pidfd, flags); err != nil {
-		return "", fmt.Errorf("join the init's namespaces: %w", err)
+		return "", nil, fmt.Errorf("join the init's namespaces: %w", err)
 	}
 	cfg := j.cfg
 	setup := &rootfsSetup{cfg: cfg, rootfs: cfg.Rootfs, cgroupPaths: cfg.CgroupPaths,
@@ -247,28 +261,28 @@ func (j *directJob) run(pidfd int) (string, error) {
 			return j.procMount(pidfd, opts, target)
 		}}
 	if err := setup.prepare(); err != nil {
-		return "", fmt.Errorf("prepare rootfs: %w", err)
+		return "", nil, fmt.Errorf("prepare rootfs: %w", err)
 	}
 	j.tr.mark("thread", "mounts done")
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-			return "", fmt.Errorf("set hostname: %w", err)
+			return "", nil, fmt.Errorf("set hostname: %w", err)
 		}
 	}
 	if cfg.Domainname != "" {
 		if err := unix.Setdomainname([]byte(cfg.Domainname)); err != nil {
-			return "", fmt.Errorf("set domainname: %w", err)
+			return "", nil, fmt.Errorf("set domainname: %w", err)
 		}
 	}
 	if err := setup.pivot(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	// Before the read-only paths, as runc does: /proc/sys is one of them.
 	if err := writeSysctls(cfg.Sysctl); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := setup.finish(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	j.tr.mark("thread", "pivoted")
 	p := cfg.Process
@@ -276,7 +290,19 @@ func (j *directJob) run(pidfd int) (string, error) {
 	if strings.Contains(name, "/") && !filepath.IsAbs(name) {
 		name = filepath.Join(p.Cwd, name)
 	}
-	return lookPath(name, p.Env)
+	path, err := lookPath(name, p.Env)
+	if err != nil {
+		return "", nil, err
+	}
+	if !p.Terminal {
+		return path, nil, nil
+	}
+	if j.console == nil {
+		return "", nil, fmt.Errorf("process.terminal is true but no console socket was given")
+	}
+	// The pty of the container's own devpts: /dev/ptmx resolves in its root.
+	slave, err := openConsole(j.console, p.ConsoleSize)
+	return path, slave, err
 }
 
 // procMount has the child make a proc mount (it takes the pid namespace of
@@ -436,7 +462,7 @@ var directStepNames = map[uint32]string{
 	stepRlimit: "set rlimit", stepNoNewPrivs: "set no_new_privs", stepSeccomp: "load seccomp filter",
 	stepBounding: "drop bounding capabilities", stepKeepCaps: "set keepcaps", stepSetgroups: "setgroups",
 	stepSetgid: "setgid", stepSetuid: "setuid", stepCapset: "set capabilities", stepChdir: "chdir",
-	stepWaitStart: "wait for start", stepCloseFDs: "close fds", stepExec: "exec",
+	stepWaitStart: "wait for start", stepCloseFDs: "close fds", stepExec: "exec", stepTty: "set up the terminal",
 }
 
 // directErrorText turns the child's binary error report into a message.

@@ -32,6 +32,7 @@ const (
 	msgDirectFd    = 'p'
 	msgDirectGo    = 'G'
 	msgDirectCgNS  = 'C' // child: unshare the cgroup namespace now, answer 'a'
+	msgDirectTty   = 'T' // carries the pty slave (SCM_RIGHTS): the child's stdio and controlling terminal
 	msgDirectError = 'E'
 )
 
@@ -56,6 +57,7 @@ const (
 	stepWaitStart
 	stepCloseFDs
 	stepExec
+	stepTty
 )
 
 const maxDirectJoins = 4
@@ -95,7 +97,9 @@ type directArgs struct {
 	proc    [8]byte  // "proc\x00"
 	name    [16]byte // "berth-init\x00", the child's comm
 	frame   [5 + 8 + 256]byte
-	st      uintptr // scratch for the error detail
+	cmsg    [24]byte // one SCM_RIGHTS fd (CmsgSpace(4))
+	passed  int32    // the fd a frame carried, -1 when none
+	tty     bool     // stdio is a pty: make it the controlling terminal
 }
 
 // directHeader starts the 'G' blob. Offsets are relative to the blob's start
@@ -171,6 +175,11 @@ func directChild(a *directArgs) {
 		}
 		if typ == msgDirectGo {
 			break
+		}
+		if typ == msgDirectTty {
+			directTakeTty(a)
+			directSend(a, msgDirectAlive, 0, 0)
+			continue
 		}
 		if typ == msgDirectCgNS {
 			if _, _, e := syscall.RawSyscall(syscall.SYS_UNSHARE, unix.CLONE_NEWCGROUP, 0, 0); e != 0 {
@@ -348,6 +357,11 @@ func directIdentity(a *directArgs, h *directHeader) {
 	if _, _, e := syscall.RawSyscall(syscall.SYS_SETSID, 0, 0, 0); e != 0 && e != syscall.EPERM {
 		directFail(a, stepSetsid, e, nil)
 	}
+	if a.tty {
+		if _, _, e := syscall.RawSyscall(syscall.SYS_IOCTL, 0, syscall.TIOCSCTTY, 0); e != 0 {
+			directFail(a, stepTty, e, nil)
+		}
+	}
 	for i := uint64(0); i < h.nrlimits; i++ {
 		rl := unsafe.Add(a.buf, h.rlimitsOff+24*i)
 		res := *(*uint64)(rl)
@@ -440,7 +454,31 @@ func directExec(a *directArgs, h *directHeader) {
 //go:norace
 //go:nosplit
 func directRecv(a *directArgs) (byte, uintptr) {
-	directReadFull(a, unsafe.Pointer(&a.frame[0]), 5)
+	// The header comes with recvmsg: a frame may carry an fd, attached to
+	// its first bytes (read would drop it).
+	iov := unix.Iovec{Base: &a.frame[0], Len: 5}
+	msg := unix.Msghdr{Iov: &iov, Iovlen: 1, Control: &a.cmsg[0], Controllen: uint64(len(a.cmsg))}
+	got := uintptr(0)
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(a.sock), uintptr(unsafe.Pointer(&msg)), unix.MSG_CMSG_CLOEXEC)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			directFail(a, stepRequest, e, nil)
+		}
+		if r == 0 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+		}
+		got = r
+		break
+	}
+	if msg.Controllen >= 20 && *(*int32)(unsafe.Pointer(&a.cmsg[8])) == unix.SOL_SOCKET && *(*int32)(unsafe.Pointer(&a.cmsg[12])) == unix.SCM_RIGHTS {
+		a.passed = *(*int32)(unsafe.Pointer(&a.cmsg[16]))
+	}
+	if got < 5 {
+		directReadFull(a, unsafe.Pointer(&a.frame[got]), 5-got)
+	}
 	n := uintptr(a.frame[1]) | uintptr(a.frame[2])<<8 | uintptr(a.frame[3])<<16 | uintptr(a.frame[4])<<24
 	if n > a.bufLen {
 		directFail(a, stepRequest, syscall.E2BIG, nil)
@@ -526,4 +564,23 @@ func directStrlen(p unsafe.Pointer) uintptr {
 		n++
 	}
 	return n
+}
+
+// directTakeTty makes the pty slave the frame carried fds 0, 1 and 2; the
+// controlling terminal comes after setsid (directIdentity).
+//
+//go:norace
+//go:nosplit
+func directTakeTty(a *directArgs) {
+	if a.passed < 0 {
+		directFail(a, stepTty, syscall.EBADF, nil)
+	}
+	for fd := uintptr(0); fd < 3; fd++ {
+		if _, _, e := syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.passed), fd, 0); e != 0 {
+			directFail(a, stepTty, e, nil)
+		}
+	}
+	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(a.passed), 0, 0)
+	a.passed = -1
+	a.tty = true
 }

@@ -258,7 +258,14 @@ func exeOnReadOnlyMount(t *testing.T) {
 }
 
 func TestConsoleSocket(t *testing.T) {
+	t.Run("direct", func(t *testing.T) { consoleSocket(t, nil) })
+	t.Run("exec", func(t *testing.T) { consoleSocket(t, []string{"BERTH_DIRECT_INIT=0"}) })
+}
+
+// consoleSocket: a terminal through a console socket, on either init path.
+func consoleSocket(t *testing.T, environ []string) {
 	e := newEnv(t, "sh", "-c", "tty; stty size")
+	e.environ = environ
 	e.spec.Process.Terminal = true
 	e.spec.Process.ConsoleSize = &specs.Box{Height: 33, Width: 101}
 	e.writeSpec()
