@@ -594,16 +594,14 @@ func (e *Engine) Wait(ctx context.Context, ref, condition string) (<-chan WaitRe
 	// the code to report is that of the run to come.
 	created := c.State.Status == StatusCreated
 	code := c.State.ExitCode
-	id := c.ID
 	e.mu.Unlock()
 	out := make(chan WaitResult, 1)
+	// From the record itself, not the table: an auto-removal may have
+	// taken it out of the table before this runs (run --rm then got 0).
 	exitCode := func() int {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if c, ok := e.byID[id]; ok {
-			return c.State.ExitCode
-		}
-		return code
+		return c.State.ExitCode
 	}
 	switch {
 	case (condition == "" || condition == WaitNotRunning) && !running:

@@ -519,8 +519,9 @@ func (e *Engine) registerMounts(ctx context.Context, id string, cfg *container.C
 			refd = append(refd, v.Name)
 			if mp.Name == "" || getErr != nil {
 				created = append(created, v.Name)
-				e.Emit("volume", "create", v.Name, map[string]string{"driver": v.Driver})
 			}
+			// docker reports "create" for an existing volume too.
+			e.Emit("volume", "create", v.Name, map[string]string{"driver": v.Driver})
 			mp.Name, mp.Source, mp.Driver = v.Name, v.Mountpoint, v.Driver
 			continue
 		}

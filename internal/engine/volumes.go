@@ -11,14 +11,12 @@ import (
 
 // VolumeCreate makes a volume (or returns the existing one of that name).
 func (e *Engine) VolumeCreate(name string, o volume.CreateOptions) (volume.Volume, error) {
-	_, getErr := e.volumes.Get(name)
 	v, err := e.volumes.Create(name, o)
 	if err != nil {
 		return v, err
 	}
-	if name == "" || getErr != nil {
-		e.Emit("volume", "create", v.Name, map[string]string{"driver": v.Driver})
-	}
+	// docker reports "create" for an existing volume too.
+	e.Emit("volume", "create", v.Name, map[string]string{"driver": v.Driver})
 	return v, nil
 }
 

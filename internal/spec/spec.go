@@ -12,6 +12,7 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -221,12 +222,15 @@ func Build(opts Options) (*specs.Spec, error) {
 			s.Linux.Seccomp = sc
 		}
 	}
-	for dst, data := range opts.Tmpfs {
-		m, err := tmpfsMount(dst, data)
+	// The container's own mounts: --tmpfs, the /etc files, then the
+	// binds and volumes (a later one at the same place wins).
+	var user []specs.Mount
+	for _, dst := range slices.Sorted(maps.Keys(opts.Tmpfs)) {
+		m, err := tmpfsMount(dst, opts.Tmpfs[dst])
 		if err != nil {
 			return nil, err
 		}
-		s.Mounts = replaceMount(s.Mounts, m)
+		user = replaceMount(user, m)
 	}
 	for _, f := range []struct{ src, dst string }{
 		{opts.ResolvConfPath, "/etc/resolv.conf"},
@@ -234,7 +238,7 @@ func Build(opts Options) (*specs.Spec, error) {
 		{opts.HostsPath, "/etc/hosts"},
 	} {
 		if f.src != "" {
-			s.Mounts = replaceMount(s.Mounts, specs.Mount{
+			user = replaceMount(user, specs.Mount{
 				Destination: f.dst, Type: "bind", Source: f.src,
 				Options: []string{"rbind", "rprivate"},
 			})
@@ -244,10 +248,21 @@ func Build(opts Options) (*specs.Spec, error) {
 		if !path.IsAbs(m.Destination) {
 			return nil, fmt.Errorf("invalid mount config: mount path %q must be absolute: %w", m.Destination, errdefs.ErrInvalidArgument)
 		}
-		s.Mounts = replaceMount(s.Mounts, m)
+		user = replaceMount(user, m)
 	}
+	// They replace the defaults at their places (a bind over /dev/shm) and
+	// come after them, parents before children as docker sorts them: the
+	// /etc files over a volume at /etc, a tmpfs at /a/b over a bind at /a.
+	for _, m := range user {
+		dst := path.Clean(m.Destination)
+		s.Mounts = slices.DeleteFunc(s.Mounts, func(x specs.Mount) bool { return path.Clean(x.Destination) == dst })
+	}
+	slices.SortStableFunc(user, func(a, b specs.Mount) int { return mountDepth(a) - mountDepth(b) })
+	s.Mounts = append(s.Mounts, user...)
 	return s, nil
 }
+
+func mountDepth(m specs.Mount) int { return strings.Count(path.Clean(m.Destination), "/") }
 
 // namespaces are docker's: new mount, cgroup (and net, added by Build)
 // namespaces; uts, pid and ipc new unless the host's are asked for.

@@ -72,3 +72,31 @@ func TestBuildPrivilegedAndCaps(t *testing.T) {
 		}
 	}
 }
+
+// TestMountOrder: the container's mounts come after the defaults, parents
+// before children whatever kind they are (docker's sort), and replace a
+// default at the same place.
+func TestMountOrder(t *testing.T) {
+	s, err := Build(Options{
+		Rootfs: rootfs(t), Args: []string{"sh"},
+		Tmpfs:          map[string]string{"/etc/x/t": "", "/dev/shm": "size=1m"},
+		ResolvConfPath: "/r", HostsPath: "/h", HostnamePath: "/n",
+		Mounts: []specs.Mount{
+			{Destination: "/etc/x", Type: "bind", Source: "/v1"},
+			{Destination: "/etc", Type: "bind", Source: "/v0"},
+			{Destination: "/etc/hosts", Type: "bind", Source: "/user-hosts"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range s.Mounts {
+		got = append(got, m.Destination+"="+m.Source)
+	}
+	want := []string{"/proc=proc", "/dev=tmpfs", "/dev/pts=devpts", "/sys=sysfs", "/sys/fs/cgroup=cgroup", "/dev/mqueue=mqueue",
+		"/etc=/v0", "/dev/shm=tmpfs", "/etc/resolv.conf=/r", "/etc/hostname=/n", "/etc/x=/v1", "/etc/hosts=/user-hosts", "/etc/x/t=tmpfs"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("mounts:\n%v\nwant\n%v", got, want)
+	}
+}
