@@ -489,7 +489,18 @@ func (c *copier) copyEntry(p, target string) error {
 			return err
 		}
 		defer f.Close()
-		return c.writeFile(target, f, fi.Mode(), fi.ModTime(), uid, gid)
+		if err := c.writeFile(target, f, fi.Mode(), fi.ModTime(), uid, gid); err != nil {
+			return err
+		}
+		// After the chown, which drops security.capability.
+		real, err := c.parentJoin(target)
+		if err != nil {
+			return err
+		}
+		if err := archive.CopyXattrs(p, real); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return fmt.Errorf("copy xattrs of %s: %w", target, err)
+		}
+		return nil
 	}
 	return nil // devices, sockets, fifos are not copied
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestInstructions covers what TestMultiStage does not: ADD of a local
@@ -237,5 +239,53 @@ func TestLockedCacheMount(t *testing.T) {
 	}
 	if cfg, _, _ := d.inspect("lk:1"); strings.Contains(strings.Join(cfg.Env, " "), "PROXY") {
 		t.Errorf("the proxy went into the image: %v", cfg.Env)
+	}
+}
+
+// TestCopyXattrs: a file's capabilities travel with the context (docker
+// CLI and berth CLI) and COPY keeps them in the layer, as docker's does.
+func TestCopyXattrs(t *testing.T) {
+	d := startDaemon(t)
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY tool /tool\n", "tool": "x"})
+	// cap_net_raw+ep in the v2 format: what `setcap cap_net_raw+ep tool` writes.
+	capData := []byte{1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if err := unix.Setxattr(filepath.Join(dir, "tool"), "security.capability", capData, 0); err != nil {
+		t.Skipf("cannot set file capabilities here: %v", err)
+	}
+	for _, cli := range []string{dockerCLI, binary(t)} {
+		d.must(d.run(dir, nil, cli, "build", "--no-cache", "-t", "xattr:1", "."))
+		d.checkCapability(t, capData)
+	}
+}
+
+// checkCapability looks for the COPY'd file's capabilities in xattr:1's layers.
+func (d *daemon) checkCapability(t *testing.T, capData []byte) {
+	t.Helper()
+	archive := filepath.Join(t.TempDir(), "x.tar")
+	d.must(d.docker("save", "-o", archive, "xattr:1"))
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	found := false
+	tr := tar.NewReader(f)
+	for hdr, err := tr.Next(); err == nil && !found; hdr, err = tr.Next() {
+		if !strings.HasPrefix(hdr.Name, "blobs/") {
+			continue
+		}
+		zr, err := gzip.NewReader(tr)
+		if err != nil {
+			continue // a config or manifest
+		}
+		lr := tar.NewReader(zr)
+		for lh, err := lr.Next(); err == nil; lh, err = lr.Next() {
+			if lh.Name == "tool" && lh.PAXRecords["SCHILY.xattr.security.capability"] == string(capData) {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the layer of COPY tool lost the file's capabilities")
 	}
 }

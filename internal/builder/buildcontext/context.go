@@ -174,6 +174,10 @@ func Tar(ctx context.Context, dir string, m *Matcher, w io.Writer, extra map[str
 		}
 		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
 		hdr.Format = tar.FormatPAX
+		// File capabilities travel, as the docker CLI sends them.
+		if capData := getCapability(p); capData != nil {
+			hdr.PAXRecords = map[string]string{paxXattr + capabilityXattr: string(capData)}
+		}
 		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
@@ -344,6 +348,14 @@ func Extract(ctx context.Context, r io.Reader, dir string, keepOwner bool) error
 		if keepOwner {
 			_ = os.Lchown(target, hdr.Uid, hdr.Gid)
 		}
+		// After the chown, which would drop security.capability.
+		for k, v := range hdr.PAXRecords {
+			if name, ok := strings.CutPrefix(k, paxXattr); ok {
+				if err := unix.Lsetxattr(target, name, []byte(v), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+					return fmt.Errorf("build context: %s: xattr %s: %w", hdr.Name, name, err)
+				}
+			}
+		}
 		ts := []unix.Timespec{unix.NsecToTimespec(hdr.ModTime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
 		_ = unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}
@@ -420,4 +432,19 @@ func prune(dir string, m *Matcher) ([]string, error) {
 		}
 	}
 	return hidden, nil
+}
+
+const (
+	paxXattr        = "SCHILY.xattr."
+	capabilityXattr = "security.capability"
+)
+
+// getCapability returns p's file capabilities, nil for none.
+func getCapability(p string) []byte {
+	buf := make([]byte, 128)
+	n, err := unix.Lgetxattr(p, capabilityXattr, buf)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return buf[:n]
 }
