@@ -30,6 +30,10 @@ type live struct {
 	order  []string
 	layers map[string]*layer
 	drawn  int // bar lines on the screen, below the scrolled messages
+	// frozen: every layer had ended when a message came, which was then
+	// printed below them, as docker's CLI ends a pull ("Digest: …",
+	// "Status: …" after the layers); nothing is redrawn after that.
+	frozen bool
 	last   time.Time
 	now    func() time.Time
 }
@@ -46,7 +50,9 @@ func liveWith(l *live, in io.Reader) error {
 	for {
 		var m jsonstream.Message
 		if err := dec.Decode(&m); err != nil {
-			l.redraw()
+			if !l.frozen {
+				l.redraw()
+			}
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -63,7 +69,7 @@ func liveWith(l *live, in io.Reader) error {
 			l.above(strings.TrimSuffix(m.Status+m.Stream, "\n"))
 			continue
 		}
-		if l.update(m) || l.now().Sub(l.last) >= 100*time.Millisecond {
+		if (l.update(m) || l.now().Sub(l.last) >= 100*time.Millisecond) && !l.frozen {
 			l.redraw()
 		}
 	}
@@ -91,11 +97,34 @@ func (l *live) update(m jsonstream.Message) bool {
 	return changed || !ok
 }
 
-// above prints a message above the bars, which are then drawn again below it.
+// above prints a message above the bars, which are then drawn again below
+// it; once every layer has ended, below them, for good.
 func (l *live) above(msg string) {
+	if l.frozen || (len(l.order) > 0 && l.allEnded()) {
+		if !l.frozen {
+			l.redraw() // the final state of every line
+			l.frozen = true
+		}
+		fmt.Fprintln(l.out, msg)
+		return
+	}
 	l.clear()
 	fmt.Fprintln(l.out, msg)
 	l.redraw()
+}
+
+// allEnded: no line will change any more.
+func (l *live) allEnded() bool {
+	for _, ly := range l.layers {
+		switch {
+		case ly.status == "Pull complete", ly.status == "Already exists", ly.status == "Pushed",
+			ly.status == "Layer already exists", strings.HasPrefix(ly.status, "Mounted from"),
+			strings.HasPrefix(ly.status, "Pulling from"), strings.HasPrefix(ly.status, "The push refers to"):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (l *live) clear() {
