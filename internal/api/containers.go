@@ -154,7 +154,7 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := s.inspect(c)
 	if boolParam(r, "size") {
-		sum := s.sizedSummary(r.Context(), c)
+		sum := s.sizedSummary(r.Context(), c, imageSizes{})
 		resp.SizeRw, resp.SizeRootFs = &sum.SizeRw, &sum.SizeRootFs
 	}
 	if versionLess(requestVersion(r), "1.52") {
@@ -270,6 +270,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := []container.Summary{}
+	sizes := imageSizes{}
 	for _, c := range s.eng.List() {
 		if !all && len(filters["status"]) == 0 && c.State.Status != engine.StatusRunning {
 			continue
@@ -284,7 +285,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if boolParam(r, "size") {
-			out = append(out, s.sizedSummary(r.Context(), c))
+			out = append(out, s.sizedSummary(r.Context(), c, sizes))
 		} else {
 			out = append(out, s.summary(c))
 		}

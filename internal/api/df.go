@@ -44,8 +44,9 @@ func (s *Server) systemDiskUsage(w http.ResponseWriter, r *http.Request) {
 		du.Images, du.LayersSize = imgs, layers
 	}
 	if want(system.ContainerObject) {
+		sizes := imageSizes{}
 		for _, c := range ctrs {
-			du.Containers = append(du.Containers, s.sizedSummary(ctx, c))
+			du.Containers = append(du.Containers, s.sizedSummary(ctx, c, sizes))
 		}
 	}
 	if want(system.VolumeObject) {
@@ -186,18 +187,26 @@ func (s *Server) imageUsage(ctx context.Context, ctrs []engine.Container) ([]ima
 	return out, total, nil
 }
 
+// imageSizes remembers image sizes over one request: listing N
+// containers of one image inspects it once.
+type imageSizes map[string]int64
+
 // sizedSummary is a container's list entry with its sizes: what it
 // wrote, and that plus its image.
-func (s *Server) sizedSummary(ctx context.Context, c engine.Container) container.Summary {
+func (s *Server) sizedSummary(ctx context.Context, c engine.Container, sizes imageSizes) container.Summary {
 	sum := s.summary(c)
 	rw, err := s.eng.SizeRw(ctx, c.ID)
 	if err != nil {
 		s.log.Warn("container size", "id", c.ID, "err", err)
 	}
 	sum.SizeRw = rw
-	sum.SizeRootFs = rw
-	if d, err := s.images.Inspect(ctx, c.ImageID); err == nil {
-		sum.SizeRootFs += d.Size
+	size, ok := sizes[c.ImageID]
+	if !ok {
+		if d, err := s.images.Inspect(ctx, c.ImageID); err == nil {
+			size = d.Size
+		}
+		sizes[c.ImageID] = size
 	}
+	sum.SizeRootFs = rw + size
 	return sum
 }
