@@ -116,6 +116,13 @@ func (e *Engine) CreateWithNetworking(ctx context.Context, name string, cfg *con
 	if err := os.MkdirAll(e.rootfsPath(id), 0o711); err != nil {
 		return CreateResult{}, fmt.Errorf("container dir: %w", err)
 	}
+	// The log exists from the start (the supervisor appends to it): an
+	// attach made before the start holds it open, so a short-lived --rm
+	// container's output is read even when the removal unlinks the file
+	// before the attach's last read.
+	if f, err := os.OpenFile(e.LogPath(id), os.O_WRONLY|os.O_CREATE, 0o640); err == nil {
+		f.Close()
+	}
 	if _, err := e.images.Mounts(ctx, img.ID.String(), id); err != nil {
 		return CreateResult{}, fmt.Errorf("prepare rootfs of %s: %w", id, err)
 	}
