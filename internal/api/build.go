@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	buildtypes "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -184,14 +185,37 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 }
 
 // buildPrune serves POST /build/prune (docker builder prune): the whole
-// cache goes (filters and keep-storage are not supported yet).
+// cache, or with an until filter what is older (keep-storage and the
+// other filters are not supported yet).
 func (s *Server) buildPrune(w http.ResponseWriter, r *http.Request) {
 	b, err := s.builder(r)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	keys, freed, err := b.Prune(r.Context())
+	f, err := listFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var keepEntry func(time.Time) bool
+	for k, vals := range f {
+		if k != "until" || len(vals) != 1 {
+			s.writeErr(w, badParam("invalid filter '%s'", k))
+			return
+		}
+		// A duration (before now) or a time, as docker's builder prune.
+		until, err := eventTime(vals[0])
+		if d, derr := time.ParseDuration(vals[0]); derr == nil {
+			until, err = time.Now().Add(-d), nil
+		}
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		keepEntry = func(created time.Time) bool { return created.After(until) }
+	}
+	keys, freed, err := b.Prune(r.Context(), keepEntry)
 	if err != nil {
 		s.writeErr(w, err)
 		return

@@ -614,14 +614,20 @@ func shortID(d digest.Digest) string {
 	return e[:min(12, len(e))]
 }
 
-// Prune empties the build cache and collects the layers only it kept; it
-// returns the removed entries' keys and the bytes of blobs freed.
-func (b *Builder) Prune(ctx context.Context) ([]string, uint64, error) {
-	keys, err := b.cache.Prune(ctx)
+// Prune empties the build cache, or with keep the entries it does not
+// want (by creation time), and collects the layers only they kept; it
+// returns the removed entries' keys and the bytes of blobs freed. RUN cache
+// mounts go only when everything does.
+func (b *Builder) Prune(ctx context.Context, keep func(created time.Time) bool) ([]string, uint64, error) {
+	var keepEntry func(cache.Entry) bool
+	if keep != nil {
+		keepEntry = func(e cache.Entry) bool { return keep(e.CreatedAt) }
+	}
+	keys, err := b.cache.Prune(ctx, keepEntry)
 	if err != nil {
 		return nil, 0, err
 	}
-	if b.cacheMounts != "" {
+	if b.cacheMounts != "" && keep == nil {
 		if err := os.RemoveAll(b.cacheMounts); err != nil {
 			return keys, 0, fmt.Errorf("builder: prune cache mounts: %w", err)
 		}

@@ -197,8 +197,14 @@ func TestCache(t *testing.T) {
 		}
 		return "none"
 	}
-	if n := cacheCount(); n == "0" || n == "none" {
-		t.Errorf("docker system df: build cache count %s", n)
+	n0 := cacheCount()
+	if n0 == "0" || n0 == "none" {
+		t.Errorf("docker system df: build cache count %s", n0)
+	}
+	// Entries newer than the until filter stay.
+	d.must(d.docker("builder", "prune", "-f", "--filter", "until=24h"))
+	if n := cacheCount(); n != n0 {
+		t.Errorf("builder prune --filter until=24h: %s entries left of %s", n, n0)
 	}
 	r := d.must(d.docker("builder", "prune", "-f"))
 	if n := cacheCount(); n != "0" {

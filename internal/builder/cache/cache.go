@@ -127,9 +127,10 @@ func (c *Cache) Put(ctx context.Context, entries []Entry) error {
 	return nil
 }
 
-// Prune removes every entry and returns their keys. The caller runs GC
-// afterwards to free what they kept.
-func (c *Cache) Prune(ctx context.Context) ([]string, error) {
+// Prune removes the entries keep does not want (every one with a nil
+// keep) and returns their keys. The caller runs GC afterwards to free
+// what they kept.
+func (c *Cache) Prune(ctx context.Context, keep func(Entry) bool) ([]string, error) {
 	var keys []string
 	err := c.db.Update(ctx, func(tx *meta.Tx) error {
 		ls, err := tx.ListLeases()
@@ -137,7 +138,13 @@ func (c *Cache) Prune(ctx context.Context) ([]string, error) {
 			return err
 		}
 		for _, l := range ls {
-			if strings.HasPrefix(l.ID, leasePrefix) {
+			if enc, ok := strings.CutPrefix(l.ID, leasePrefix); ok {
+				if keep != nil {
+					e, err := fromLease(digest.NewDigestFromEncoded(digest.SHA256, enc), l)
+					if err == nil && keep(e) {
+						continue
+					}
+				}
 				if err := tx.DeleteLease(l.ID); err != nil {
 					return err
 				}

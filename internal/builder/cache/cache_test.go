@@ -51,7 +51,10 @@ func TestCache(t *testing.T) {
 	if _, ok, _ := c.Get(ctx, digest.FromString("other")); ok {
 		t.Errorf("an unknown key hit")
 	}
-	keys, err := c.Prune(ctx)
+	if keys, err := c.Prune(ctx, func(Entry) bool { return true }); err != nil || len(keys) != 0 {
+		t.Errorf("Prune keeping all: %v %v", keys, err)
+	}
+	keys, err := c.Prune(ctx, nil)
 	if err != nil || len(keys) != 1 || keys[0] != e.Key.Encoded() {
 		t.Errorf("Prune: %v %v", keys, err)
 	}
