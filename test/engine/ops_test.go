@@ -439,6 +439,10 @@ func TestUpdate(t *testing.T) {
 	if got := strings.TrimSpace(readFile(t, cgroupFile(t, d, id, "pids", "pids.max", "pids.max"))); got != "77" {
 		t.Fatalf("pids limit after update: %s", got)
 	}
+	d.mustDocker("update", "--cpus", "0.5", "u1")
+	if got := strings.TrimSpace(readFile(t, cgroupFile(t, d, id, "cpu", "cpu.cfs_quota_us", "cpu.max"))); got != "50000" && got != "50000 100000" {
+		t.Fatalf("cpu quota after update --cpus 0.5: %s", got)
+	}
 	out := d.mustDocker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.CPUShares}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", "u1")
 	if out != "100663296 512 77 on-failure:3\n" {
 		t.Fatalf("inspect after update: %q", out)
