@@ -443,6 +443,13 @@ func TestVolumeRestart(t *testing.T) {
 	if got := c.must(t, d, "exec", id, "cat", "/tv/f"); got != "x\n" {
 		t.Fatalf("volume content after restart: %q", got)
 	}
+	if onDocker {
+		// dockerd 20.10 loses a device volume's users across a restart
+		// (a second user gets a fresh tmpfs, its exit unmounts the first
+		// user's, then rm says "volume has active mounts"); docker 24+
+		// restores them, as berth does below.
+		return
+	}
 	// A second user shares the mounted filesystem.
 	if got := c.must(t, d, "run", "--rm", "-v", "tv:/tv", testImage, "cat", "/tv/f"); got != "x\n" {
 		t.Fatalf("second user of the tmpfs volume read %q", got)
@@ -559,6 +566,12 @@ func TestVolumeAPI(t *testing.T) {
 	}
 }
 
+func sortedFields(s, sep string) string {
+	f := strings.Split(strings.TrimSpace(s), sep)
+	slices.Sort(f)
+	return strings.Join(f, sep)
+}
+
 // TestVolumeOutputs: berth's CLI prints what docker's does for the volume
 // verbs' tables, templates, JSON and prune.
 func TestVolumeOutputs(t *testing.T) {
@@ -579,6 +592,9 @@ func TestVolumeOutputs(t *testing.T) {
 	} {
 		dout, derr, dcode := d.docker(args...)
 		bout, berr, bcode := d.berth(args...)
+		if args[0] == "inspect" { // dockerd lists a container's mounts in map order
+			dout, bout = sortedFields(dout, ";"), sortedFields(bout, ";")
+		}
 		if dout != bout || dcode != bcode || strings.ReplaceAll(derr, "docker", "berth") != berr {
 			t.Errorf("%v: docker (exit %d):\n%s%s\nberth (exit %d):\n%s%s", args, dcode, dout, derr, bcode, bout, berr)
 		}
