@@ -181,11 +181,13 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 	if err != nil {
 		return fmt.Errorf("find berth executable: %w", err)
 	}
-	nm, err := openNetwork(ctx, cfg)
+	nm, err := openNetwork(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer nm.Close()
+	if nm != nil {
+		defer nm.Close()
+	}
 	maxSize, maxFiles := int64(0), 1
 	if v := cfg.LogOpts["max-size"]; v != "" {
 		if maxSize, err = parseByteSize(v); err != nil {

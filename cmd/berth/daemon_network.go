@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -12,8 +13,11 @@ import (
 )
 
 // openNetwork opens the daemon's network manager at <root>/network with the
-// daemon.json settings: bridge, bip, ip-forward and berth's nft-table.
-func openNetwork(ctx context.Context, cfg daemonConfig) (*network.Manager, error) {
+// daemon.json settings: bridge, bip, ip-forward and berth's nft-table. A bad
+// setting is an error; a host that cannot do bridges or nftables (no
+// kernel support) gets a warning and no manager: containers then have a
+// private namespace with loopback only, and the network API answers 501.
+func openNetwork(ctx context.Context, cfg daemonConfig, log *slog.Logger) (*network.Manager, error) {
 	nc := network.Config{
 		StateDir: filepath.Join(cfg.Root, "network"), DefaultBridge: cfg.Bridge,
 		NATTable: cfg.NFTable, EnableIPForward: cfg.IPForward == nil || *cfg.IPForward,
@@ -35,8 +39,12 @@ func openNetwork(ctx context.Context, cfg daemonConfig) (*network.Manager, error
 		}
 	}
 	m, err := network.Open(ctx, nc)
-	if err != nil {
+	if errdefs.IsInvalidArgument(err) || errdefs.IsConflict(err) {
 		return nil, fmt.Errorf("daemon: networks: %w", err)
+	}
+	if err != nil {
+		log.Error("networking disabled: containers get loopback only", "err", err)
+		return nil, nil
 	}
 	return m, nil
 }

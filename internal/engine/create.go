@@ -143,7 +143,7 @@ func (e *Engine) CreateWithNetworking(ctx context.Context, name string, cfg *con
 	e.byID[id] = c
 	ok = true
 	e.emitContainer(c, "create", nil)
-	return CreateResult{ID: id, Warnings: []string{}}, nil
+	return CreateResult{ID: id, Warnings: networkWarnings(hc)}, nil
 }
 
 func familiar(ref string) string {

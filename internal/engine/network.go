@@ -162,6 +162,15 @@ func (e *Engine) prepareNetworking(cfg *container.Config, hc *container.HostConf
 	return out, nil
 }
 
+// networkWarnings are create's warnings about networking, docker's words.
+func networkWarnings(hc *container.HostConfig) []string {
+	out := []string{}
+	if parseNetworkMode(hc.NetworkMode).kind == modeHost && (len(hc.PortBindings) > 0 || hc.PublishAllPorts) {
+		out = append(out, "Published ports are discarded when using host network mode")
+	}
+	return out
+}
+
 // checkEndpoint is docker's validation of --ip and --network-alias.
 func checkEndpoint(n bnet.NetworkInfo, es *network.EndpointSettings) error {
 	var ip netip.Addr

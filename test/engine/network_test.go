@@ -255,7 +255,10 @@ func TestNetworkModes(t *testing.T) {
 			}
 			refused(t, c, 125, "conflicting options: hostname and the network mode", "run", "--rm", "--network", "container:"+owner, "--hostname", "x", testImage, "true")
 			hostLinks, _ := os.ReadDir("/sys/class/net")
-			out = c.must(t, d, "run", "--rm", "--network", "host", testImage, "ls", "/sys/class/net")
+			out, errOut, code := c.run("run", "--rm", "--network", "host", "-p", "80:80", testImage, "ls", "/sys/class/net")
+			if code != 0 || !strings.Contains(errOut, "WARNING: Published ports are discarded when using host network mode") {
+				t.Errorf("--network host -p: exit %d, stderr %q", code, errOut)
+			}
 			if len(strings.Fields(out)) < len(hostLinks)-5 || !strings.Contains(out, "lo\n") {
 				t.Errorf("--network host sees %q, the host has %d links", out, len(hostLinks))
 			}
