@@ -90,6 +90,11 @@ func TestCopyCLI(t *testing.T) {
 		t.Fatalf("cp out on a terminal: exit %d, %q", code, p.screen.String())
 	}
 
+	// Completion offers "container:".
+	if out := d.must("__complete", "cp", "c"); !strings.Contains(out, "c1:\n") {
+		t.Errorf("cp completion: %q", out)
+	}
+
 	// Usage errors are worded berth's way; the status is docker's.
 	if b, k := d.berth("cp", "c1:/srv/d"), d.docker("cp", "c1:/srv/d"); b.code != k.code {
 		t.Errorf("cp with one argument: exit %d, docker %d", b.code, k.code)

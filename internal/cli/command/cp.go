@@ -34,6 +34,17 @@ func (c *CLI) cpCommand() *cobra.Command {
 		Use:   "cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n  berth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
 		Short: "Copy files/folders between a container and the local filesystem",
 		Args:  c.exactArgs(2),
+		// "NAME:" for the containers, local files otherwise.
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) >= 2 || strings.Contains(prefix, ":") {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			names, _ := c.completeContainers(cmd, args, prefix)
+			for i := range names {
+				names[i] += ":"
+			}
+			return names, cobra.ShellCompDirectiveNoSpace | cobra.ShellCompDirectiveDefault
+		},
 	}
 	cmd.Flags().BoolVarP(&o.followLink, "follow-link", "L", false, "Always follow symlinks in SRC_PATH")
 	cmd.Flags().BoolVarP(&o.copyUIDGID, "archive", "a", false, "Archive mode (copy all uid/gid information)")
