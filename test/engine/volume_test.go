@@ -439,7 +439,12 @@ func TestVolumeRestart(t *testing.T) {
 	if got := c.must(t, d, "volume", "ls", "-q"); got != "kept\ntv\n" {
 		t.Fatalf("volumes after restart: %q", got)
 	}
-	c.refuses(t, "remove kept: volume is in use - ["+id+"]", "volume", "rm", "kept")
+	for _, cl := range d.clis() {
+		cl.refuses(t, "remove kept: volume is in use - ["+id+"]", "volume", "rm", "kept")
+		if got := cl.must(t, d, "volume", "ls", "-q", "--filter", "dangling=false"); got != "kept\ntv\n" {
+			t.Fatalf("%s: volumes in use after the restart: %q", cl.name, got)
+		}
+	}
 	if got := c.must(t, d, "exec", id, "cat", "/tv/f"); got != "x\n" {
 		t.Fatalf("volume content after restart: %q", got)
 	}
