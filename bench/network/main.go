@@ -242,15 +242,25 @@ func (b *bench) throughput(ctx context.Context) error {
 			return err
 		}
 	}
+	// A reference: berth's container straight at its address, no DNAT.
+	ip, err := b.cli(ctx, b.systems[0], "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "bench-tput")
+	if err != nil {
+		return err
+	}
+	targets := []struct{ name, addr string }{
+		{"berth", fmt.Sprintf("127.0.0.1:%d", ports["berth"])},
+		{"docker", fmt.Sprintf("127.0.0.1:%d", ports["docker"])},
+		{"berth, container address (no DNAT)", strings.TrimSpace(ip) + ":5001"},
+	}
 	rates := map[string][]float64{}
 	for round := 0; round < b.rounds+1; round++ {
-		for _, s := range b.systems {
-			mbps, err := pull(fmt.Sprintf("127.0.0.1:%d", ports[s.name]), int64(b.mib)<<20)
+		for _, tg := range targets {
+			mbps, err := pull(tg.addr, int64(b.mib)<<20)
 			if err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
+				return fmt.Errorf("%s: %w", tg.name, err)
 			}
 			if round > 0 { // the first round warms up
-				rates[s.name] = append(rates[s.name], mbps)
+				rates[tg.name] = append(rates[tg.name], mbps)
 			}
 		}
 	}
@@ -258,11 +268,11 @@ func (b *bench) throughput(ctx context.Context) error {
 	fmt.Println("| system | MiB/s |")
 	fmt.Println("|---|---|")
 	med := map[string]float64{}
-	for _, s := range b.systems {
-		r := slices.Clone(rates[s.name])
+	for _, tg := range targets {
+		r := slices.Clone(rates[tg.name])
 		sort.Float64s(r)
-		med[s.name] = r[len(r)/2]
-		fmt.Printf("| %s | %.0f |\n", s.name, med[s.name])
+		med[tg.name] = r[len(r)/2]
+		fmt.Printf("| %s | %.0f |\n", tg.name, med[tg.name])
 	}
 	if d := med["docker"]; d > 0 {
 		fmt.Printf("berth / docker: %.2f (target ≥ 1)\n", med["berth"]/d)
