@@ -260,8 +260,9 @@ func (s *Server) buildCacheUsage(r *http.Request) ([]buildtypes.CacheRecord, *bu
 		last := rec.CreatedAt
 		out = append(out, buildtypes.CacheRecord{ID: rec.ID, Type: "regular", Description: rec.Description,
 			Size: rec.Size, CreatedAt: rec.CreatedAt, LastUsedAt: &last, Shared: true})
-		du.TotalSize += rec.Size
 	}
-	du.Reclaimable = du.TotalSize
+	// Every entry is a layer an image holds too (Shared): docker counts
+	// shared entries in no total (its client did so before API 1.52).
+	du.TotalSize, du.Reclaimable = 0, 0
 	return out, du, nil
 }

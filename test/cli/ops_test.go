@@ -127,6 +127,12 @@ func TestOpsCLI(t *testing.T) {
 	mustOut(t, d, "r1\n", "update", "-m", "48m", "--memory-swap", "96m", "--cpus", "0.5", "--restart", "unless-stopped", "r1")
 	mustOut(t, d, "50331648 500000000 unless-stopped\n", "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}", "r1")
 	same(t, d, "ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}")
+	// A build leaves build cache for df -v to list.
+	ctxDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+testImage+"\nRUN echo built > /b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.must("build", "-q", "-t", "built:1", ctxDir)
 	same(t, d, "system", "df")
 	same(t, d, "system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Active}} {{.Size}} {{.Reclaimable}}")
 	same(t, d, "system", "df", "-v")

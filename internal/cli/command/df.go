@@ -3,11 +3,13 @@ package command
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/docker/go-units"
+	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
@@ -172,9 +174,67 @@ func (c *CLI) dfVerbose(du client.DiskUsageResult) error {
 		return err
 	}
 	fmt.Fprintf(c.Out, "Build cache usage: %s\n\n", units.HumanSize(float64(du.BuildCache.TotalSize)))
-	fmt.Fprintln(c.Out, "CACHE ID   CACHE TYPE   SIZE      CREATED   LAST USED   USAGE     SHARED")
-	return nil
+	l, err := format.NewLister(c.Out, dfCacheTable, dfCacheTable, dfCacheHeader)
+	if err != nil {
+		return err
+	}
+	items := slices.Clone(du.BuildCache.Items)
+	// docker's order: never used first, then by last use, then by ID.
+	slices.SortStableFunc(items, func(a, b build.CacheRecord) int {
+		switch {
+		case a.LastUsedAt == nil && b.LastUsedAt == nil:
+			return strings.Compare(a.ID, b.ID)
+		case a.LastUsedAt == nil:
+			return -1
+		case b.LastUsedAt == nil:
+			return 1
+		case a.LastUsedAt.Equal(*b.LastUsedAt):
+			return strings.Compare(a.ID, b.ID)
+		}
+		return a.LastUsedAt.Compare(*b.LastUsedAt)
+	})
+	for _, r := range items {
+		if err := l.Row(dfCacheRow{r, now}); err != nil {
+			return err
+		}
+	}
+	return l.Flush()
 }
+
+const dfCacheTable = "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}"
+
+var dfCacheHeader = map[string]string{"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE", "CreatedSince": "CREATED",
+	"LastUsedSince": "LAST USED", "UsageCount": "USAGE", "Shared": "SHARED"}
+
+// dfCacheRow is a build cache record in `df -v`, docker's columns.
+type dfCacheRow struct {
+	r   build.CacheRecord
+	now time.Time
+}
+
+func (r dfCacheRow) ID() string {
+	id := r.r.ID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	if r.r.InUse {
+		id += "*"
+	}
+	return id
+}
+func (r dfCacheRow) CacheType() string { return r.r.Type }
+func (r dfCacheRow) Size() string      { return units.HumanSizeWithPrecision(float64(r.r.Size), 3) }
+func (r dfCacheRow) CreatedSince() string {
+	return units.HumanDuration(r.now.UTC().Sub(r.r.CreatedAt)) + " ago"
+}
+func (r dfCacheRow) LastUsedSince() string {
+	if r.r.LastUsedAt == nil {
+		return ""
+	}
+	return units.HumanDuration(r.now.UTC().Sub(*r.r.LastUsedAt)) + " ago"
+}
+func (r dfCacheRow) UsageCount() string { return strconv.Itoa(r.r.UsageCount) }
+func (r dfCacheRow) Shared() string     { return strconv.FormatBool(r.r.Shared) }
 
 // systemPruneCommand is docker's system prune: the prune endpoints one by
 // one (containers, networks, volumes with --volumes, images, build cache).
