@@ -52,10 +52,19 @@ func (bd *build) runStage(ctx context.Context, s *stage) error {
 	if err != nil {
 		return lineError(s.def.Location, err)
 	}
-	s.st = st
-	if id := st.id; id != "" {
-		s.printf(" ---> %s\n", shortID(id))
+	if st.chain == "" && len(st.layers) == 0 {
+		s.printf(" ---> \n") // scratch: no image, as docker prints it
+	} else {
+		s.printf(" ---> %s\n", shortID(st.id))
 	}
+	if !hasEnv(st.cfg.Config.Env, "PATH") {
+		// A base without PATH (scratch) gets docker's default one.
+		st.cfg.Config.Env = append(st.cfg.Config.Env, defaultPath)
+		if err := st.seal(); err != nil {
+			return err
+		}
+	}
+	s.st = st
 	if triggers := s.st.cfg.Config.OnBuild; len(triggers) > 0 {
 		s.printf("# Executing %d build trigger", len(triggers))
 		if len(triggers) > 1 {
@@ -90,6 +99,9 @@ func (bd *build) runStage(ctx context.Context, s *stage) error {
 	s.done = true
 	return nil
 }
+
+// defaultPath is the PATH docker gives a stage whose base has none.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // from makes a stage's starting state.
 func (bd *build) from(ctx context.Context, s *stage) (state, error) {

@@ -148,7 +148,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 	args := bd.commandLine(s, c.ShellDependantCmdLine)
 	env := bd.envList(s, true)
 	if !hasEnv(env, "PATH") {
-		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+		env = append(env, defaultPath)
 	}
 	env0 := bd.stageEnv(s)
 	if err := c.Expand(func(w string) (string, error) { return bd.expand(w, env0) }); err != nil {

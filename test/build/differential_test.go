@@ -122,6 +122,7 @@ func TestDifferential(t *testing.T) {
 		{"more", map[string]string{"Dockerfile": "FROM busybox AS first\nRUN echo first > /first\nFROM busybox\nCOPY --from=0 /first /f0\nCOPY --from=busybox /bin/sh /bb\nCOPY --from=busybox /nope /x\nADD a.tar /untarred/\nADD a.tar /kept.tar\nENV X=${UNSET:-dflt} Y=${X:+set}\nARG Z=arg\nENV Z=env\nRUN echo $X $Y $Z > /env\nWORKDIR /w/$X\nHEALTHCHECK --interval=1s --timeout=1s --start-period=2s --retries=2 CMD [\"true\"]\nCMD [\"sh\"]\nENTRYPOINT [\"env\"]\n",
 			"a.tar": string(tarOf(t, map[string]string{"in/tar.txt": "x"}, false))}, nil,
 			[]string{"cat /f0 /env && ls -R /untarred && stat -c '%n %a %s' /kept.tar /w/dflt"}},
+		{"scratch", map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\nENV A=1\n", "f": "f"}, nil, nil},
 		{"onbuild", map[string]string{"Dockerfile": "FROM busybox\nONBUILD RUN echo trig > /trig\nCMD [\"cat\", \"/trig\"]\n"}, nil, nil},
 		{"emptydockerfile", map[string]string{"Dockerfile": "# only a comment\n"}, nil, nil},
 		{"badflag", map[string]string{"Dockerfile": "FROM busybox\nCOPY --nope=1 a b\n"}, nil, nil},
