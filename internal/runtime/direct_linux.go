@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,7 +114,10 @@ type directJob struct {
 // stays alive, waiting for the set-up job (run), so that it can join the
 // child's namespaces: it is never unlocked and dies with its goroutine.
 func startDirect(s directSpawn) (*directInit, error) {
-	a := &directArgs{sock: int32(s.sock), fifo: int32(s.fifo), keepFDs: s.keepFDs, passed: -1}
+	a, buf, err := newDirectArgs(s.sock, s.fifo, s.keepFDs, s.files)
+	if err != nil {
+		return nil, err
+	}
 	a.clone.flags = uint64(s.cloneFlags) | unix.CLONE_PIDFD
 	a.clone.pidfd = uint64(uintptr(unsafe.Pointer(&a.pidfd)))
 	a.clone.exitSignal = uint64(syscall.SIGCHLD)
@@ -121,19 +125,7 @@ func startDirect(s directSpawn) (*directInit, error) {
 		a.clone.flags |= unix.CLONE_INTO_CGROUP
 		a.clone.cgroup = uint64(s.cgroupFD)
 	}
-	copy(a.proc[:], "proc\x00")
-	copy(a.name[:], "berth-init\x00")
-	buf := make([]byte, directBufSize)
-	a.buf, a.bufLen = unsafe.Pointer(&buf[0]), uintptr(len(buf))
-	if len(s.files) > len(a.files) {
-		return nil, fmt.Errorf("too many files to pass: %d", len(s.files))
-	}
-	next := int32(len(s.files))
-	for i, fd := range s.files {
-		a.files[i] = int32(fd)
-		next = max(next, int32(fd)+1)
-	}
-	a.nfiles = len(s.files)
+	next := a.nextfd
 	for _, j := range s.joins {
 		fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -187,6 +179,28 @@ func startDirect(s directSpawn) (*directInit, error) {
 	return d, nil
 }
 
+// newDirectArgs allocates what a direct child needs before it is forked:
+// its arguments and the buffer its requests land in (buf must stay alive
+// until the fork).
+func newDirectArgs(sock, fifo, keepFDs int, files []int) (*directArgs, []byte, error) {
+	a := &directArgs{sock: int32(sock), fifo: int32(fifo), keepFDs: keepFDs, passed: -1}
+	copy(a.proc[:], "proc\x00")
+	copy(a.name[:], "berth-init\x00")
+	buf := make([]byte, directBufSize)
+	a.buf, a.bufLen = unsafe.Pointer(&buf[0]), uintptr(len(buf))
+	if len(files) > len(a.files) {
+		return nil, nil, fmt.Errorf("too many files to pass: %d", len(files))
+	}
+	next := int32(len(files))
+	for i, fd := range files {
+		a.files[i] = int32(fd)
+		next = max(next, int32(fd)+1)
+	}
+	a.nfiles = len(files)
+	a.nextfd = max(next, a.sock+1, a.fifo+1)
+	return a, buf, nil
+}
+
 // setup has the thread mount the rootfs, then sends the process
 // configuration and waits for the child to be ready.
 func (d *directInit) setup(job *directJob, p *specs.Process, filter *seccomp.Program) error {
@@ -195,29 +209,38 @@ func (d *directInit) setup(job *directJob, p *specs.Process, filter *seccomp.Pro
 	if res.err != nil {
 		return res.err
 	}
-	if res.slave != nil {
+	if err := job.cgw.wait(); err != nil {
+		if res.slave != nil {
+			res.slave.Close()
+		}
+		return err
+	}
+	return directProcess(job.conn, res.slave, p, res.path, filter, job.lateCgroupNS)
+}
+
+// directProcess hands a direct child its terminal, if any, and its process,
+// and waits until it is ready.
+func directProcess(conn *syncConn, slave *os.File, p *specs.Process, path string, filter *seccomp.Program, lateCgroupNS bool) error {
+	if slave != nil {
 		// The slave goes to the child as its stdio, with the frame that
 		// carries it.
-		err := unix.Sendmsg(int(job.conn.f.Fd()), []byte{msgDirectTty, 0, 0, 0, 0}, unix.UnixRights(int(res.slave.Fd())), nil, 0)
-		res.slave.Close()
+		err := unix.Sendmsg(int(conn.f.Fd()), []byte{msgDirectTty, 0, 0, 0, 0}, unix.UnixRights(int(slave.Fd())), nil, 0)
+		slave.Close()
 		if err != nil {
 			return fmt.Errorf("send the terminal to init: %w", err)
 		}
-		if _, err := job.conn.expect(msgDirectAlive); err != nil {
+		if _, err := conn.expect(msgDirectAlive); err != nil {
 			return err
 		}
 	}
-	if err := job.cgw.wait(); err != nil {
-		return err
-	}
-	blob, err := directBlob(p, res.path, filter, job.lateCgroupNS)
+	blob, err := directBlob(p, path, filter, lateCgroupNS)
 	if err != nil {
 		return err
 	}
-	if err := job.conn.send(msgDirectGo, blob); err != nil {
+	if err := conn.send(msgDirectGo, blob); err != nil {
 		return fmt.Errorf("send process to init: %w", err)
 	}
-	if _, err := job.conn.expect(msgReady); err != nil {
+	if _, err := conn.expect(msgReady); err != nil {
 		return err
 	}
 	return nil
@@ -484,4 +507,105 @@ func directErrorText(payload []byte) string {
 		name += " " + detail
 	}
 	return fmt.Sprintf("container init: %s: %v", name, errno)
+}
+
+// directExecEligible: an exec can be a direct child unless the container
+// has a user namespace (the child would need its ids mapped) or no mount
+// namespace (the exec'd stage chroots into the rootfs).
+func directExecEligible(spec *specs.Spec, userns bool) bool {
+	return os.Getenv(DirectInitEnv) != "0" && kernelAtLeast(5, 11) && !userns &&
+		hasNamespace(spec, specs.MountNamespace)
+}
+
+// directExecSetup readies an exec's direct child, already in the container's
+// namespaces and cgroup: the executable is looked up and the terminal
+// opened through /proc/PID/root, the container's root as the child sees it.
+func directExecSetup(conn *syncConn, pid int, p *specs.Process, filter *seccomp.Program, console *os.File) error {
+	if _, err := conn.expect(msgDirectAlive); err != nil {
+		return err
+	}
+	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the container's root: %w", err)
+	}
+	defer unix.Close(root)
+	name := p.Args[0]
+	if strings.Contains(name, "/") && !filepath.IsAbs(name) {
+		name = filepath.Join(p.Cwd, name)
+	}
+	path, err := lookPathWith(name, p.Env, func(f string) error { return isExecutableIn(root, f) })
+	if err != nil {
+		return err
+	}
+	var slave *os.File
+	if p.Terminal {
+		if console == nil {
+			return fmt.Errorf("process.terminal is true but no console socket was given")
+		}
+		if slave, err = openConsoleIn(root, console, p.ConsoleSize); err != nil {
+			return err
+		}
+	}
+	return directProcess(conn, slave, p, path, filter, false)
+}
+
+// isExecutableIn is isExecutable for a path inside root.
+func isExecutableIn(root int, p string) error {
+	fd, err := unix.Openat2(root, strings.TrimLeft(filepath.Clean("/"+p), "/"), &unix.OpenHow{
+		Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolveFlags})
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return errors.New("no such file or directory")
+		}
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		return errors.New("is a directory")
+	case st.Mode&0o111 == 0:
+		return errors.New("permission denied")
+	}
+	return nil
+}
+
+// openConsoleIn opens a pty of the devpts that root's /dev/ptmx leads to,
+// sends the master over the console socket and returns the slave.
+func openConsoleIn(root int, socket *os.File, size *specs.Box) (*os.File, error) {
+	fd, err := unix.Openat2(root, "dev/ptmx", &unix.OpenHow{
+		Flags: unix.O_RDWR | unix.O_NOCTTY | unix.O_CLOEXEC, Resolve: resolveFlags})
+	if err != nil {
+		return nil, fmt.Errorf("open the container's /dev/ptmx: %w", err)
+	}
+	master := os.NewFile(uintptr(fd), "ptmx")
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		return nil, fmt.Errorf("unlock pty: %w", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		return nil, fmt.Errorf("pty number: %w", err)
+	}
+	if size != nil {
+		ws := &unix.Winsize{Row: uint16(size.Height), Col: uint16(size.Width)}
+		if err := unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws); err != nil {
+			return nil, fmt.Errorf("set console size: %w", err)
+		}
+	}
+	// The peer of this very master: no path to resolve.
+	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if e != 0 {
+		return nil, fmt.Errorf("open pty slave: %w", e)
+	}
+	sfd := int(r)
+	slave := os.NewFile(uintptr(sfd), "pts")
+	if err := unix.Sendmsg(int(socket.Fd()), []byte("/dev/pts/"+strconv.Itoa(n)), unix.UnixRights(fd), nil, 0); err != nil {
+		slave.Close()
+		return nil, fmt.Errorf("send pty master over console socket: %w", err)
+	}
+	return slave, nil
 }

@@ -524,7 +524,7 @@ func directSend(a *directArgs, typ byte, v uint32, n uintptr) {
 func directWrite(a *directArgs, n uintptr) {
 	off := uintptr(0)
 	for off < n {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(a.sock), uintptr(unsafe.Pointer(&a.frame[off])), n-off)
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(a.sock), uintptr(unsafe.Add(unsafe.Pointer(&a.frame[0]), off)), n-off)
 		if e == syscall.EINTR {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -125,11 +126,31 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		childSock.Close()
 		return -1, err
 	}
-	pid, err := spawnEntered(enterSpec{
+	es := enterSpec{
 		exe: exe, nsPaths: paths, userns: userns, inherit: inherit,
 		args: []string{"berth", "init"},
 		env:  []string{syncFdEnv + "=" + strconv.Itoa(int(childSock.Fd()))},
-	})
+	}
+	// The direct path (see direct_linux.go): the process is a raw fork of
+	// this one that never execs berth; the console is opened here.
+	var directBuf []byte
+	var consoleSock *os.File
+	direct := directExecEligible(spec, userns)
+	if direct {
+		files := []int{0, 1, 2}
+		for i := 0; i < opts.PreserveFDs; i++ {
+			files = append(files, 3+i)
+		}
+		if es.direct, directBuf, err = newDirectArgs(int(childSock.Fd()), -1, opts.PreserveFDs, files); err != nil {
+			childSock.Close()
+			return -1, err
+		}
+		if consoleFd >= 0 {
+			consoleSock = os.NewFile(uintptr(consoleFd), "console-socket")
+		}
+	}
+	pid, err := spawnEntered(es)
+	goruntime.KeepAlive(directBuf)
 	childSock.Close()
 	if err != nil {
 		return -1, err
@@ -150,17 +171,23 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		}
 	}
 	conn := newSyncConn(parentSock)
-	cfg := &initConfig{
-		Mode: "exec", ID: id, Process: proc, FifoFd: -1, Seccomp: filter, Rootfs: rec.Rootfs,
-		NewMountNS: hasNamespace(spec, specs.MountNamespace),
-		ConsoleFd:  consoleFd, UserNS: hasNamespace(spec, specs.UserNamespace),
-		PreserveFDs: opts.PreserveFDs,
-	}
-	if err := conn.send(msgConfig, cfg.encode()); err != nil {
-		return fail(fmt.Errorf("send exec config: %w", err))
-	}
-	if _, err := conn.expect(msgReady); err != nil {
-		return fail(err)
+	if direct {
+		if err := directExecSetup(conn, pid, proc, filter, consoleSock); err != nil {
+			return fail(err)
+		}
+	} else {
+		cfg := &initConfig{
+			Mode: "exec", ID: id, Process: proc, FifoFd: -1, Seccomp: filter, Rootfs: rec.Rootfs,
+			NewMountNS: hasNamespace(spec, specs.MountNamespace),
+			ConsoleFd:  consoleFd, UserNS: hasNamespace(spec, specs.UserNamespace),
+			PreserveFDs: opts.PreserveFDs,
+		}
+		if err := conn.send(msgConfig, cfg.encode()); err != nil {
+			return fail(fmt.Errorf("send exec config: %w", err))
+		}
+		if _, err := conn.expect(msgReady); err != nil {
+			return fail(err)
+		}
 	}
 	if console != nil {
 		if err := console.accept(); err != nil {

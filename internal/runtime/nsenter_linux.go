@@ -39,6 +39,9 @@ type enterArgs struct {
 	envv   **byte
 	pipeW  int
 	report [8]byte
+	// direct, when set, makes the grandchild a direct child (its request
+	// loop, directchild_linux.go) instead of exec'ing berth's exec stage.
+	direct *directArgs
 }
 
 // forkEnter returns the middle child's pid in the parent. It must be called
@@ -80,6 +83,9 @@ func forkEnter(a *enterArgs) (int, syscall.Errno) {
 	}
 	if r1 == 0 {
 		// Grandchild.
+		if a.direct != nil {
+			directChild(a.direct) // never returns
+		}
 		for i := 0; i < a.ninherit; i++ {
 			syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(a.inherit[i]), syscall.F_SETFD, 0)
 		}
@@ -118,6 +124,9 @@ type enterSpec struct {
 	inherit []int    // fds the exec stage must inherit
 	args    []string
 	env     []string
+	// direct makes the process a direct child instead of berth's exec
+	// stage (exe, args, env, files and inherit are then unused).
+	direct *directArgs
 }
 
 // spawnEntered starts berth's exec stage inside the namespaces and returns
@@ -131,12 +140,16 @@ func spawnEntered(s enterSpec) (int, error) {
 }
 
 func spawnEnteredLocked(s enterSpec) (int, error) {
-	exefd, err := protectedExe(s.exe)
-	if err != nil {
-		return 0, err
+	exefd := -1
+	if s.direct == nil {
+		var err error
+		if exefd, err = protectedExe(s.exe); err != nil {
+			return 0, err
+		}
+		defer unix.Close(exefd)
 	}
-	defer unix.Close(exefd)
 	var a enterArgs
+	a.direct = s.direct
 	for i, p := range s.nsPaths {
 		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -74,8 +74,13 @@ func setRlimits(rls []specs.POSIXRlimit) error {
 // lookPath finds the executable of args[0] with the container's PATH. It
 // runs after pivot_root, so it sees the container's files only.
 func lookPath(name string, env []string) (string, error) {
+	return lookPathWith(name, env, isExecutable)
+}
+
+// lookPathWith is lookPath with isExec telling whether a path can be run.
+func lookPathWith(name string, env []string, isExec func(string) error) (string, error) {
 	if strings.Contains(name, "/") {
-		if err := isExecutable(name); err != nil {
+		if err := isExec(name); err != nil {
 			return "", fmt.Errorf("exec: %q: %w", name, err)
 		}
 		return name, nil
@@ -91,7 +96,7 @@ func lookPath(name string, env []string) (string, error) {
 			dir = "."
 		}
 		p := filepath.Join(dir, name)
-		if isExecutable(p) == nil {
+		if isExec(p) == nil {
 			return p, nil
 		}
 	}

@@ -73,3 +73,36 @@ func TestSignalsStartDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestExecParity: `runtime exec` as a direct child (the default) and
+// through berth's exec stage see the same process.
+func TestExecParity(t *testing.T) {
+	e := newEnv(t, "sleep", "60")
+	e.writeSpec()
+	if _, errOut, code := e.berth("create", "--bundle", e.bundle, "ex"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.berth("start", "ex"); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	script := "id; pwd; echo $FOO; umask; grep -E '^(Cap|NoNewPrivs|Seccomp:|SigIgn)' /proc/self/status; ls /proc/self/fd; cat /proc/self/comm"
+	var outs [2]string
+	for i, env := range [][]string{nil, {"BERTH_DIRECT_INIT=0"}} {
+		e.environ = env
+		out, errOut, code := e.berth("exec", "--cwd", "/tmp", "--env", "FOO=bar", "ex", "sh", "-c", script)
+		if code != 0 {
+			t.Fatalf("exec (%v): exit %d: %s", env, code, errOut)
+		}
+		outs[i] = out
+	}
+	if outs[0] != outs[1] {
+		t.Fatalf("direct exec differs:\ndirect:\n%s\nexec'd:\n%s", outs[0], outs[1])
+	}
+	if !strings.Contains(outs[0], "/tmp\nbar\n") {
+		t.Fatalf("exec options did not apply:\n%s", outs[0])
+	}
+	e.environ = nil
+	if _, errOut, code := e.berth("exec", "ex", "nosuchcmd"); code == 0 || !strings.Contains(errOut, "executable file not found") {
+		t.Fatalf("exec of a missing command: exit %d %q", code, errOut)
+	}
+}
