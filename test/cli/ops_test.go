@@ -135,6 +135,7 @@ func TestOpsCLI(t *testing.T) {
 	d.must("build", "-q", "-t", "built:1", ctxDir)
 	same(t, d, "system", "df")
 	same(t, d, "system", "df", "--format", "{{.Type}}: {{.TotalCount}} {{.Active}} {{.Size}} {{.Reclaimable}}")
+	same(t, d, "system", "df", "--format", "json")
 	same(t, d, "system", "df", "-v")
 	if out := d.must("system", "df", "-v"); !strings.Contains(out, "Images space usage:") || !strings.Contains(out, "snap") || !strings.Contains(out, "r1") {
 		t.Errorf("system df -v:\n%s", out)

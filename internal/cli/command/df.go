@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -35,6 +36,12 @@ type dfRow struct {
 	typ                              string
 	total, active, size, reclaimable int64
 	percent                          bool
+}
+
+// MarshalJSON gives `--format json` docker's keys.
+func (r dfRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"Type": r.Type(), "TotalCount": r.TotalCount(), "Active": r.Active(),
+		"Size": r.Size(), "Reclaimable": r.Reclaimable()})
 }
 
 func (r dfRow) Type() string       { return r.typ }
