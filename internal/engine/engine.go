@@ -96,6 +96,7 @@ type Engine struct {
 	root, execRoot string
 	images         *image.Service
 	volumes        *volume.Store
+	recursiveRO    bool // the kernel can make binds read-only recursively
 	net            *network.Manager
 	log            *slog.Logger
 	opts           Options
@@ -136,6 +137,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e.volumes = vols
+	e.recursiveRO = kernelHasMountSetattr()
 	if err := e.load(); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/snapshot"
@@ -629,7 +630,7 @@ func (e *Engine) mountVolumes(ctx context.Context, id string) (ms []specs.Mount,
 			}
 			src = sub
 		}
-		ms = append(ms, bindSpec(*mp, src))
+		ms = append(ms, bindSpec(*mp, src, e.recursiveRO))
 	}
 	if copied {
 		// First use is over: a volume emptied later stays empty.
@@ -682,6 +683,14 @@ func (e *Engine) unmountImage(mp MountPoint) {
 	_ = os.Remove(dir)
 }
 
+// kernelHasMountSetattr reports whether mount_setattr(2) exists (Linux
+// 5.12+), which recursively read-only mounts need: probed with a call
+// that cannot succeed, ENOSYS meaning the syscall is missing.
+func kernelHasMountSetattr() bool {
+	err := unix.MountSetattr(-1, "", unix.AT_EMPTY_PATH, &unix.MountAttr{})
+	return !errors.Is(err, unix.ENOSYS)
+}
+
 // checkPropagation refuses, as docker does, a shared or slave bind whose
 // source lies on a mount that cannot propagate that way (the kernel would
 // quietly make it private).
@@ -723,7 +732,7 @@ func checkPropagation(src string, p mount.Propagation) error {
 
 // bindSpec is the runtime mount of a bind or volume mount point whose host
 // path is src.
-func bindSpec(mp MountPoint, src string) specs.Mount {
+func bindSpec(mp MountPoint, src string, recursiveRO bool) specs.Mount {
 	prop := string(mp.Propagation)
 	if prop == "" {
 		prop = string(mount.PropagationRPrivate)
@@ -734,9 +743,9 @@ func bindSpec(mp MountPoint, src string) specs.Mount {
 	}
 	if !mp.RW {
 		o = append(o, "ro")
-		if !mp.ReadOnlyTopOnly && !mp.NonRecursive {
-			// docker 25+: read-only all the way down (mount_setattr,
-			// Linux 5.12+; the runtime refuses it on older kernels).
+		if recursiveRO && !mp.ReadOnlyTopOnly && !mp.NonRecursive {
+			// docker 25+: read-only all the way down where the kernel
+			// can (mount_setattr, Linux 5.12+), top-only before.
 			o = append(o, "rro")
 		}
 	}
@@ -759,7 +768,7 @@ func hostMounts(c Container) []specs.Mount {
 			}
 			src = sub
 		}
-		ms = append(ms, bindSpec(mp, src))
+		ms = append(ms, bindSpec(mp, src, false))
 	}
 	return ms
 }
