@@ -143,12 +143,19 @@ func startProcess(t *testing.T, cmd *exec.Cmd) *helper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
+	// A pipe of our own, not StdoutPipe: Wait (on its goroutine below)
+	// closes StdoutPipe's read end when the process exits, which can be
+	// before its last line has been read.
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { stdout.Close() })
+	cmd.Stdout = w
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
 		t.Fatalf("start %v: %v", cmd.Args, err)
 	}
 	h := &helper{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout), done: make(chan error, 1)}
