@@ -122,6 +122,11 @@ func TestDifferential(t *testing.T) {
 		{"more", map[string]string{"Dockerfile": "FROM busybox AS first\nRUN echo first > /first\nFROM busybox\nCOPY --from=0 /first /f0\nCOPY --from=busybox /bin/sh /bb\nCOPY --from=busybox /nope /x\nADD a.tar /untarred/\nADD a.tar /kept.tar\nENV X=${UNSET:-dflt} Y=${X:+set}\nARG Z=arg\nENV Z=env\nRUN echo $X $Y $Z > /env\nWORKDIR /w/$X\nHEALTHCHECK --interval=1s --timeout=1s --start-period=2s --retries=2 CMD [\"true\"]\nCMD [\"sh\"]\nENTRYPOINT [\"env\"]\n",
 			"a.tar": string(tarOf(t, map[string]string{"in/tar.txt": "x"}, false))}, nil,
 			[]string{"cat /f0 /env && ls -R /untarred && stat -c '%n %a %s' /kept.tar /w/dflt"}},
+		{"args", map[string]string{"Dockerfile": "ARG V=meta\nARG W\nFROM busybox\nARG V\nARG W=stage\nARG U\nRUN echo \"$V $W $U\" > /args\nLABEL a=1 \\\n      b=2\nENTRYPOINT [\"sh\"]\nCMD [\"true\"]\n"},
+			[]string{"--build-arg", "U=cli"}, []string{"cat /args"}},
+		{"links", map[string]string{"Dockerfile": "FROM busybox\nCOPY link /top\nCOPY dir /dir/\nADD t.tgz /t/\n", "target.txt": "target", "dir/f": "f",
+			"t.tgz": string(tarOf(t, map[string]string{"a/b": "gz"}, true))}, nil,
+			[]string{"cat /top && ls -l /dir | awk '{print $1, $9, $10, $11}' && cat /t/a/b"}},
 		{"scratch", map[string]string{"Dockerfile": "FROM scratch\nCOPY f /f\nENV A=1\n", "f": "f"}, nil, nil},
 		{"onbuild", map[string]string{"Dockerfile": "FROM busybox\nONBUILD RUN echo trig > /trig\nCMD [\"cat\", \"/trig\"]\n"}, nil, nil},
 		{"emptydockerfile", map[string]string{"Dockerfile": "# only a comment\n"}, nil, nil},
@@ -131,6 +136,13 @@ func TestDifferential(t *testing.T) {
 	} {
 		c.files["Dockerfile"] = base(c.files["Dockerfile"])
 		ctxDir := contextDir(t, c.files)
+		if c.name == "links" {
+			for link, target := range map[string]string{"link": "target.txt", "dir/rel": "f", "dir/abs": "/etc/passwd"} {
+				if err := os.Symlink(target, filepath.Join(ctxDir, link)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 		got := map[string]*outcome{}
 		for side, env := range envs {
 			o := &outcome{}
