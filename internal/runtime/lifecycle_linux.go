@@ -123,6 +123,13 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		}
 		r.waitGone(rec, 5*time.Second)
 	}
+	return r.destroy(ctx, rec, cg)
+}
+
+// destroy removes what a stopped container leaves: its cgroup, the mounts
+// it made in the host's namespace, its state; poststop hooks run.
+func (r *Runtime) destroy(ctx context.Context, rec *record, cg *cgroup.Manager) error {
+	id := rec.ID
 	if cg != nil {
 		if err := cg.Destroy(); err != nil {
 			return fmt.Errorf("remove cgroup of %s: %w", id, err)
@@ -236,7 +243,9 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 	<-notified
 	code := waitForwarding(l.pid, sigc, console)
 	tr.mark("parent", "exited")
-	if err := r.Delete(ctx, id, true); err != nil {
+	// The init is reaped and its record and cgroup at hand: no need for
+	// Delete's look-up.
+	if err := r.destroy(ctx, l.rec, l.cg); err != nil {
 		return code, err
 	}
 	tr.mark("parent", "deleted")
