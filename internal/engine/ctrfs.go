@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/internal/fsroot"
 	"os"
 	"path"
 	"path/filepath"
@@ -240,26 +241,7 @@ func (v *ctrFS) bind(b bindMount) error {
 // open resolves p (absolute in the container) inside the rootfs,
 // following every symlink there, and opens it with flags.
 func (v *ctrFS) open(p string, flags int) (*os.File, error) {
-	rel := strings.TrimLeft(path.Clean("/"+p), "/")
-	if rel == "" {
-		rel = "."
-	}
-	fd, err := unix.Openat2(int(v.root.Fd()), rel, &unix.OpenHow{
-		Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if errors.Is(err, unix.ENOSYS) {
-		// Before Linux 5.6: resolve in user space, then open without
-		// following the last component again.
-		full, jerr := securejoin.SecureJoin(v.rootfs, rel)
-		if jerr != nil {
-			return nil, jerr
-		}
-		return os.OpenFile(full, flags|unix.O_CLOEXEC, 0)
-	}
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	return os.NewFile(uintptr(fd), p), nil
+	return fsroot.Open(v.root, p, flags)
 }
 
 // resolve returns p with every symlink followed inside the rootfs, as an

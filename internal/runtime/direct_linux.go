@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/internal/fsroot"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -551,7 +552,7 @@ func directExecSetup(conn *syncConn, pid int, p *specs.Process, filter *seccomp.
 
 // isExecutableIn is isExecutable for a path inside root.
 func isExecutableIn(root int, p string) error {
-	fd, err := unix.Openat2(root, strings.TrimLeft(filepath.Clean("/"+p), "/"), &unix.OpenHow{
+	fd, err := unix.Openat2(root, fsroot.Rel(p), &unix.OpenHow{
 		Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolveFlags})
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {

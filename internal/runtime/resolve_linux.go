@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/internal/fsroot"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,36 +18,11 @@ import (
 // check and use. One system call per lookup keeps container start fast. On
 // kernels without openat2 (before 5.6) securejoin resolves in user space.
 
-const resolveFlags = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+const resolveFlags = fsroot.Resolve
 
 // openIn returns an O_PATH handle of path inside root.
 func openIn(root *os.File, path string) (*os.File, error) {
-	rel := strings.TrimLeft(filepath.Clean("/"+path), "/")
-	if rel == "" {
-		rel = "."
-	}
-	fd, err := unix.Openat2(int(root.Fd()), rel, &unix.OpenHow{
-		Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolveFlags,
-	})
-	if errors.Is(err, unix.ENOSYS) {
-		return openInFallback(root, rel)
-	}
-	if err != nil {
-		return nil, &os.PathError{Op: "open in rootfs", Path: path, Err: err}
-	}
-	return os.NewFile(uintptr(fd), path), nil
-}
-
-func openInFallback(root *os.File, rel string) (*os.File, error) {
-	base, err := os.Readlink(fdPath(root))
-	if err != nil {
-		return nil, err
-	}
-	p, err := securejoin.SecureJoin(base, rel)
-	if err != nil {
-		return nil, err
-	}
-	return os.OpenFile(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+	return fsroot.Open(root, path, unix.O_PATH)
 }
 
 // mkdirAllIn creates path (and its parents) inside root and returns an
