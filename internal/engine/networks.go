@@ -57,6 +57,14 @@ func (e *Engine) networkObject(n bnet.NetworkInfo, withContainers bool) network.
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if n.Driver == "host" || n.Driver == "null" {
+		// No endpoints of the manager's: the running containers in that mode.
+		for id, c := range e.byID {
+			if c.State.Status == StatusRunning && parseNetworkMode(c.HostConfig.NetworkMode).kind == n.Name {
+				out.Containers[id] = network.EndpointResource{Name: trimSlash(c.Name), EndpointID: endpointID(id, n.ID)}
+			}
+		}
+	}
 	for id, ep := range n.Endpoints {
 		name := ep.Name
 		if c, ok := e.byID[id]; ok {

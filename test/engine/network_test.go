@@ -237,6 +237,12 @@ func TestNetworkModes(t *testing.T) {
 			if out := c.must(t, d, "run", "--rm", "--network", "none", testImage, "sh", "-c", "ls /sys/class/net"); out != "lo\n" {
 				t.Errorf("--network none interfaces: %q", out)
 			}
+			lone := "lone-" + c.name
+			c.must(t, d, "run", "-d", "--name", lone, "--network", "none", testImage, "sleep", "300")
+			if out := c.must(t, d, "network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", "none"); out != lone+" \n" {
+				t.Errorf("network inspect none: %q", out)
+			}
+			c.must(t, d, "rm", "-f", lone)
 			owner := "owner-" + c.name
 			c.must(t, d, "run", "-d", "--name", owner, "--hostname", "h1", "--add-host", "db:10.1.2.3", "--dns", "10.9.9.9", testImage, "sleep", "300")
 			ip := strings.TrimSpace(c.must(t, d, "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", owner))
