@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
@@ -52,21 +54,36 @@ func (c *CLI) inspectCommandFor(kind string) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return c.inspectEach(args, tmpl, func(name string) (json.RawMessage, error) {
+		return c.inspectEachTyped(args, tmpl, func(name string) (inspected, error) {
 			return c.inspectOne(ctx, api, name, kind, size)
 		})
 	})
 	return cmd
 }
 
+// inspected is one object an inspect verb found: its JSON as the API sent
+// it and, when known, its API type (docker runs templates on that first).
+type inspected struct {
+	raw   json.RawMessage
+	typed any // a pointer to the decoded API type, or nil
+}
+
 // inspectEach prints the objects fetch finds, through printInspect; names
 // it fails on are reported as forEach does.
 func (c *CLI) inspectEach(names []string, tmpl string, fetch func(name string) (json.RawMessage, error)) error {
-	var raws []json.RawMessage
-	err := c.forEach(names, func(name string) error {
+	return c.inspectEachTyped(names, tmpl, func(name string) (inspected, error) {
 		raw, err := fetch(name)
+		return inspected{raw: raw}, err
+	})
+}
+
+// inspectEachTyped is inspectEach for objects whose API type is known.
+func (c *CLI) inspectEachTyped(names []string, tmpl string, fetch func(name string) (inspected, error)) error {
+	var raws []inspected
+	err := c.forEach(names, func(name string) error {
+		obj, err := fetch(name)
 		if err == nil {
-			raws = append(raws, raw)
+			raws = append(raws, obj)
 		}
 		return err
 	})
@@ -103,40 +120,42 @@ func (c *CLI) forEach(names []string, fn func(name string) error) error {
 
 // inspectOne finds a container, or else an image, or else a volume, by
 // name or ID (docker's order).
-func (c *CLI) inspectOne(ctx context.Context, api *client.Client, name, kind string, size bool) (json.RawMessage, error) {
+func (c *CLI) inspectOne(ctx context.Context, api *client.Client, name, kind string, size bool) (inspected, error) {
 	if kind == "volume" {
 		return volumeInspect(ctx, api, name)
 	}
 	if kind != "image" {
 		res, err := api.ContainerInspect(ctx, name, client.ContainerInspectOptions{Size: size})
 		if err == nil {
-			return res.Raw, nil
+			return inspected{raw: res.Raw, typed: &container.InspectResponse{}}, nil
 		}
 		if !cerrdefs.IsNotFound(err) || kind == "container" {
-			return nil, err
+			return inspected{}, err
 		}
 	}
 	res, err := api.ImageInspect(ctx, name)
 	if err == nil {
 		var b bytes.Buffer
 		if err := json.NewEncoder(&b).Encode(res.InspectResponse); err != nil {
-			return nil, err
+			return inspected{}, err
 		}
-		return b.Bytes(), nil
+		return inspected{raw: b.Bytes(), typed: &image.InspectResponse{}}, nil
 	}
 	if cerrdefs.IsNotFound(err) && kind == "" {
-		raw, verr := volumeInspect(ctx, api, name)
+		obj, verr := volumeInspect(ctx, api, name)
 		if verr == nil || !cerrdefs.IsNotFound(verr) {
-			return raw, verr
+			return obj, verr
 		}
-		return nil, fmt.Errorf("Error: No such object: %s", name)
+		return inspected{}, fmt.Errorf("Error: No such object: %s", name)
 	}
-	return nil, err
+	return inspected{}, err
 }
 
 // printInspect prints docker's indented JSON array, or the template applied
-// to each object decoded generically (numbers kept exact), one per line.
-func (c *CLI) printInspect(raws []json.RawMessage, tmpl string) error {
+// to each object, one per line: as docker, on the object's API type first
+// (so `json` keeps the type's field order), else (a field the type lacks,
+// say `.Id`) on the JSON decoded generically, numbers kept exact.
+func (c *CLI) printInspect(raws []inspected, tmpl string) error {
 	if tmpl == "" || tmpl == format.JSONKey {
 		var b bytes.Buffer
 		b.WriteString("[")
@@ -145,7 +164,7 @@ func (c *CLI) printInspect(raws []json.RawMessage, tmpl string) error {
 				b.WriteString(",")
 			}
 			b.WriteString("\n    ")
-			if err := json.Indent(&b, bytes.TrimSpace(r), "    ", "    "); err != nil {
+			if err := json.Indent(&b, bytes.TrimSpace(r.raw), "    ", "    "); err != nil {
 				return err
 			}
 		}
@@ -157,7 +176,16 @@ func (c *CLI) printInspect(raws []json.RawMessage, tmpl string) error {
 		return err
 	}
 	for _, r := range raws {
-		dec := json.NewDecoder(bytes.NewReader(r))
+		if r.typed != nil && json.Unmarshal(r.raw, r.typed) == nil {
+			var b bytes.Buffer
+			if format.Object(&b, tmpl, r.typed) == nil {
+				if _, err := b.WriteTo(c.Out); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		dec := json.NewDecoder(bytes.NewReader(r.raw))
 		dec.UseNumber()
 		var v any
 		if err := dec.Decode(&v); err != nil {

@@ -186,19 +186,25 @@ func (c *CLI) volumeInspectCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return c.inspectEach(args, tmpl, func(name string) (json.RawMessage, error) {
+		return c.inspectEachTyped(args, tmpl, func(name string) (inspected, error) {
 			return volumeInspect(ctx, api, name)
 		})
 	})
 	return cmd
 }
 
-func volumeInspect(ctx context.Context, api *client.Client, name string) (json.RawMessage, error) {
+func volumeInspect(ctx context.Context, api *client.Client, name string) (inspected, error) {
 	res, err := api.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
-	if err != nil || len(bytes.TrimSpace(res.Raw)) > 0 {
-		return res.Raw, err
+	if err != nil {
+		return inspected{}, err
 	}
-	return json.Marshal(res.Volume)
+	raw := res.Raw
+	if len(bytes.TrimSpace(raw)) == 0 {
+		if raw, err = json.Marshal(res.Volume); err != nil {
+			return inspected{}, err
+		}
+	}
+	return inspected{raw: raw, typed: &volume.Volume{}}, nil
 }
 
 func (c *CLI) volumeRmCommand() *cobra.Command {
