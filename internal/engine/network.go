@@ -145,7 +145,7 @@ func (e *Engine) prepareNetworking(cfg *container.Config, hc *container.HostConf
 			// Checked again at start ("failed to set up container
 			// networking: network X not found"), as docker does: a 404
 			// from create would make the docker CLI pull the image.
-			out[name] = &network.EndpointSettings{Aliases: es.Aliases, IPAMConfig: es.IPAMConfig}
+			out[name] = &network.EndpointSettings{Aliases: es.Aliases, IPAMConfig: es.IPAMConfig, MacAddress: es.MacAddress}
 			continue
 		}
 		if err != nil {
@@ -154,7 +154,7 @@ func (e *Engine) prepareNetworking(cfg *container.Config, hc *container.HostConf
 		if err := checkEndpoint(n, es); err != nil {
 			return nil, err
 		}
-		out[n.Name] = &network.EndpointSettings{NetworkID: n.ID, Aliases: es.Aliases, IPAMConfig: es.IPAMConfig}
+		out[n.Name] = &network.EndpointSettings{NetworkID: n.ID, Aliases: es.Aliases, IPAMConfig: es.IPAMConfig, MacAddress: es.MacAddress}
 		if name == mode.name && n.Name != name {
 			hc.NetworkMode = container.NetworkMode(n.Name) // an ID given: keep docker's name
 		}
@@ -176,6 +176,9 @@ func checkEndpoint(n bnet.NetworkInfo, es *network.EndpointSettings) error {
 	var ip netip.Addr
 	if es.IPAMConfig != nil {
 		ip = es.IPAMConfig.IPv4Address
+	}
+	if mac := es.MacAddress; len(mac) > 0 && (len(mac) != 6 || mac[0]&1 == 1) {
+		return fmt.Errorf("invalid MAC address %s: %w", net.HardwareAddr(mac), errdefs.ErrInvalidArgument)
 	}
 	if n.Driver != "bridge" {
 		if ip.IsValid() || len(es.Aliases) > 0 {
@@ -390,6 +393,9 @@ func (e *Engine) setupNetwork(ctx context.Context, id string) (err error) {
 			spec.Aliases = es.Aliases
 			if es.IPAMConfig != nil {
 				spec.IP = es.IPAMConfig.IPv4Address
+			}
+			if len(es.MacAddress) > 0 {
+				spec.MAC = net.HardwareAddr(es.MacAddress)
 			}
 		}
 		if i == 0 {

@@ -261,9 +261,9 @@ func (e *Engine) ConnectNetwork(ctx context.Context, ref, containerRef string, e
 	if err := checkEndpoint(n, es); err != nil {
 		return err
 	}
-	rec := &network.EndpointSettings{NetworkID: n.ID, Aliases: es.Aliases, IPAMConfig: es.IPAMConfig}
+	rec := &network.EndpointSettings{NetworkID: n.ID, Aliases: es.Aliases, IPAMConfig: es.IPAMConfig, MacAddress: es.MacAddress}
 	if running {
-		spec := bnet.EndpointSpec{ContainerID: id, Name: name, NetnsPath: e.netnsPath(id), Aliases: es.Aliases}
+		spec := bnet.EndpointSpec{ContainerID: id, Name: name, NetnsPath: e.netnsPath(id), Aliases: es.Aliases, MAC: net.HardwareAddr(es.MacAddress)}
 		if es.IPAMConfig != nil {
 			spec.IP = es.IPAMConfig.IPv4Address
 		}

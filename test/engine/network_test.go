@@ -237,6 +237,9 @@ func TestNetworkModes(t *testing.T) {
 			if out := c.must(t, d, "run", "--rm", "--network", "none", testImage, "sh", "-c", "ls /sys/class/net"); out != "lo\n" {
 				t.Errorf("--network none interfaces: %q", out)
 			}
+			if out := c.must(t, d, "run", "--rm", "--mac-address", "92:d0:c6:0a:29:33", testImage, "cat", "/sys/class/net/eth0/address"); out != "92:d0:c6:0a:29:33\n" {
+				t.Errorf("--mac-address: %q", out)
+			}
 			lone := "lone-" + c.name
 			c.must(t, d, "run", "-d", "--name", lone, "--network", "none", testImage, "sleep", "300")
 			if out := c.must(t, d, "network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", "none"); out != lone+" \n" {

@@ -61,6 +61,7 @@ func createFlags(f *pflag.FlagSet, o *runconfig.Options, entry *string, pids *in
 	f.StringArrayVar(&o.DNSSearch, "dns-search", nil, "Set custom DNS search domains")
 	f.StringArrayVar(&o.DNSOptions, "dns-option", nil, "Set DNS options")
 	f.StringVar(&o.Domainname, "domainname", "", "Container NIS domain name")
+	f.StringVar(&o.MacAddress, "mac-address", "", "Container MAC address (e.g., 92:d0:c6:0a:29:33)")
 	f.BoolVar(&o.Privileged, "privileged", false, "Give extended privileges to this container")
 	f.StringVarP(&o.Hostname, "hostname", "h", "", "Container host name")
 	f.StringVar(&o.StopSignal, "stop-signal", "", "Signal to stop the container")

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"fmt"
 	"math/big"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -69,6 +70,7 @@ type Options struct {
 	DNSSearch  []string
 	DNSOptions []string
 	Domainname string
+	MacAddress string // --mac-address
 	// ConsoleSize is the CLI's terminal (height, width) for a -t container,
 	// sent with the create so the first screen has the right size.
 	ConsoleSize [2]uint
@@ -254,10 +256,17 @@ func (o *Options) networking(hc *container.HostConfig) (*network.NetworkingConfi
 		}
 		hc.ExtraHosts = append(hc.ExtraHosts, name+":"+ip)
 	}
-	if len(o.Aliases) == 0 && o.IP == "" && len(o.Networks) < 2 {
+	if len(o.Aliases) == 0 && o.IP == "" && o.MacAddress == "" && len(o.Networks) < 2 {
 		return nil, nil
 	}
 	es := &network.EndpointSettings{Aliases: o.Aliases}
+	if o.MacAddress != "" {
+		mac, err := net.ParseMAC(o.MacAddress)
+		if err != nil || len(mac) != 6 {
+			return nil, fmt.Errorf("invalid argument %q for \"--mac-address\" flag: %s is not a valid mac address", o.MacAddress, o.MacAddress)
+		}
+		es.MacAddress = network.HardwareAddr(mac)
+	}
 	if o.IP != "" {
 		a, err := netip.ParseAddr(o.IP)
 		if err != nil {
