@@ -192,6 +192,10 @@ func TestNetworkPublishedPorts(t *testing.T) {
 					t.Errorf("%s answered %q", addr, got)
 				}
 			}
+			// From another container, through the host's address (hairpin NAT).
+			if out := c.must(t, d, "run", "--rm", testImage, "sh", "-c", fmt.Sprintf("for i in 1 2 3 4 5; do nc %s %d && break; sleep 0.2; done", host, port)); out != "published\n" {
+				t.Errorf("published port from a container through %s: %q", host, out)
+			}
 			if out := c.must(t, d, "port", name); out != fmt.Sprintf("80/tcp -> 0.0.0.0:%d\n", port) {
 				t.Errorf("port: %q", out)
 			}
