@@ -93,6 +93,13 @@ func TestInit(t *testing.T) {
 		t.Fatalf("--init exit code: %d", code)
 	}
 	d.mustDocker("run", "-d", "--name", "sleeper", "--init", testImage, "sleep", "100")
+	// The reaper catches signals once it runs (it started its child then);
+	// a SIGTERM in the first milliseconds, while the Go runtime boots,
+	// would be lost (see internal/engine/NOTES.md).
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("top", "sleeper")
+		return strings.Contains(o, "sleep 100")
+	}, "the reaper to start its child")
 	// 143, not 137: the SIGTERM reached sleep through the reaper (the
 	// stop's SIGKILL after its timeout would give 137).
 	d.mustDocker("stop", "-t", "30", "sleeper")
