@@ -579,9 +579,6 @@ func (e *Engine) NetworkSettings(c Container) *container.NetworkSettings {
 	}
 	for name, es := range c.Networks {
 		out := es.Copy()
-		if out.Aliases == nil {
-			out.Aliases = nil
-		}
 		for _, ep := range eps {
 			if ep.Network != es.NetworkID {
 				continue
