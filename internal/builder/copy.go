@@ -151,8 +151,21 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 	if err != nil {
 		return err
 	}
-	createdBy := fmt.Sprintf("/bin/sh -c #(nop) %s %s in %s ", cs.name, "multi:"+hex.EncodeToString(h.Sum(nil)), dest)
-	return bd.commit(s, st, createdBy, false, cs.cmd.(fmt.Stringer).String())
+	// docker's wording: file:/dir: for one source, multi: for several,
+	// the destination as written, --chown glued to the hash.
+	kind := "multi:"
+	if len(srcs) == 1 {
+		kind = "file:"
+		if srcs[0].isDir {
+			kind = "dir:"
+		}
+	}
+	chownComment := ""
+	if cs.chown != "" {
+		chownComment = "--chown=" + cs.chown
+	}
+	comment := fmt.Sprintf("%s %s%s%s in %s ", cs.name, chownComment, kind, hex.EncodeToString(h.Sum(nil)), cs.src.DestPath)
+	return bd.commit(s, st, layerComment(st, comment), false, cs.cmd.(fmt.Stringer).String())
 }
 
 // fromRoot mounts, read-only, the root filesystem COPY --from reads: an

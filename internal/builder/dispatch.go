@@ -335,29 +335,37 @@ func (bd *build) configStep(ctx context.Context, s *stage, c instructions.Comman
 	}
 	st.key = key
 	cfg := &st.cfg.Config
-	nop := "/bin/sh -c #(nop) "
-	createdBy := nop + " " + c.(fmt.Stringer).String()
+	// comment is the history's "created by" text in docker's classic
+	// wording (Go formatting of the values included).
+	var comment string
 	switch c := c.(type) {
 	case *instructions.EnvCommand:
+		comment = "ENV"
 		for _, kv := range c.Env {
 			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+			comment += " " + kv.Key + "=" + kv.Value
 		}
 	case *instructions.LabelCommand:
 		if cfg.Labels == nil {
 			cfg.Labels = map[string]string{}
 		}
+		comment = "LABEL"
 		for _, kv := range c.Labels {
 			cfg.Labels[kv.Key] = kv.Value
+			comment += " " + kv.Key + "=" + kv.Value
 		}
 	case *instructions.MaintainerCommand:
 		st.cfg.Author = c.Maintainer
+		comment = "MAINTAINER " + c.Maintainer
 	case *instructions.UserCommand:
 		cfg.User = c.User
+		comment = "USER " + c.User
 	case *instructions.ExposeCommand:
 		env := bd.stageEnv(s)
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
 		}
+		var words []string
 		for _, p := range c.Ports {
 			p, err := bd.expand(p, env)
 			if err != nil {
@@ -370,7 +378,10 @@ func (bd *build) configStep(ctx context.Context, s *stage, c instructions.Comman
 			for _, q := range ports {
 				cfg.ExposedPorts[q] = struct{}{}
 			}
+			words = append(words, p)
 		}
+		slices.Sort(words)
+		comment = "EXPOSE " + strings.Join(words, " ")
 	case *instructions.VolumeCommand:
 		if cfg.Volumes == nil {
 			cfg.Volumes = map[string]struct{}{}
@@ -381,30 +392,63 @@ func (bd *build) configStep(ctx context.Context, s *stage, c instructions.Comman
 			}
 			cfg.Volumes[v] = struct{}{}
 		}
+		comment = fmt.Sprintf("VOLUME %v", c.Volumes)
 	case *instructions.StopSignalCommand:
 		cfg.StopSignal = c.Signal
+		comment = "STOPSIGNAL " + c.Signal
 	case *instructions.CmdCommand:
 		cfg.Cmd = bd.commandLine(s, c.ShellDependantCmdLine)
-		createdBy = nop + " CMD " + jsonArgs(cfg.Cmd)
+		comment = fmt.Sprintf("CMD %q", cfg.Cmd)
 	case *instructions.EntrypointCommand:
 		cfg.Entrypoint = bd.commandLine(s, c.ShellDependantCmdLine)
 		if !s.cmdSet {
 			cfg.Cmd = nil
 		}
-		createdBy = nop + " ENTRYPOINT " + jsonArgs(cfg.Entrypoint)
+		comment = fmt.Sprintf("ENTRYPOINT %q", cfg.Entrypoint)
 	case *instructions.HealthCheckCommand:
 		h := *c.Health
 		st.cfg.Config.Healthcheck = &h
+		// dockerd prints its HealthConfig with %q: the same fields.
+		comment = fmt.Sprintf("HEALTHCHECK &{%q %q %q %q %q %q}", h.Test, h.Interval.String(), h.Timeout.String(),
+			h.StartPeriod.String(), h.StartInterval.String(), rune(h.Retries))
 	case *instructions.ShellCommand:
 		cfg.Shell = c.Shell
+		comment = fmt.Sprintf("SHELL %v", c.Shell)
 	case *instructions.OnbuildCommand:
 		cfg.OnBuild = append(cfg.OnBuild, c.Expression)
+		comment = "ONBUILD " + c.Expression
 	case *instructions.ArgCommand:
+		comment = "ARG"
+		for _, kv := range c.Args {
+			comment += " " + kv.Key
+			if kv.Value != nil {
+				comment += "=" + *kv.Value
+			}
+		}
 	default:
 		return fmt.Errorf("%s is not supported: %w", strings.ToUpper(c.Name()), errdefs.ErrNotImplemented)
 	}
 	bd.trackCmd(s, c)
-	return bd.commit(s, st, createdBy, true, c.(fmt.Stringer).String())
+	return bd.commit(s, st, nopComment(st, comment), true, c.(fmt.Stringer).String())
+}
+
+// nopComment is how docker's classic builder records a step that ran no
+// command: the stage's shell, "#(nop) ", and the step.
+func nopComment(st state, comment string) string {
+	return strings.Join(append(slices.Clone(shellOf(st)), "#(nop) ", comment), " ")
+}
+
+// layerComment is nopComment for COPY, ADD and WORKDIR, which docker
+// words with one space less.
+func layerComment(st state, comment string) string {
+	return strings.Join(shellOf(st), " ") + " #(nop) " + comment
+}
+
+func shellOf(st state) []string {
+	if sh := st.cfg.Config.Shell; len(sh) > 0 {
+		return sh
+	}
+	return defaultShell
 }
 
 // trackCmd remembers that the stage set CMD itself (ENTRYPOINT then keeps it).

@@ -210,7 +210,20 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 	if err != nil {
 		return err
 	}
-	return bd.commit(s, st, strings.Join(args, " "), false, c.String())
+	// docker records the build args the RUN saw before its command
+	// ("|2 A=1 B=2 /bin/sh -c ..."), the proxies excepted.
+	saved := args
+	var used []string
+	for _, a := range s.args {
+		if a.Value != nil && !hasEnv(s.st.cfg.Config.Env, a.Key) {
+			used = append(used, a.Key+"="+*a.Value)
+		}
+	}
+	if len(used) > 0 {
+		slices.Sort(used)
+		saved = append(append([]string{fmt.Sprintf("|%d", len(used))}, used...), args...)
+	}
+	return bd.commit(s, st, strings.Join(saved, " "), false, c.String())
 }
 
 func hasEnv(env []string, k string) bool {
@@ -249,7 +262,7 @@ func (bd *build) workdirStep(ctx context.Context, s *stage, c *instructions.Work
 			return err
 		}
 	}
-	return bd.commit(s, st, "/bin/sh -c #(nop) WORKDIR "+dir, empty, c.String())
+	return bd.commit(s, st, layerComment(st, "WORKDIR "+dir), empty, c.String())
 }
 
 // mkdirIn creates dir (absolute in the image) and its parents inside

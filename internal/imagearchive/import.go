@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -32,7 +33,11 @@ func (a *Archiver) Import(ctx context.Context, r io.Reader, ref string, opts Imp
 	if opts.Platform != nil {
 		p = *opts.Platform
 	}
-	cfg := v1.Image{Platform: p, Config: opts.Config}
+	// One history entry for the layer, as docker import writes it (tools
+	// that check history against layers, such as podman, need it).
+	now := time.Now().UTC()
+	cfg := v1.Image{Platform: p, Config: opts.Config, Created: &now,
+		History: []v1.History{{Created: &now, Comment: "Imported from -"}}}
 	img, err := a.images.CreateFromLayers(ctx, ref, cfg, dr)
 	if err != nil {
 		return image.Image{}, fmt.Errorf("import: %w", err)

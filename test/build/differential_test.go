@@ -62,6 +62,8 @@ func TestDifferential(t *testing.T) {
 	envs := map[string][]string{"berth": nil, "dockerd": peer.Env()}
 	ids := regexp.MustCompile(`\b[0-9a-f]{12}\b`)
 	lineRef := regexp.MustCompile(`dockerfile line [0-9]+: `)
+	hashes := regexp.MustCompile(`[0-9a-f]{32,}`)
+	fourDurations := regexp.MustCompile(`(HEALTHCHECK &\{\[[^]]*\] "[^"]*" "[^"]*" "[^"]*") ('[^']*'\})`)
 	suggestion := regexp.MustCompile(` \(did you mean [^)]*\?\)`)
 	oldFlag := regexp.MustCompile(`Unknown flag: (\S+)`) // dockerd 20.10's older parser
 	// normalize masks IDs and drops what differs by design: the context
@@ -90,6 +92,7 @@ func TestDifferential(t *testing.T) {
 	}
 	type outcome struct {
 		build, rebuild result
+		history        string
 		config         string
 		checks         []string
 	}
@@ -170,6 +173,9 @@ func TestDifferential(t *testing.T) {
 			}
 			b, _ := json.Marshal(cfg)
 			o.config = string(b)
+			o.history = hashes.ReplaceAllString(d.must(d.run("", env, dockerCLI, "history", "--no-trunc", "--format", "{{.CreatedBy}}", tag)).out, "<hash>")
+			// dockerd 20.10's HealthConfig has no StartInterval (docker 25+ does).
+			o.history = fourDurations.ReplaceAllString(o.history, `$1 "0s" $2`)
 			for _, chk := range c.check {
 				o.checks = append(o.checks, d.must(d.run("", env, dockerCLI, "run", "--rm", "--entrypoint", "sh", tag, "-c", chk)).out)
 			}
@@ -181,6 +187,9 @@ func TestDifferential(t *testing.T) {
 		}
 		if normalize(b.rebuild.out) != normalize(k.rebuild.out) {
 			t.Errorf("%s: the rebuilds differ\n--- berth:\n%s\n--- dockerd:\n%s", c.name, normalize(b.rebuild.out), normalize(k.rebuild.out))
+		}
+		if b.history != k.history {
+			t.Errorf("%s: histories differ\n--- berth:\n%s--- dockerd:\n%s", c.name, b.history, k.history)
 		}
 		if b.config != k.config {
 			t.Errorf("%s: configs differ\nberth:   %s\ndockerd: %s", c.name, b.config, k.config)
