@@ -239,8 +239,8 @@ func hostPortRange(s string) (lo, hi uint16, err error) {
 }
 
 // portMappings are the container's -p and -P publications. A host range
-// with one container port takes the range's first port (docker tries each;
-// the reservation fails on a taken one).
+// with one container port takes the first port of the range that is free
+// now, as docker does (the reservation at connect is the real check).
 func portMappings(cfg *container.Config, hc *container.HostConfig) ([]nat.PortMapping, error) {
 	var out []nat.PortMapping
 	seen := map[network.Port]bool{}
@@ -259,7 +259,7 @@ func portMappings(cfg *container.Config, hc *container.HostConfig) ([]nat.PortMa
 			if b.HostIP.IsValid() && !b.HostIP.Is4() {
 				continue // IPv6 host addresses: berth's networks are IPv4 only
 			}
-			lo, _, err := hostPortRange(b.HostPort)
+			lo, hi, err := hostPortRange(b.HostPort)
 			if err != nil {
 				return nil, err
 			}
@@ -267,6 +267,7 @@ func portMappings(cfg *container.Config, hc *container.HostConfig) ([]nat.PortMa
 			if b.HostIP.IsValid() && !b.HostIP.IsUnspecified() {
 				m.HostIP = b.HostIP
 			}
+			m.HostPort = firstFree(m.Proto, m.HostIP, lo, hi)
 			out = append(out, m)
 		}
 	}
@@ -283,6 +284,30 @@ func portMappings(cfg *container.Config, hc *container.HostConfig) ([]nat.PortMa
 		}
 	}
 	return out, nil
+}
+
+// firstFree is the first port of lo..hi nothing is bound to (lo if none).
+func firstFree(proto string, ip netip.Addr, lo, hi uint16) uint16 {
+	if lo == hi {
+		return lo
+	}
+	host := "0.0.0.0"
+	if ip.IsValid() {
+		host = ip.String()
+	}
+	for p := int(lo); p <= int(hi); p++ {
+		addr := net.JoinHostPort(host, strconv.Itoa(p))
+		if proto == "udp" {
+			if c, err := net.ListenPacket("udp4", addr); err == nil {
+				c.Close()
+				return uint16(p)
+			}
+		} else if l, err := net.Listen("tcp4", addr); err == nil {
+			l.Close()
+			return uint16(p)
+		}
+	}
+	return lo
 }
 
 // netnsSpec says how the spec joins the network: a namespace path, host

@@ -215,6 +215,19 @@ func TestNetworkPublishedPorts(t *testing.T) {
 			c.must(t, d, "rm", "-f", name, name+"-2")
 			noVeths(t, d, "after a refused port")
 
+			// A host range takes its first free port: the first is held here.
+			hold, err := net.Listen("tcp4", "0.0.0.0:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			held := hold.Addr().(*net.TCPAddr).Port
+			c.must(t, d, "run", "-d", "--name", name+"-r", "-p", fmt.Sprintf("%d-%d:80", held, held+1), testImage, "sleep", "300")
+			hold.Close()
+			if out := c.must(t, d, "port", name+"-r", "80"); out != fmt.Sprintf("0.0.0.0:%d\n", held+1) {
+				t.Errorf("host port range with the first port taken: %q, want port %d", out, held+1)
+			}
+			c.must(t, d, "rm", "-f", name+"-r")
+
 			// -P: the EXPOSE'd (here --expose) ports get free host ports.
 			c.must(t, d, append([]string{"run", "-d", "--name", name, "--expose", "81", "-P", testImage}, serverCmd(81, "any")...)...)
 			hp := strings.TrimSpace(c.must(t, d, "port", name, "81/tcp"))
