@@ -220,6 +220,9 @@ func runDaemon(ctx context.Context, cfg daemonConfig) error {
 		return nil
 	}
 
+	if err := eng.RemoveTransients(ctx); err != nil {
+		log.Warn("builder: steps of interrupted builds", "err", err)
+	}
 	if err := builder.Recover(ctx, images, filepath.Join(cfg.Root, "builder")); err != nil {
 		log.Warn("builder: leftovers of interrupted builds", "err", err)
 	}

@@ -121,3 +121,36 @@ func (e *Engine) RunTransient(ctx context.Context, o TransientOptions) (int, err
 		}
 	}
 }
+
+// RemoveTransients ends the transient containers a previous daemon left
+// running (a build interrupted by a crash): containers the supervisor has
+// that are no container record and whose bundle is a transient one. Call
+// it before anything starts new transient containers.
+func (e *Engine) RemoveTransients(ctx context.Context) error {
+	sup, err := e.supervisor(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := sup.List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range list {
+		e.mu.Lock()
+		_, known := e.byID[c.ID]
+		e.mu.Unlock()
+		if known {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(e.bundlePath(c.ID), "output.log")); err != nil {
+			continue
+		}
+		if err := sup.Delete(ctx, c.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove transient container %s: %w", c.ID, err))
+			continue
+		}
+		_ = os.RemoveAll(e.bundlePath(c.ID))
+	}
+	return errors.Join(errs...)
+}

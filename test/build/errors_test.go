@@ -112,7 +112,7 @@ func TestInterrupted(t *testing.T) {
 	}
 	// A daemon killed while a build runs: its next start unmounts and
 	// removes what the build left (the harness checks mounts at the end).
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo started && sleep 2\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo started && sleep 600\n"), 0o644)
 	cmd = exec.Command(dockerCLI, "build", "-t", "int:2", ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_BUILDKIT=0", "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"))
@@ -126,12 +126,17 @@ func TestInterrupted(t *testing.T) {
 	_ = d.cmd.Process.Kill()
 	<-d.exited
 	_ = cmd.Wait()
-	// The supervisor still runs the step's container: let it end.
-	waitFor(t, "the orphaned RUN container to end", func() bool {
+	// The supervisor still runs the step's container; the next daemon
+	// ends it.
+	if entries, _ := os.ReadDir(filepath.Join(d.execRoot, "runtime")); len(entries) != 1 {
+		t.Errorf("runtime state after the kill: %d containers, want the RUN step's", len(entries))
+	}
+	d.start()
+	waitFor(t, "the orphaned RUN container to go", func() bool {
 		entries, _ := os.ReadDir(filepath.Join(d.execRoot, "runtime"))
 		return len(entries) == 0
 	})
-	d.start()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN echo again\n"), 0o644)
 	d.must(d.run(dir, nil, dockerCLI, "build", "-t", "int:3", "."))
 }
 
