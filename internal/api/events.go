@@ -17,7 +17,7 @@ type eventFilter map[string][]string
 // keys (it neither refuses nor applies them), and so does berth.
 var eventFilterKeys = map[string]bool{
 	"type": true, "event": true, "container": true, "image": true, "label": true, "scope": true,
-	"volume": true,
+	"volume": true, "network": true,
 }
 
 func (f eventFilter) match(m events.Message) bool {
@@ -47,6 +47,9 @@ func (f eventFilter) match(m events.Message) bool {
 				ok = m.Scope == v
 			case "volume":
 				ok = m.Type == events.VolumeEventType && m.Actor.ID == v
+			case "network":
+				ok = m.Type == events.NetworkEventType &&
+					(strings.HasPrefix(m.Actor.ID, v) || m.Actor.Attributes["name"] == v)
 			}
 			if ok {
 				break

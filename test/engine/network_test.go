@@ -163,7 +163,7 @@ func TestNetworkUserDefined(t *testing.T) {
 			if out := c.must(t, d, "network", "rm", net1); out != net1+"\n" {
 				t.Errorf("network rm: %q", out)
 			}
-			evs := c.must(t, d, "events", "--since", "0", "--until", fmt.Sprint(time.Now().Unix()+1), "--filter", "type=network",
+			evs := c.must(t, d, "events", "--since", "0", "--until", fmt.Sprint(time.Now().Unix()+1), "--filter", "network="+net1,
 				"--format", "{{.Action}} {{.Actor.Attributes.name}}")
 			for _, want := range []string{"create " + net1, "connect " + net1, "disconnect " + net1, "destroy " + net1} {
 				if !strings.Contains(evs, want+"\n") {
