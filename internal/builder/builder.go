@@ -135,11 +135,6 @@ type Result struct {
 	Tags []string      // familiar names tagged
 }
 
-// Progress receives a build's output: step lines and RUN output as text.
-type Progress interface {
-	io.Writer
-}
-
 // opLabel and opName mark the leases of builds (image.Op's label), so
 // Recover finds those of interrupted builds.
 const (
@@ -202,9 +197,8 @@ type stage struct {
 	step int
 	st   state
 	// args are the ARG values declared in this stage so far.
-	args    []instructions.KeyValuePairOptional
-	cmdSet  bool
-	onbuild []string
+	args   []instructions.KeyValuePairOptional
+	cmdSet bool
 }
 
 // state is an image being built: its config and layers, and the cache key
@@ -260,9 +254,10 @@ func (b *Builder) Build(ctx context.Context, contextDir string, dfOnly bool, opt
 		return res, err
 	}
 	defer func() {
-		// Whatever succeeded is cached, also when a later step failed.
-		if perr := b.cache.Put(context.WithoutCancel(ctx), bd.pending); perr != nil && err == nil {
-			err = perr
+		// Whatever succeeded is cached, also when a later step failed; a
+		// cache that cannot be written costs the next build, not this one.
+		if perr := b.cache.Put(context.WithoutCancel(ctx), bd.pending); perr != nil {
+			b.log.Warn("builder: record cache", "err", perr)
 		}
 		// A build is never resumed: on any failure what it made and
 		// nothing else (an image, a cache entry) refers to goes at once.
