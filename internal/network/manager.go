@@ -172,7 +172,10 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if m.nat, err = nat.Open(cfg.NATTable); err != nil {
 		return nil, err
 	}
-	// Pre-defined networks.
+	// Pre-defined networks. Choosing a free subnet and making its bridge
+	// (whose route marks it taken) is one step for all daemons on the host.
+	unlock := hostLock()
+	defer unlock()
 	for _, pd := range []struct{ name, driver string }{{BridgeNetwork, "bridge"}, {HostNetwork, "host"}, {NoneNetwork, "null"}} {
 		if m.byName(pd.name) != nil {
 			continue
@@ -317,6 +320,8 @@ func (m *Manager) CreateNetwork(ctx context.Context, spec NetworkSpec) (NetworkI
 	if err := validIfName(n.Bridge); err != nil {
 		return NetworkInfo{}, err
 	}
+	unlock := hostLock()
+	defer unlock()
 	for _, o := range m.nets {
 		if o.Bridge == n.Bridge {
 			return NetworkInfo{}, fmt.Errorf("bridge %s is used by network %s: %w", n.Bridge, o.Name, errdefs.ErrConflict)
