@@ -282,7 +282,7 @@ func (j *directJob) run(pidfd int) (string, *os.File, error) {
 	setup := &rootfsSetup{cfg: cfg, rootfs: cfg.Rootfs, cgroupPaths: cfg.CgroupPaths,
 		newCgroupNS: cfg.NewCgroupNS && j.earlyCgroupNS, waitCgroupDirs: j.cgw.dirsReady,
 		procMount: func(m *specs.Mount, opts mountOpts, target *os.File) error {
-			return j.procMount(pidfd, opts, target)
+			return j.procMount(pidfd, m, opts, target)
 		}}
 	if err := setup.prepare(); err != nil {
 		return "", nil, fmt.Errorf("prepare rootfs: %w", err)
@@ -331,7 +331,7 @@ func (j *directJob) run(pidfd int) (string, *os.File, error) {
 
 // procMount has the child make a proc mount (it takes the pid namespace of
 // the task that creates it) and attaches it at target.
-func (j *directJob) procMount(pidfd int, opts mountOpts, target *os.File) error {
+func (j *directJob) procMount(pidfd int, m *specs.Mount, opts mountOpts, target *os.File) error {
 	var attr uint64
 	for ms, ma := range map[uintptr]uint64{
 		unix.MS_RDONLY: unix.MOUNT_ATTR_RDONLY, unix.MS_NOSUID: unix.MOUNT_ATTR_NOSUID,
@@ -343,23 +343,28 @@ func (j *directJob) procMount(pidfd int, opts mountOpts, target *os.File) error 
 			attr |= ma
 		}
 	}
+	// The source names the mount in mountinfo, as mount(2)'s would.
+	kvs := opts.data
+	if m.Source != "" {
+		kvs = append([]string{"source=" + m.Source}, kvs...)
+	}
 	req := binary.LittleEndian.AppendUint64(nil, attr)
-	req = binary.LittleEndian.AppendUint64(req, uint64(len(opts.data)))
-	for _, o := range opts.data {
+	req = binary.LittleEndian.AppendUint64(req, uint64(len(kvs)))
+	for _, o := range kvs {
 		k, v, _ := strings.Cut(o, "=")
 		req = append(append(append(req, k...), 0), append([]byte(v), 0)...)
 	}
 	if err := j.conn.send(msgDirectProc, req); err != nil {
 		return err
 	}
-	m, err := j.conn.expect(msgDirectFd)
+	reply, err := j.conn.expect(msgDirectFd)
 	if err != nil {
 		return err
 	}
-	if len(m.Payload) != 4 {
+	if len(reply.Payload) != 4 {
 		return fmt.Errorf("container init sent a bad proc mount reply")
 	}
-	fd, err := unix.PidfdGetfd(pidfd, int(binary.LittleEndian.Uint32(m.Payload)), 0)
+	fd, err := unix.PidfdGetfd(pidfd, int(binary.LittleEndian.Uint32(reply.Payload)), 0)
 	if err != nil {
 		return fmt.Errorf("take the proc mount from the init: %w", err)
 	}

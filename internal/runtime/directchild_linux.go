@@ -435,8 +435,14 @@ func directSeccompLoad(a *directArgs, h *directHeader) {
 //go:norace
 //go:nosplit
 func directExec(a *directArgs, h *directHeader) {
+	// Every fd above the kept ones was closed right after the clone
+	// (directPlaceFiles) but the socket; this is insurance, and the
+	// container's seccomp profile (loaded already without NNP) may refuse
+	// close_range: then the few fds that can exist get FD_CLOEXEC.
 	if _, _, e := syscall.RawSyscall(unix.SYS_CLOSE_RANGE, uintptr(3+a.keepFDs), ^uintptr(0), unix.CLOSE_RANGE_CLOEXEC); e != 0 {
-		directFail(a, stepCloseFDs, e, nil)
+		for fd := uintptr(3 + a.keepFDs); fd <= uintptr(a.nfiles)+2; fd++ {
+			syscall.RawSyscall(syscall.SYS_FCNTL, fd, syscall.F_SETFD, syscall.FD_CLOEXEC)
+		}
 	}
 	var empty [2]uint32
 	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&empty[0])), 0, 8, 0, 0)

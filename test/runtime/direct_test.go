@@ -19,7 +19,7 @@ func TestDirectInitParity(t *testing.T) {
 		"grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status",
 		"cat /proc/sys/kernel/msgmax",
 		// Mount points, options and types; not the ids, which differ.
-		"awk '{print $5, $6, $(NF-2), $(NF)}' /proc/self/mountinfo",
+		"awk '{print $5, $6, $(NF-2), $(NF-1), $(NF)}' /proc/self/mountinfo",
 		"ls -l /dev | awk '{print $1, $5, $6, $NF}'",
 		"ls /sys/fs/cgroup", "cat /proc/1/comm", "ls /proc/self/fd",
 	}, "; ")
@@ -38,8 +38,11 @@ func TestDirectInitParity(t *testing.T) {
 		e.spec.Process.Capabilities.Ambient = []string{"CAP_NET_BIND_SERVICE"}
 		e.spec.Process.Capabilities.Inheritable = []string{"CAP_NET_BIND_SERVICE"}
 		e.spec.Linux.Sysctl = map[string]string{"kernel.msgmax": "4242"}
+		// Without no_new_privs the filter is loaded before the last steps
+		// of the init, which it must not break (close_range refused).
+		e.spec.Process.NoNewPrivileges = false
 		e.spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
-			Syscalls: []specs.LinuxSyscall{{Names: []string{"chroot"}, Action: specs.ActErrno}}}
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"chroot", "close_range"}, Action: specs.ActErrno}}}
 		e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: t.TempDir(), Options: []string{"rbind", "ro"}})
 		outs[i] = e.mustRun("parity")
 	}
