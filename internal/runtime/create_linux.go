@@ -149,7 +149,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	// the init's mounts, and every reply of the init is handled only after
 	// it is done.
 	prepc := make(chan *prepared, 1)
-	go func() { prepc <- prepare(data, bundle, id, !direct) }()
+	go func() { pp := prepare(data, bundle, id, !direct); tr.mark("parent", "prepared"); prepc <- pp }()
 	var prep *prepared
 	waitPrep := func() *prepared {
 		if prep == nil {
@@ -308,6 +308,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	// Our copy of the init's end goes now: if the init dies, reads on ours
 	// must see EOF instead of waiting forever.
 	childSock.Close()
+	tr.mark("parent", "cloned")
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
