@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	buildtypes "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/registry"
 
 	"github.com/berth-dev/berth/internal/builder"
 	"github.com/berth-dev/berth/internal/builder/buildcontext"
@@ -26,11 +29,12 @@ import (
 // builder returns a Builder for one request: it holds no state of its own
 // (the cache is in the metadata database), so making one is cheap.
 func (s *Server) builder(r *http.Request) (*builder.Builder, error) {
+	kc, err := buildKeychain(r)
+	if err != nil {
+		return nil, err
+	}
 	pull := func(ctx context.Context, ref string, out io.Writer) error {
-		client, err := s.distributionClient(r)
-		if err != nil {
-			return err
-		}
+		client := s.distributionClientFor(kc)
 		img, err := client.Pull(ctx, ref, distribution.PullOptions{Progress: func(p distribution.Progress) {
 			// The classic builder shows a pull as plain lines, without
 			// the byte counts.
@@ -265,4 +269,43 @@ func (s *Server) buildCacheUsage(r *http.Request) ([]buildtypes.CacheRecord, *bu
 	// shared entries in no total (its client did so before API 1.52).
 	du.TotalSize, du.Reclaimable = 0, 0
 	return out, du, nil
+}
+
+// buildKeychain reads X-Registry-Config: the docker CLI sends a build every
+// credential it has (base64url JSON, registry → auth config), since the
+// Dockerfile decides which images get pulled.
+func buildKeychain(r *http.Request) (authn.Keychain, error) {
+	h := strings.TrimSpace(r.Header.Get("X-Registry-Config"))
+	if h == "" {
+		return staticKeychain{authn.Anonymous}, nil
+	}
+	raw, err := base64.URLEncoding.DecodeString(h)
+	if err != nil {
+		raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(h, "="))
+	}
+	if err != nil {
+		return nil, badParam("invalid X-Registry-Config header: %v", err)
+	}
+	var configs map[string]registry.AuthConfig
+	if err := json.Unmarshal(raw, &configs); err != nil {
+		return nil, badParam("invalid X-Registry-Config header: %v", err)
+	}
+	kc := registryKeychain{}
+	for server, ac := range configs {
+		kc[registryHost(server)] = authn.FromConfig(authn.AuthConfig{
+			Username: ac.Username, Password: ac.Password, Auth: ac.Auth,
+			IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
+		})
+	}
+	return kc, nil
+}
+
+// registryKeychain answers each registry host with its own credentials.
+type registryKeychain map[string]authn.Authenticator
+
+func (k registryKeychain) Resolve(res authn.Resource) (authn.Authenticator, error) {
+	if a, ok := k[registryHost(res.RegistryStr())]; ok {
+		return a, nil
+	}
+	return authn.Anonymous, nil
 }

@@ -58,13 +58,19 @@ func (s *Server) distributionClient(r *http.Request) (*distribution.Client, erro
 	if err != nil {
 		return nil, err
 	}
+	return s.distributionClientFor(kc), nil
+}
+
+// distributionClientFor makes a client with the daemon's registry
+// settings and the given credentials.
+func (s *Server) distributionClientFor(kc authn.Keychain) *distribution.Client {
 	opts := distribution.Options{
 		Keychain: kc, Insecure: s.info.InsecureRegistries, Transport: s.transport, Logger: s.log,
 	}
 	if len(s.info.Mirrors) > 0 {
 		opts.Mirrors = map[string][]string{"docker.io": s.info.Mirrors}
 	}
-	return distribution.New(s.images, opts), nil
+	return distribution.New(s.images, opts)
 }
 
 // systemAuth serves POST /auth (docker login): the credentials are checked

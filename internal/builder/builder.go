@@ -19,6 +19,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -173,6 +174,82 @@ type build struct {
 	// build's end.
 	mu       sync.Mutex
 	cleanups []func()
+	// prepared holds what prepareImages did per image reference, until
+	// the step that uses it shows it.
+	prepared map[string]*preparedImage
+}
+
+// preparedImage is a base image made ready before the build's operation
+// began: the pull's output and its error.
+type preparedImage struct {
+	out bytes.Buffer
+	err error
+}
+
+// prepareImages pulls (when missing, or all with --pull) and unpacks the
+// images the needed stages start from or copy from, before the build's
+// own image operation begins: a pull or an unpack is an operation itself,
+// and operations may not nest (a failing pull's clean-up waits for every
+// operation to end, the build's included). Outcomes are shown at the
+// steps that use them.
+func (bd *build) prepareImages(ctx context.Context) {
+	bd.prepared = map[string]*preparedImage{}
+	want := func(ref string, from int) {
+		ref, err := bd.expand(ref, bd.metaEnv())
+		if err != nil || ref == "" || strings.EqualFold(ref, "scratch") {
+			return
+		}
+		if _, isStage := bd.stageRef(ref, from); isStage {
+			return
+		}
+		if _, done := bd.prepared[ref]; done {
+			return
+		}
+		p := &preparedImage{}
+		bd.prepared[ref] = p
+		p.err = bd.prepareImage(ctx, ref, &p.out)
+	}
+	for _, s := range bd.stages[:bd.target.index+1] {
+		if !s.needed {
+			continue
+		}
+		want(s.def.BaseName, s.index)
+		for _, c := range s.def.Commands {
+			switch c := c.(type) {
+			case *instructions.CopyCommand:
+				if c.From != "" {
+					want(c.From, s.index)
+				}
+			case *instructions.RunCommand:
+				for _, m := range instructions.GetMounts(c) {
+					if m.From != "" {
+						want(m.From, s.index)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (bd *build) prepareImage(ctx context.Context, ref string, out io.Writer) error {
+	images := bd.b.images
+	_, err := images.Get(ctx, ref)
+	switch {
+	case err != nil && !errdefs.IsNotFound(err):
+		return err
+	case err != nil || bd.opts.Pull:
+		if bd.b.pull == nil {
+			return err
+		}
+		if err := bd.b.pull(ctx, ref, out); err != nil {
+			return err
+		}
+	}
+	d, err := images.Inspect(ctx, ref)
+	if err != nil || d.Unpacked {
+		return err
+	}
+	return images.Unpack(ctx, ref)
 }
 
 func (bd *build) addCleanup(fn func()) {
@@ -249,6 +326,7 @@ func (b *Builder) Build(ctx context.Context, contextDir string, dfOnly bool, opt
 	if err := bd.parse(); err != nil {
 		return res, err
 	}
+	bd.prepareImages(ctx)
 	bd.op, err = b.images.Begin(ctx, opName)
 	if err != nil {
 		return res, err

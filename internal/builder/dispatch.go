@@ -148,25 +148,27 @@ func (bd *build) from(ctx context.Context, s *stage) (state, error) {
 // always with --pull) as a starting state, its layers unpacked.
 func (bd *build) imageState(ctx context.Context, s *stage, ref string) (state, error) {
 	images := bd.b.images
-	_, err := images.Get(ctx, ref)
-	if (err != nil && errdefs.IsNotFound(err)) || (err == nil && bd.opts.Pull) {
-		if bd.b.pull == nil {
-			return state{}, err
+	// What prepareImages did for ref shows here, at its step.
+	bd.mu.Lock()
+	p, ok := bd.prepared[ref]
+	if ok {
+		delete(bd.prepared, ref)
+	}
+	bd.mu.Unlock()
+	if ok {
+		_, _ = s.out.Write(p.out.Bytes())
+		if p.err != nil {
+			return state{}, p.err
 		}
-		if perr := bd.b.pull(ctx, ref, s.out); perr != nil {
-			return state{}, perr
-		}
-	} else if err != nil {
-		return state{}, err
 	}
 	d, err := images.Inspect(ctx, ref)
 	if err != nil {
 		return state{}, err
 	}
 	if !d.Unpacked {
-		if err := images.Unpack(ctx, ref); err != nil {
-			return state{}, err
-		}
+		// Unpacking is an operation of its own, which may not nest in
+		// the build's: prepareImages does it first.
+		return state{}, fmt.Errorf("image %s is not unpacked: %w", ref, errdefs.ErrFailedPrecondition)
 	}
 	raw, err := content.ReadBlob(ctx, images.Content(), d.Config)
 	if err != nil {

@@ -2,15 +2,20 @@ package build_test
 
 import (
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestPullBase builds FROM an image the store lacks: the builder pulls it
 // from a loopback `berth registry serve` (plain HTTP, as docker speaks to
-// 127.0.0.0/8), and with --pull pulls it again even when present.
+// 127.0.0.0/8) that wants a login, and with --pull pulls it again even
+// when present.
 func TestPullBase(t *testing.T) {
 	d := startDaemon(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -19,7 +24,17 @@ func TestPullBase(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	reg := exec.Command(binary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir())
+	// A registry that wants a login: the docker CLI sends a build all its
+	// credentials (X-Registry-Config), the builder picks the registry's.
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(pw, []byte("builder:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := exec.Command(binary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir(), "--htpasswd", pw)
 	if err := reg.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -32,10 +47,18 @@ func TestPullBase(t *testing.T) {
 		return err == nil
 	})
 	base := addr + "/base/busybox:1"
+	d.must(d.docker("login", "-u", "builder", "-p", "secret", addr))
 	d.must(d.docker("tag", "busybox", base))
 	d.must(d.docker("push", base))
 	d.must(d.docker("rmi", base))
 	dir := contextDir(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN echo pulled > /p\n"})
+	// Logged out: the pull is refused and the build ends with that error
+	// (a failed pull inside a build once deadlocked the image store).
+	d.must(d.docker("logout", addr))
+	if r := d.run(dir, nil, dockerCLI, "build", "-t", "pulled:1", "."); r.code != 1 || !strings.Contains(r.err, "authentication required") {
+		t.Errorf("build without credentials: %s", r)
+	}
+	d.must(d.docker("login", "-u", "builder", "-p", "secret", addr))
 	r := d.must(d.run(dir, nil, dockerCLI, "build", "-t", "pulled:1", "."))
 	if !strings.Contains(r.out, "1: Pulling from ") {
 		t.Errorf("no pull in the output:\n%s", r.out)
