@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -279,16 +278,9 @@ func buildKeychain(r *http.Request) (authn.Keychain, error) {
 	if h == "" {
 		return staticKeychain{authn.Anonymous}, nil
 	}
-	raw, err := base64.URLEncoding.DecodeString(h)
-	if err != nil {
-		raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(h, "="))
-	}
-	if err != nil {
-		return nil, badParam("invalid X-Registry-Config header: %v", err)
-	}
 	var configs map[string]registry.AuthConfig
-	if err := json.Unmarshal(raw, &configs); err != nil {
-		return nil, badParam("invalid X-Registry-Config header: %v", err)
+	if err := decodeAuthHeader("X-Registry-Config", h, &configs); err != nil {
+		return nil, err
 	}
 	kc := registryKeychain{}
 	for server, ac := range configs {

@@ -26,16 +26,9 @@ func registryAuth(r *http.Request) (authn.Keychain, error) {
 	if h == "" {
 		return staticKeychain{authn.Anonymous}, nil
 	}
-	raw, err := base64.URLEncoding.DecodeString(h)
-	if err != nil {
-		raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(h, "="))
-	}
-	if err != nil {
-		return nil, badParam("invalid X-Registry-Auth header: %v", err)
-	}
 	var ac registry.AuthConfig
-	if err := json.Unmarshal(raw, &ac); err != nil {
-		return nil, badParam("invalid X-Registry-Auth header: %v", err)
+	if err := decodeAuthHeader("X-Registry-Auth", h, &ac); err != nil {
+		return nil, err
 	}
 	if ac == (registry.AuthConfig{}) {
 		return staticKeychain{authn.Anonymous}, nil
@@ -44,6 +37,22 @@ func registryAuth(r *http.Request) (authn.Keychain, error) {
 		Username: ac.Username, Password: ac.Password, Auth: ac.Auth,
 		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
 	})}, nil
+}
+
+// decodeAuthHeader decodes a credentials header (base64url JSON, padded
+// or not, as the docker CLI sends it) into v.
+func decodeAuthHeader(name, h string, v any) error {
+	raw, err := base64.URLEncoding.DecodeString(h)
+	if err != nil {
+		raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(h, "="))
+	}
+	if err == nil {
+		err = json.Unmarshal(raw, v)
+	}
+	if err != nil {
+		return badParam("invalid %s header: %v", name, err)
+	}
+	return nil
 }
 
 // staticKeychain answers every registry with the request's credentials:
