@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -110,6 +111,14 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	opts.Limits.CpusetCpus, opts.Limits.CpusetMems = q.Get("cpusetcpus"), q.Get("cpusetmems")
+	for _, h := range q["extrahosts"] {
+		// The docker CLI sends one parameter per --add-host (name:ip).
+		if name, ip, ok := strings.Cut(h, ":"); !ok || name == "" || net.ParseIP(ip) == nil {
+			s.writeErr(w, badParam("invalid IP address in add-host: %q", h))
+			return
+		}
+		opts.ExtraHosts = append(opts.ExtraHosts, h)
+	}
 	switch opts.NetworkMode {
 	case "", "default", "bridge", "none":
 		opts.NetworkMode = ""

@@ -122,6 +122,8 @@ type Options struct {
 	Hidden []string
 	// Limits apply to every RUN container (docker build --memory, ...).
 	Limits Limits
+	// ExtraHosts are added to RUN containers' /etc/hosts ("name:ip").
+	ExtraHosts []string
 }
 
 // Limits are RUN containers' resource limits, as docker run's flags.

@@ -197,7 +197,7 @@ func (bd *build) runStep(ctx context.Context, s *stage, c *instructions.RunComma
 		for _, m := range mounts {
 			so.Mounts = append(so.Mounts, m.spec)
 		}
-		code, err := bd.b.run.RunTransient(ctx, engine.TransientOptions{ID: id, Spec: so, Output: s.out})
+		code, err := bd.b.run.RunTransient(ctx, engine.TransientOptions{ID: id, Spec: so, Output: s.out, ExtraHosts: bd.opts.ExtraHosts})
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/spec"
@@ -25,6 +26,8 @@ type TransientOptions struct {
 	Spec spec.Options
 	// Output receives the process's stdout and stderr as they are logged.
 	Output io.Writer
+	// ExtraHosts are "name:ip" lines for /etc/hosts (docker's --add-host).
+	ExtraHosts []string
 }
 
 // transientPoll is how often RunTransient looks for new output and the
@@ -55,8 +58,14 @@ func (e *Engine) RunTransient(ctx context.Context, o TransientOptions) (int, err
 	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 		resolv = b
 	}
+	hosts := hostsContent
+	for _, h := range o.ExtraHosts {
+		if name, ip, ok := strings.Cut(h, ":"); ok {
+			hosts += ip + "\t" + name + "\n"
+		}
+	}
 	for name, data := range map[string][]byte{
-		"hostname": []byte(so.Hostname + "\n"), "hosts": []byte(hostsContent), "resolv.conf": resolv,
+		"hostname": []byte(so.Hostname + "\n"), "hosts": []byte(hosts), "resolv.conf": resolv,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return -1, fmt.Errorf("write %s: %w", name, err)

@@ -141,12 +141,12 @@ func TestInputs(t *testing.T) {
 			t.Errorf("docker 20.10 CLI without DOCKER_BUILDKIT: %s", r)
 		}
 	}
-	// Resource limits reach the RUN containers.
-	limits := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null > /limit; true\n"})
+	// Resource limits and extra hosts reach the RUN containers.
+	limits := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null > /limit; grep -w myhost /etc/hosts > /hosts; true\n"})
 	for _, cli := range []string{dockerCLI, binary(t)} {
-		d.must(d.run(limits, nil, cli, "build", "--no-cache", "--memory", "64m", "-t", "in:limits", "."))
-		if got := d.must(d.docker("run", "--rm", "in:limits", "cat", "/limit")).out; got != "67108864\n" {
-			t.Errorf("%s build --memory 64m: the RUN saw %q", cli, got)
+		d.must(d.run(limits, nil, cli, "build", "--no-cache", "--memory", "64m", "--add-host", "myhost:10.1.2.3", "-t", "in:limits", "."))
+		if got := d.must(d.docker("run", "--rm", "in:limits", "cat", "/limit", "/hosts")).out; got != "67108864\n10.1.2.3\tmyhost\n" {
+			t.Errorf("%s build --memory 64m --add-host: the RUN saw %q", cli, got)
 		}
 	}
 	for _, cli := range []string{dockerCLI, binary(t)} {

@@ -33,6 +33,7 @@ type buildOptions struct {
 	memory, memorySwap, shmSize    string
 	cpuShares, cpuQuota, cpuPeriod int64
 	cpusetCpus, cpusetMems         string
+	addHosts                       []string
 }
 
 // buildCommand is `berth build` (docker's classic builder protocol): the
@@ -59,6 +60,7 @@ func (c *CLI) buildCommand() *cobra.Command {
 	f.StringVar(&o.network, "network", "default", "Set the networking mode for the RUN instructions during build")
 	f.BoolVar(&o.rm, "rm", true, "Remove intermediate containers after a successful build")
 	f.BoolVar(&o.forceRm, "force-rm", false, "Always remove intermediate containers")
+	f.StringArrayVar(&o.addHosts, "add-host", nil, `Add a custom host-to-IP mapping ("host:ip")`)
 	f.StringVarP(&o.memory, "memory", "m", "", "Memory limit")
 	f.StringVar(&o.memorySwap, "memory-swap", "", `Swap limit equal to memory plus swap: -1 to enable unlimited swap`)
 	f.StringVar(&o.shmSize, "shm-size", "", `Size of "/dev/shm"`)
@@ -81,6 +83,7 @@ func (c *CLI) build(ctx context.Context, contextArg string, o buildOptions) erro
 	}
 	opts.CPUShares, opts.CPUQuota, opts.CPUPeriod = o.cpuShares, o.cpuQuota, o.cpuPeriod
 	opts.CPUSetCPUs, opts.CPUSetMems = o.cpusetCpus, o.cpusetMems
+	opts.ExtraHosts = o.addHosts
 	for flag, v := range map[string]struct {
 		s   string
 		dst *int64
