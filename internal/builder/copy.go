@@ -15,12 +15,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/patternmatcher"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -40,6 +42,10 @@ type copySpec struct {
 	name         string // COPY or ADD
 	add          bool
 	checksum     string // ADD --checksum, for URLs
+	// excludes (COPY --exclude) drop paths, matched relative to each
+	// source; parents (COPY --parents) keeps a source's path under dest.
+	excludes []string
+	parents  bool
 }
 
 // source is one resolved source: a path on the host (inside the context
@@ -47,6 +53,7 @@ type copySpec struct {
 type source struct {
 	path    string // host path, symlinks resolved within its root
 	base    string // the name a file gets in a directory destination
+	rel     string // its path as named, relative to its root (--parents)
 	isDir   bool
 	archive bool // ADD: a local tar to unpack
 	data    []byte
@@ -102,8 +109,18 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 		}
 		srcs = append(srcs, found...)
 	}
+	var exclude *patternmatcher.PatternMatcher
+	if len(cs.excludes) > 0 {
+		if exclude, err = patternmatcher.New(cs.excludes); err != nil {
+			return fmt.Errorf("invalid --exclude: %w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		srcs = slices.DeleteFunc(srcs, func(src source) bool { return excluded(exclude, src.base) })
+		if len(srcs) == 0 {
+			return cs.fail("no source files were specified")
+		}
+	}
 	dest := resolveDest(s.st.cfg.Config.WorkingDir, cs.src.DestPath)
-	if len(srcs) > 1 && !strings.HasSuffix(dest, "/") {
+	if (len(srcs) > 1 || cs.parents) && !strings.HasSuffix(dest, "/") {
 		return fmt.Errorf("When using %s with more than one source file, the destination must be a directory and end with a /: %w", cs.name, errdefs.ErrInvalidArgument)
 	}
 	var chmod os.FileMode
@@ -118,11 +135,12 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 	h := sha256.New()
 	for _, src := range srcs {
 		fmt.Fprintf(h, "%s\x00", src.base)
-		if err := hashSource(h, src, preserveOwner); err != nil {
+		if err := hashSource(h, src, preserveOwner, exclude); err != nil {
 			return cs.fail("%v", err)
 		}
 	}
-	key := nextKey(s.st.key, cs.name, keyBase, hex.EncodeToString(h.Sum(nil)), dest, cs.chown, cs.chmod)
+	key := nextKey(s.st.key, cs.name, keyBase, hex.EncodeToString(h.Sum(nil)), dest, cs.chown, cs.chmod,
+		strings.Join(cs.excludes, "\x00"), strconv.FormatBool(cs.parents))
 	if hit, err := bd.cached(ctx, s, key); hit || err != nil {
 		return err
 	}
@@ -140,9 +158,18 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 		} else if !preserveOwner {
 			uid, gid = 0, 0
 		}
-		c := copier{rootfs: rootfs, uid: uid, gid: gid, chmod: chmod, buf: make([]byte, 128<<10)}
+		c := copier{rootfs: rootfs, uid: uid, gid: gid, chmod: chmod, buf: make([]byte, 128<<10), exclude: exclude}
 		for _, src := range srcs {
-			if err := c.copySource(src, dest); err != nil {
+			d := dest
+			if cs.parents && src.rel != "" {
+				// The source's own path under the destination.
+				if src.isDir {
+					d = path.Join(dest, src.rel) + "/"
+				} else {
+					d = path.Join(dest, path.Dir(src.rel)) + "/"
+				}
+			}
+			if err := c.copySource(src, d); err != nil {
 				return cs.fail("%v", err)
 			}
 		}
@@ -252,7 +279,7 @@ func resolveSources(root, p string, cs copySpec) ([]source, error) {
 			}
 			return nil, cs.fail("file not found in build context or excluded by .dockerignore: stat %s: file does not exist", strings.TrimPrefix(m, "/"))
 		}
-		src := source{path: real, base: path.Base(m), isDir: fi.IsDir(), mode: fi.Mode(), mtime: fi.ModTime()}
+		src := source{path: real, base: path.Base(m), rel: strings.TrimPrefix(m, "/"), isDir: fi.IsDir(), mode: fi.Mode(), mtime: fi.ModTime()}
 		if cs.add && fi.Mode().IsRegular() {
 			src.archive = isArchive(real)
 		}
@@ -282,7 +309,7 @@ func isArchive(p string) bool {
 
 // hashSource feeds what a source is into h: names, modes, link targets
 // and contents, walking directories in order.
-func hashSource(h io.Writer, src source, withOwner bool) error {
+func hashSource(h io.Writer, src source, withOwner bool, exclude *patternmatcher.PatternMatcher) error {
 	if src.path == "" {
 		fmt.Fprintf(h, "data %o %d\x00", src.mode, len(src.data))
 		h.Write(src.data)
@@ -299,6 +326,12 @@ func hashSource(h io.Writer, src source, withOwner bool) error {
 		rel, _ := filepath.Rel(src.path, p)
 		if rel == "." && fi.IsDir() {
 			return nil // the source directory itself is not copied
+		}
+		if excluded(exclude, filepath.ToSlash(rel)) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		// Like docker's content hash: no mtimes (a touched file stays
 		// cached), owners only where COPY keeps them (--from).
@@ -386,6 +419,18 @@ type copier struct {
 	uid, gid int // -1: keep the source's
 	chmod    os.FileMode
 	buf      []byte
+	exclude  *patternmatcher.PatternMatcher
+	srcRoot  string // the directory source being copied, for exclude
+}
+
+// excluded matches rel (slash-separated, relative to a source) against
+// COPY --exclude's patterns.
+func excluded(m *patternmatcher.PatternMatcher, rel string) bool {
+	if m == nil {
+		return false
+	}
+	ok, err := m.MatchesOrParentMatches(rel)
+	return err == nil && ok
 }
 
 // copySource copies one source to dest (a directory when it ends in /).
@@ -427,6 +472,7 @@ func (c *copier) copySource(src source, dest string) error {
 		if err := mkdirIn(c.rootfs, dest, 0, 0); err != nil {
 			return err
 		}
+		c.srcRoot = src.path
 		return c.copyTree(src.path, dest)
 	}
 	target := dest
@@ -449,7 +495,11 @@ func (c *copier) copyTree(dir, dest string) error {
 		return err
 	}
 	for _, e := range ents {
-		if err := c.copyEntry(filepath.Join(dir, e.Name()), path.Join(dest, e.Name())); err != nil {
+		p := filepath.Join(dir, e.Name())
+		if rel, err := filepath.Rel(c.srcRoot, p); err == nil && excluded(c.exclude, filepath.ToSlash(rel)) {
+			continue
+		}
+		if err := c.copyEntry(p, path.Join(dest, e.Name())); err != nil {
 			return err
 		}
 	}

@@ -251,7 +251,8 @@ func (bd *build) dispatch(ctx context.Context, s *stage, c instructions.Command)
 	case *instructions.RunCommand:
 		err = bd.runStep(ctx, s, c)
 	case *instructions.CopyCommand:
-		err = bd.copyStep(ctx, s, copySpec{cmd: c, src: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod, name: "COPY"})
+		err = bd.copyStep(ctx, s, copySpec{cmd: c, src: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod, name: "COPY",
+			excludes: c.ExcludePatterns, parents: c.Parents})
 	case *instructions.AddCommand:
 		if c.Checksum != "" {
 			for _, p := range c.SourcePaths {
@@ -260,7 +261,8 @@ func (bd *build) dispatch(ctx context.Context, s *stage, c instructions.Command)
 				}
 			}
 		}
-		err = bd.copyStep(ctx, s, copySpec{cmd: c, src: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, name: "ADD", add: true, checksum: c.Checksum})
+		err = bd.copyStep(ctx, s, copySpec{cmd: c, src: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, name: "ADD", add: true, checksum: c.Checksum,
+			excludes: c.ExcludePatterns})
 	case *instructions.WorkdirCommand:
 		err = bd.workdirStep(ctx, s, c)
 	default:

@@ -119,7 +119,7 @@ func (bd *build) runMounts(ctx context.Context, s *stage, c *instructions.RunCom
 			}
 			fmt.Fprintf(h, "%s\x00", keyBase)
 			if m.From == "" {
-				if err := hashSource(h, source{path: src, isDir: fi.IsDir()}, false); err != nil {
+				if err := hashSource(h, source{path: src, isDir: fi.IsDir()}, false, nil); err != nil {
 					return nil, "", err
 				}
 			}

@@ -72,6 +72,8 @@ RUN ["/bin/sh", "-c", "echo exec form > /exec"]
 SHELL ["/bin/sh", "-ec"]
 RUN echo shell=$0 > /shell
 COPY conf/*.conf /etc/app/
+COPY --exclude=**/*.log --exclude=skip tree/ /ex/
+COPY --parents tree/a/b/f1 tree/a/c/f2 /par/
 COPY --chown=nobody conf/a.conf /owned.conf
 USER nobody
 RUN id -u > /tmp/uid
@@ -81,6 +83,8 @@ CMD ["echo", "parent"]
 `,
 		"pkg.tar.gz":  tgz.String(),
 		"conf/a.conf": "a", "conf/b.conf": "b", "conf/c.txt": "c",
+		"tree/keep.txt": "k", "tree/x.log": "x", "tree/skip/s": "s", "tree/sub/y.log": "y", "tree/sub/z.txt": "z",
+		"tree/a/b/f1": "1", "tree/a/c/f2": "2",
 	})
 	d.must(d.run(dir, nil, dockerCLI, "build", "-t", "instr:parent", "."))
 	checks := map[string]string{
@@ -90,6 +94,8 @@ CMD ["echo", "parent"]
 		"cat /heredoc /exec /shell":                              "line one\nline two\nexec form\nshell=/bin/sh\n",
 		"cat /etc/greeting /etc/raw /fed":                        "hello world \"quoted\"\nhello $USER_NAME\nfed by a heredoc\n",
 		"ls /etc/app":                                            "a.conf\nb.conf\n",
+		"cd /ex && find . -type f | sort":                        "./a/b/f1\n./a/c/f2\n./keep.txt\n./sub/z.txt\n",
+		"cd /par && find . -type f | sort":                       "./tree/a/b/f1\n./tree/a/c/f2\n",
 		"stat -c '%u:%g' /owned.conf; cat /tmp/uid":              "65534:65534\n65534\n",
 	}
 	d.checkOutputs("instr:parent", checks)
