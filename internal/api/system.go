@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/registry"
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/api/types/system"
 	"golang.org/x/sys/unix"
 )
@@ -84,7 +85,7 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) {
 		Images:             len(imgs),
 		Driver:             "overlayfs",
 		DriverStatus:       [][2]string{},
-		Plugins:            system.PluginsInfo{Log: []string{"json-file"}},
+		Plugins:            system.PluginsInfo{Volume: []string{"local"}, Network: []string{"bridge", "host", "null"}, Log: []string{"json-file"}},
 		MemoryLimit:        true,
 		SwapLimit:          true,
 		CPUCfsPeriod:       true,
@@ -116,9 +117,13 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) {
 		DefaultRuntime:     rt,
 		LiveRestoreEnabled: true,
 		Isolation:          "",
-		SecurityOptions:    []string{"name=seccomp,profile=builtin", "name=cgroupns"},
-		CDISpecDirs:        []string{},
-		Warnings:           []string{},
+		// What docker says: no swarm, its init binary's name (berth's own
+		// reaper answers to it, `--init`).
+		Swarm:           swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
+		InitBinary:      "docker-init",
+		SecurityOptions: []string{"name=seccomp,profile=builtin", "name=cgroupns"},
+		CDISpecDirs:     []string{},
+		Warnings:        []string{},
 	}
 	writeJSON(w, http.StatusOK, info)
 }

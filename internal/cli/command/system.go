@@ -2,7 +2,6 @@ package command
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"sync"
 	"text/template"
@@ -174,13 +173,7 @@ func (c *CLI) infoCommand() *cobra.Command {
 			}
 			return format.Object(c.Out, tmpl, i)
 		}
-		fmt.Fprintf(c.Out, "Client:\n Version:    %s\n Context:    default\n\n", c.Version)
-		fmt.Fprintf(c.Out, "Server:\n Containers: %d\n  Running: %d\n  Paused: %d\n  Stopped: %d\n Images: %d\n",
-			i.Containers, i.ContainersRunning, i.ContainersPaused, i.ContainersStopped, i.Images)
-		fmt.Fprintf(c.Out, " Server Version: %s\n Storage Driver: %s\n Logging Driver: %s\n Cgroup Driver: %s\n Cgroup Version: %s\n",
-			i.ServerVersion, i.Driver, i.LoggingDriver, i.CgroupDriver, i.CgroupVersion)
-		fmt.Fprintf(c.Out, " Kernel Version: %s\n Operating System: %s\n OSType: %s\n Architecture: %s\n CPUs: %d\n Total Memory: %s\n Name: %s\n ID: %s\n Docker Root Dir: %s\n",
-			i.KernelVersion, i.OperatingSystem, i.OSType, i.Architecture, i.NCPU, format.BinarySize(i.MemTotal), i.Name, i.ID, i.DockerRootDir)
+		printInfo(c.Out, c.Err, c.Version, i)
 		return nil
 	})
 	return cmd
