@@ -111,6 +111,12 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	opts.Limits.CpusetCpus, opts.Limits.CpusetMems = q.Get("cpusetcpus"), q.Get("cpusetmems")
+	if h := strings.TrimSpace(r.Header.Get(BuildSecretsHeader)); h != "" {
+		if err := decodeAuthHeader(BuildSecretsHeader, h, &opts.Secrets); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+	}
 	for _, h := range q["extrahosts"] {
 		// The docker CLI sends one parameter per --add-host (name:ip).
 		if name, ip, ok := strings.Cut(h, ":"); !ok || name == "" || net.ParseIP(ip) == nil {
@@ -278,6 +284,11 @@ func (s *Server) buildCacheUsage(r *http.Request) ([]buildtypes.CacheRecord, *bu
 	du.TotalSize, du.Reclaimable = 0, 0
 	return out, du, nil
 }
+
+// BuildSecretsHeader carries `berth build --secret` contents to the daemon
+// (base64url JSON of id → bytes): the classic build protocol has no other
+// way, and docker's BuildKit session is not spoken here.
+const BuildSecretsHeader = "X-Berth-Build-Secrets"
 
 // buildKeychain reads X-Registry-Config: the docker CLI sends a build every
 // credential it has (base64url JSON, registry → auth config), since the

@@ -124,6 +124,10 @@ type Options struct {
 	Limits Limits
 	// ExtraHosts are added to RUN containers' /etc/hosts ("name:ip").
 	ExtraHosts []string
+	// Secrets are RUN --mount=type=secret contents by id (berth build
+	// --secret); they reach RUN containers as read-only files and never a
+	// layer, the cache key or the build's output.
+	Secrets map[string][]byte
 }
 
 // Limits are RUN containers' resource limits, as docker run's flags.

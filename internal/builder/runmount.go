@@ -86,11 +86,14 @@ func (bd *build) runMounts(ctx context.Context, s *stage, c *instructions.RunCom
 	h := sha256.New()
 	for _, m := range ms {
 		switch m.Type {
-		case instructions.MountTypeBind, instructions.MountTypeCache, instructions.MountTypeTmpfs:
+		case instructions.MountTypeBind, instructions.MountTypeCache, instructions.MountTypeTmpfs, instructions.MountTypeSecret:
 		default:
 			return nil, "", fmt.Errorf("RUN --mount=type=%s is not supported by this builder (no BuildKit session): %w", m.Type, errdefs.ErrNotImplemented)
 		}
 		target := m.Target
+		if target == "" && m.Type == instructions.MountTypeSecret {
+			target = "/run/secrets/" + secretID(m)
+		}
 		if target == "" {
 			return nil, "", fmt.Errorf("RUN --mount: target is required: %w", errdefs.ErrInvalidArgument)
 		}
@@ -155,6 +158,15 @@ func (bd *build) runMounts(ctx context.Context, s *stage, c *instructions.RunCom
 			if m.SizeLimit > 0 {
 				rm.spec.Options = append(rm.spec.Options, fmt.Sprintf("size=%d", m.SizeLimit))
 			}
+		case instructions.MountTypeSecret:
+			src, err := bd.secretFile(m)
+			if err != nil {
+				return nil, "", err
+			}
+			if src == "" {
+				continue // an optional secret the build was not given
+			}
+			rm.spec.Type, rm.spec.Source, rm.spec.Options = "bind", src, []string{"rbind", "ro", "nosuid", "nodev", "noexec"}
 		}
 		out = append(out, rm)
 	}
@@ -265,4 +277,54 @@ func inLowers(lowers []string, p string) bool {
 		}
 	}
 	return false
+}
+
+// secretFile writes a RUN's secret to a private file of the build (its
+// mode and owner as the mount asks, 0400 root by default) for a read-only
+// bind; "" for an optional secret the build was not given.
+func (bd *build) secretFile(m *instructions.Mount) (string, error) {
+	id := secretID(m)
+	data, ok := bd.opts.Secrets[id]
+	if !ok {
+		if m.Required {
+			return "", fmt.Errorf("RUN --mount=type=secret: secret %s not found (berth build --secret id=%s,src=FILE): %w", id, id, errdefs.ErrInvalidArgument)
+		}
+		return "", nil
+	}
+	dir, err := bd.tempDir("secret")
+	if err != nil {
+		return "", err
+	}
+	mode, uid, gid := os.FileMode(0o400), 0, 0
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode)
+	}
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	f := filepath.Join(dir, "secret")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Chown(f, uid, gid); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(f, mode); err != nil {
+		return "", err
+	}
+	return f, nil
+}
+
+// secretID is BuildKit's: id=, else source=, else the target's base name.
+func secretID(m *instructions.Mount) string {
+	switch {
+	case m.CacheID != "":
+		return m.CacheID
+	case m.Source != "":
+		return m.Source
+	}
+	return path.Base(m.Target)
 }

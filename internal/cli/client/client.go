@@ -27,11 +27,16 @@ func Host(getenv func(string) string) string {
 // New returns an API client for host. Nothing is dialled until the first
 // call; the first call pings to negotiate the API version, as docker does.
 func New(host string) (*client.Client, error) {
-	c, err := client.New(
-		client.WithHost(host),
-		client.WithAPIVersionNegotiation(),
-		client.WithUserAgent("berth-cli"),
-	)
+	return NewWithHeaders(host, nil)
+}
+
+// NewWithHeaders is New with extra headers on every request.
+func NewWithHeaders(host string, headers map[string]string) (*client.Client, error) {
+	opts := []client.Opt{client.WithHost(host), client.WithAPIVersionNegotiation(), client.WithUserAgent("berth-cli")}
+	if len(headers) > 0 {
+		opts = append(opts, client.WithHTTPHeaders(headers))
+	}
+	c, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bad daemon address %q: %w", host, err)
 	}

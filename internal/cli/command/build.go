@@ -3,10 +3,12 @@ package command
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	cliclient "github.com/berth-dev/berth/internal/cli/client"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 )
 
 type buildOptions struct {
+	secrets                 []string // --secret id=ID[,src=FILE|env=VAR]
 	tags, labels, buildArgs []string
 	file, target, iidfile   string
 	platform, network       string
@@ -69,6 +72,7 @@ func (c *CLI) buildCommand() *cobra.Command {
 	f.Int64Var(&o.cpuPeriod, "cpu-period", 0, "Limit the CPU CFS (Completely Fair Scheduler) period")
 	f.StringVar(&o.cpusetCpus, "cpuset-cpus", "", "CPUs in which to allow execution (0-3, 0,1)")
 	f.StringVar(&o.cpusetMems, "cpuset-mems", "", "MEMs in which to allow execution (0-3, 0,1)")
+	f.StringArrayVar(&o.secrets, "secret", nil, `Secret to expose to RUN --mount=type=secret ("id=mysecret[,src=/local/secret|env=VAR]")`)
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
 		return c.build(ctx, args[0], o)
 	})
@@ -149,6 +153,16 @@ func (c *CLI) build(ctx context.Context, contextArg string, o buildOptions) erro
 	api, err := c.Client()
 	if err != nil {
 		return err
+	}
+	if len(o.secrets) > 0 {
+		// Secrets ride in a header of their own, on this request only.
+		h, err := secretsHeader(o.secrets)
+		if err != nil {
+			return &StatusError{Code: 1, Message: err.Error()}
+		}
+		if api, err = cliclient.NewWithHeaders(c.Host(), map[string]string{buildSecretsHeader: h}); err != nil {
+			return err
+		}
 	}
 	sent := &countingReader{ReadCloser: io.NopCloser(body)}
 	res, err := api.ImageBuild(ctx, sent, opts)
@@ -294,4 +308,62 @@ func (c *CLI) builderCommand() *cobra.Command {
 		})
 	g.AddCommand(prune)
 	return g
+}
+
+// buildSecretsHeader is the daemon's header for build secrets
+// (internal/api.BuildSecretsHeader; the CLI does not import the server).
+const buildSecretsHeader = "X-Berth-Build-Secrets"
+
+// secretsHeader reads the --secret values: id=ID with src=/source= a file
+// or env= a variable (neither: the variable named like the id, else a file
+// named so), as buildx does; the header is base64url JSON of id → bytes.
+func secretsHeader(specs []string) (string, error) {
+	secrets := map[string][]byte{}
+	for _, spec := range specs {
+		var id, src, env string
+		for _, kv := range strings.Split(spec, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch strings.ToLower(k) {
+			case "id":
+				id = v
+			case "src", "source":
+				src = v
+			case "env":
+				env = v
+			case "type":
+			default:
+				return "", fmt.Errorf("invalid secret %q: unexpected key %q", spec, k)
+			}
+		}
+		if id == "" {
+			return "", fmt.Errorf("invalid secret %q: id is required", spec)
+		}
+		switch {
+		case env != "":
+			v, ok := os.LookupEnv(env)
+			if !ok {
+				return "", fmt.Errorf("secret %s: environment variable %s is not set", id, env)
+			}
+			secrets[id] = []byte(v)
+		case src != "":
+			data, err := os.ReadFile(src)
+			if err != nil {
+				return "", fmt.Errorf("secret %s: %w", id, err)
+			}
+			secrets[id] = data
+		default:
+			if v, ok := os.LookupEnv(id); ok {
+				secrets[id] = []byte(v)
+			} else if data, err := os.ReadFile(id); err == nil {
+				secrets[id] = data
+			} else {
+				return "", fmt.Errorf("secret %s: no src, env or variable of that name", id)
+			}
+		}
+	}
+	raw, err := json.Marshal(secrets)
+	if err != nil {
+		return "", err
+	}
+	return base64.URLEncoding.EncodeToString(raw), nil
 }
