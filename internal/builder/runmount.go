@@ -199,16 +199,7 @@ func (bd *build) cacheMountDir(m *instructions.Mount) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	mode, uid, gid := os.FileMode(0o755), 0, 0
-	if m.Mode != nil {
-		mode = os.FileMode(*m.Mode)
-	}
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
+	mode, uid, gid := mountOwner(m, 0o755)
 	if err := os.Chmod(tmp, mode); err != nil {
 		return "", err
 	}
@@ -295,16 +286,7 @@ func (bd *build) secretFile(m *instructions.Mount) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	mode, uid, gid := os.FileMode(0o400), 0, 0
-	if m.Mode != nil {
-		mode = os.FileMode(*m.Mode)
-	}
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
+	mode, uid, gid := mountOwner(m, 0o400)
 	f := filepath.Join(dir, "secret")
 	if err := os.WriteFile(f, data, 0o600); err != nil {
 		return "", err
@@ -327,4 +309,19 @@ func secretID(m *instructions.Mount) string {
 		return m.Source
 	}
 	return path.Base(m.Target)
+}
+
+// mountOwner is a RUN mount's mode, uid and gid options (root's by default).
+func mountOwner(m *instructions.Mount, mode os.FileMode) (os.FileMode, int, int) {
+	uid, gid := 0, 0
+	if m.Mode != nil {
+		mode = os.FileMode(*m.Mode)
+	}
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	return mode, uid, gid
 }
