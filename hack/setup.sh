@@ -26,6 +26,9 @@ cleanup() {
 	nft delete table ip "berth_$bridge" 2>/dev/null || true
 	grep -o " $demo[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$demo"
+	# The daemon's cgroup parent, if nothing else uses it (rmdir refuses a
+	# parent that still has containers).
+	for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth; do rmdir "$d" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
