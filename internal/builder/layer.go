@@ -15,12 +15,12 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/archive"
 	"github.com/berth-dev/berth/internal/engine"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/spec"
 )
@@ -116,10 +116,7 @@ func (bd *build) layerStep(ctx context.Context, parent state, fn func(rootfs str
 	if err != nil {
 		return parent, false, fmt.Errorf("write layer: %w", err)
 	}
-	chainID := diffID
-	if parent.chain != "" {
-		chainID = digest.FromString(parent.chain.String() + " " + diffID.String())
-	}
+	chainID := image.ChainID(parent.chain, diffID)
 	if err := bd.op.Add(ctx, nil, []string{chainID.String()}); err != nil {
 		return parent, false, err
 	}

@@ -193,14 +193,21 @@ func ParseConfig(desc v1.Descriptor, data []byte) (v1.Image, error) {
 // sha256(parent chainID + " " + diffID). Snapshots are keyed by them.
 func ChainIDs(diffIDs []digest.Digest) []digest.Digest {
 	out := make([]digest.Digest, len(diffIDs))
+	var parent digest.Digest
 	for i, d := range diffIDs {
-		if i == 0 {
-			out[i] = d
-			continue
-		}
-		out[i] = digest.FromString(out[i-1].String() + " " + d.String())
+		out[i] = ChainID(parent, d)
+		parent = out[i]
 	}
 	return out
+}
+
+// ChainID returns the chainID of the layer diffID on top of the chain
+// parent ("" for the first layer).
+func ChainID(parent, diffID digest.Digest) digest.Digest {
+	if parent == "" {
+		return diffID
+	}
+	return digest.FromString(parent.String() + " " + diffID.String())
 }
 
 // Resolved is an image's target resolved to one platform.

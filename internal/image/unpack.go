@@ -43,10 +43,7 @@ func (s *Service) HasLayer(ctx context.Context, chainID digest.Digest) (bool, er
 // to its end. A layer unpacked meanwhile by someone else is not an error.
 // The snapshots it makes are added to op first.
 func (s *Service) ApplyLayer(ctx context.Context, op *Op, parent digest.Digest, diffID digest.Digest, r io.Reader) (digest.Digest, error) {
-	chainID := diffID
-	if parent != "" {
-		chainID = digest.FromString(parent.String() + " " + diffID.String())
-	}
+	chainID := ChainID(parent, diffID)
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
@@ -135,10 +132,7 @@ func (s *Service) ApplyLayers(ctx context.Context, op *Op, parent digest.Digest,
 		if i > 0 {
 			below = chain[i-1]
 		}
-		chain[i] = d
-		if below != "" {
-			chain[i] = digest.FromString(below.String() + " " + d.String())
-		}
+		chain[i] = ChainID(below, d)
 		var b [8]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return nil, err
