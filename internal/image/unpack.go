@@ -35,68 +35,6 @@ func (s *Service) HasLayer(ctx context.Context, chainID digest.Digest) (bool, er
 	return i.Kind == snapshot.KindCommitted, nil
 }
 
-// ApplyLayer unpacks one layer, read from r (compressed or not), on top of
-// the committed chain parent ("" for the first layer) and commits it under
-// its chainID, which it returns. The uncompressed bytes must hash to diffID
-// (the config's diff_id): the snapshot is shared by every image naming that
-// chainID, so its content must be exactly what the chainID says. r is read
-// to its end. A layer unpacked meanwhile by someone else is not an error.
-// The snapshots it makes are added to op first.
-func (s *Service) ApplyLayer(ctx context.Context, op *Op, parent digest.Digest, diffID digest.Digest, r io.Reader) (digest.Digest, error) {
-	chainID := ChainID(parent, diffID)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	key := unpackPrefix + hex.EncodeToString(b[:])
-	if err := op.Add(ctx, nil, []string{key, chainID.String()}); err != nil {
-		return "", err
-	}
-	mounts, err := s.snaps.Prepare(ctx, key, parent.String())
-	if err != nil {
-		return "", fmt.Errorf("unpack layer %s: %w", diffID, err)
-	}
-	commit := false
-	defer func() {
-		if !commit {
-			if err := s.snaps.Remove(context.WithoutCancel(ctx), key); err != nil {
-				s.log.WarnContext(ctx, "image: remove failed unpack", "key", key, "err", err)
-			}
-		}
-	}()
-	upper, lowers, err := snapshot.LayerDirs(mounts)
-	if err != nil {
-		return "", fmt.Errorf("unpack layer %s: %w", diffID, err)
-	}
-	dr, err := archive.DecompressStream(r)
-	if err != nil {
-		return "", fmt.Errorf("unpack layer %s: %w", diffID, err)
-	}
-	h := sha256.New()
-	_, err = archive.Apply(ctx, upper, io.TeeReader(dr, h), archive.ApplyOptions{
-		OverlayWhiteouts: parent != "",
-		Parents:          lowers,
-		Logger:           s.log,
-	})
-	dr.Close()
-	if err != nil {
-		return "", fmt.Errorf("unpack layer %s: %w", diffID, err)
-	}
-	if got := digest.NewDigest(digest.SHA256, h); got != diffID {
-		return "", fmt.Errorf("unpack layer: uncompressed content hashes to %s but the config says %s: %w",
-			got, diffID, errdefs.ErrInvalidArgument)
-	}
-	err = s.snaps.Commit(ctx, chainID.String(), key)
-	if errdefs.IsAlreadyExists(err) {
-		return chainID, nil // unpacked meanwhile by another pull; ours goes
-	}
-	if err != nil {
-		return "", fmt.Errorf("unpack layer %s: %w", diffID, err)
-	}
-	commit = true
-	return chainID, nil
-}
-
 // LayerStream opens layer i (of those given to ApplyLayers) for reading,
 // compressed or not; it may block until the bytes are there. done is
 // called once, when the unpacker is through with r, with its error (nil on
@@ -106,8 +44,11 @@ type LayerStream func(ctx context.Context, i int) (r io.Reader, done func(error)
 
 // ApplyLayers unpacks layers, given by their diff_ids bottom first, on top
 // of the committed chain parent ("" for none), and commits them in order
-// under their chainIDs, which it returns. It is ApplyLayer for a whole
-// chain, using the cores: several layers unpack at once (up to
+// under their chainIDs, which it returns. The bytes of each layer must
+// hash to its diffID (the config's diff_id): a snapshot is shared by every
+// image naming its chainID, so its content must be exactly what the chainID
+// says. A layer unpacked meanwhile by someone else is not an error. It uses
+// the cores: several layers unpack at once (up to
 // GOMAXPROCS, at least 2), each into a snapshot of its own, so gunzip and
 // file creation of layer N+1 proceed while layer N is still being written.
 // A layer needs its lowers only for the attributes of directories it
