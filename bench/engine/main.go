@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/berth-dev/berth/internal/testutil/podman"
 	"log"
 	"net"
 	"os"
@@ -319,42 +320,16 @@ func (b *bench) setupPodman(reg string) error {
 	// podman wants its runroot short: /run, like its default.
 	run := fmt.Sprintf("/run/berth-bench-engine-%d", os.Getpid())
 	b.podmanDir = run
-	files := map[string]string{
-		"containers.conf": fmt.Sprintf(`[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "none"
-tmp_dir = "%[1]s/tmp"
-[network]
-network_config_dir = "%[1]s/networks"
-`, dir),
-		"storage.conf":    fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = \"%s/graph\"\nrunroot = \"%s/run\"\n", dir, run),
-		"registries.conf": fmt.Sprintf("unqualified-search-registries = []\n[[registry]]\nlocation = %q\ninsecure = true\n", reg),
-		"auth.json":       "{}\n",
-	}
-	for _, sub := range []string{"tmp", "networks"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return err
-		}
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			return err
-		}
+	env, err := podman.WriteConfig(dir, filepath.Join(dir, "graph"), filepath.Join(run, "run"), reg)
+	if err != nil {
+		return err
 	}
 	s := &system{name: "podman",
 		cli: []string{"podman", "--root", filepath.Join(dir, "graph"), "--runroot", filepath.Join(run, "run"),
 			"--runtime", b.podmanRuntime, "--cgroup-manager", "cgroupfs"},
-		env: []string{
-			"CONTAINERS_CONF=" + filepath.Join(dir, "containers.conf"),
-			"CONTAINERS_STORAGE_CONF=" + filepath.Join(dir, "storage.conf"),
-			"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(dir, "registries.conf"),
-			"REGISTRY_AUTH_FILE=" + filepath.Join(dir, "auth.json"),
-			// podman has no mirror setting that cannot fall back: any
-			// registry but loopback is sent to a closed port.
-			"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.0/8,localhost",
-		},
+		// podman has no mirror setting that cannot fall back: any registry
+		// but loopback is sent to a closed port.
+		env:        append(env, "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.0/8,localhost"),
 		runArgs:    []string{"--pull=never", "--network", b.podmanNet, "--cgroup-parent", podmanCgroup()},
 		daemonPids: func() []int { return nil },
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,28 +70,7 @@ func (b *berthDaemonPeer) start(ctx context.Context, root string) error {
 	exited := make(chan struct{})
 	b.waitDone = exited
 	go func() { b.cmd.Wait(); close(exited) }()
-	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", b.sock)
-	}}}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if resp, err := client.Get("http://berth/_ping"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("berth daemon exited at start; see %s", b.logf.Name())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("berth daemon did not answer on %s; see %s", b.sock, b.logf.Name())
-		}
-	}
+	return waitPing(ctx, b.sock, exited, "berth daemon", b.logf.Name(), 30*time.Second)
 }
 
 func (b *berthDaemonPeer) env() []string {
@@ -130,13 +107,7 @@ func (b *berthDaemonPeer) stop() error {
 	if b.cmd == nil || b.cmd.Process == nil {
 		return nil
 	}
-	syscall.Kill(b.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-b.waitDone:
-	case <-time.After(20 * time.Second):
-		syscall.Kill(b.cmd.Process.Pid, syscall.SIGKILL)
-		<-b.waitDone
-	}
+	terminate(b.cmd.Process.Pid, b.waitDone)
 	b.cmd = nil
 	if data, err := os.ReadFile(filepath.Join(b.execRoot(), "supervisor.pid")); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {

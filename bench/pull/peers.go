@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/berth-dev/berth/internal/testutil/podman"
 	"net"
 	"net/http"
 	"os"
@@ -126,14 +127,30 @@ func (d *dockerPeer) start(ctx context.Context, dataRoot string) error {
 	exited := make(chan struct{})
 	d.waitDone = exited
 	go func() { d.cmd.Wait(); close(exited) }()
+	return waitPing(ctx, d.sock, exited, "dockerd", d.logf.Name(), 60*time.Second)
+}
+
+// terminate ends pid with SIGTERM, then SIGKILL after 20 s; done closes
+// once it is reaped.
+func terminate(pid int, done <-chan struct{}) {
+	syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// waitPing waits until the daemon on sock answers /_ping, failing when it
+// exits first (see logName) or does not answer within limit.
+func waitPing(ctx context.Context, sock string, exited <-chan struct{}, what, logName string, limit time.Duration) error {
 	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", d.sock)
+		return dl.DialContext(ctx, "unix", sock)
 	}}}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := client.Get("http://docker/_ping")
-		if err == nil {
+	for deadline := time.Now().Add(limit); ; {
+		if resp, err := client.Get("http://daemon/_ping"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -141,13 +158,13 @@ func (d *dockerPeer) start(ctx context.Context, dataRoot string) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("dockerd exited at start; see %s", d.logf.Name())
+			return fmt.Errorf("%s exited at start; see %s", what, logName)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("dockerd did not answer on %s; see %s", d.sock, d.logf.Name())
+			return fmt.Errorf("%s did not answer on %s; see %s", what, sock, logName)
 		}
 	}
 }
@@ -186,13 +203,7 @@ func (d *dockerPeer) stop() error {
 		return nil
 	}
 	pid := d.cmd.Process.Pid
-	syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-d.waitDone:
-	case <-time.After(20 * time.Second):
-		syscall.Kill(pid, syscall.SIGKILL)
-		<-d.waitDone
-	}
+	terminate(pid, d.waitDone)
 	d.cmd = nil
 	// dockerd's own containerd (started under exec-root) normally exits
 	// with it; kill any that did not, by PID.
@@ -221,6 +232,7 @@ type podmanPeer struct {
 	// runBase holds the runroots: podman wants them shorter than 50
 	// characters, so they live in /run (tmpfs, like podman's default).
 	runBase string
+	envv    []string // points podman at its private configuration
 }
 
 func newPodmanPeer(dir, registry, ref string, mode wipeMode) (*podmanPeer, error) {
@@ -228,53 +240,18 @@ func newPodmanPeer(dir, registry, ref string, mode wipeMode) (*podmanPeer, error
 		return nil, fmt.Errorf("needs podman (apt-get install podman; bench/pull/run.sh does it)")
 	}
 	p := &podmanPeer{dir: dir, ref: ref, mode: mode, runBase: fmt.Sprintf("/run/berth-bench-pull-%d", os.Getpid())}
-	files := map[string]string{
-		"containers.conf": fmt.Sprintf(`[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "none"
-tmp_dir = "%[1]s/tmp"
-[network]
-network_config_dir = "%[1]s/networks"
-`, dir),
-		"storage.conf": fmt.Sprintf(`[storage]
-driver = "overlay"
-graphroot = "%[1]s/graph-0"
-runroot = "%[2]s/run-0"
-`, dir, p.runBase),
-		"auth.json": "{}\n",
-		"registries.conf": fmt.Sprintf(`unqualified-search-registries = []
-[[registry]]
-location = "%s"
-insecure = true
-`, registry),
+	env, err := podman.WriteConfig(dir, filepath.Join(dir, "graph-0"), filepath.Join(p.runBase, "run-0"), registry)
+	if err != nil {
+		return nil, err
 	}
-	for _, sub := range []string{"tmp", "networks"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return nil, err
-		}
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			return nil, err
-		}
-	}
+	p.envv = env
 	p.root, p.runRoot = filepath.Join(dir, "graph-0"), filepath.Join(p.runBase, "run-0")
 	return p, nil
 }
 
 func (p *podmanPeer) name() string { return "podman" }
 
-func (p *podmanPeer) env() []string {
-	return []string{
-		"CONTAINERS_CONF=" + filepath.Join(p.dir, "containers.conf"),
-		"CONTAINERS_STORAGE_CONF=" + filepath.Join(p.dir, "storage.conf"),
-		"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(p.dir, "registries.conf"),
-		"REGISTRY_AUTH_FILE=" + filepath.Join(p.dir, "auth.json"),
-		"TMPDIR=" + filepath.Join(p.dir, "tmp"),
-	}
-}
+func (p *podmanPeer) env() []string { return p.envv }
 
 func (p *podmanPeer) podman(ctx context.Context, args ...string) error {
 	return runCmd(ctx, p.env(), "podman", append([]string{"--root", p.root, "--runroot", p.runRoot}, args...)...)
