@@ -135,6 +135,14 @@ func spawnEntered(s enterSpec) (int, error) {
 	if len(s.nsPaths) > maxEnterFDs || len(s.inherit) > 4 {
 		return 0, fmt.Errorf("too many namespaces or fds to pass")
 	}
+	if s.direct != nil {
+		// No berth to exec, so no private mount namespace for a read-only
+		// view of it: the fork only needs a thread of its own while it
+		// blocks signals, not a new one to throw away.
+		goruntime.LockOSThread()
+		defer goruntime.UnlockOSThread()
+		return spawnEnteredLocked(s)
+	}
 	// The thread gets a private mount namespace and is thrown away after.
 	return onDisposableThread(func() (int, error) { return spawnEnteredLocked(s) })
 }
