@@ -44,17 +44,7 @@ func (c *CLI) inspectCommandFor(kind string) *cobra.Command {
 		if kind != "" && kind != "container" && kind != "image" && kind != "volume" {
 			return fmt.Errorf("%q is not a valid value for --type", kind)
 		}
-		if tmpl != "" && tmpl != format.JSONKey {
-			// docker exits 64 for a bad inspect template.
-			if _, err := format.Parse(tmpl); err != nil {
-				return status(64, err)
-			}
-		}
-		api, err := c.Client()
-		if err != nil {
-			return err
-		}
-		return c.inspectEachTyped(args, tmpl, func(name string) (inspected, error) {
+		return c.inspectEach(args, tmpl, func(api *client.Client, name string) (inspected, error) {
 			return c.inspectOne(ctx, api, name, kind, size)
 		})
 	})
@@ -68,20 +58,23 @@ type inspected struct {
 	typed any // a pointer to the decoded API type, or nil
 }
 
-// inspectEach prints the objects fetch finds, through printInspect; names
-// it fails on are reported as forEach does.
-func (c *CLI) inspectEach(names []string, tmpl string, fetch func(name string) (json.RawMessage, error)) error {
-	return c.inspectEachTyped(names, tmpl, func(name string) (inspected, error) {
-		raw, err := fetch(name)
-		return inspected{raw: raw}, err
-	})
-}
-
-// inspectEachTyped is inspectEach for objects whose API type is known.
-func (c *CLI) inspectEachTyped(names []string, tmpl string, fetch func(name string) (inspected, error)) error {
+// inspectEach is the body of every inspect verb: a bad template is
+// docker's status 64 before the daemon is asked; then it prints the objects
+// fetch finds, through printInspect; names it fails on are reported as
+// forEach does.
+func (c *CLI) inspectEach(names []string, tmpl string, fetch func(api *client.Client, name string) (inspected, error)) error {
+	if tmpl != "" && tmpl != format.JSONKey {
+		if _, err := format.Parse(tmpl); err != nil {
+			return status(64, err)
+		}
+	}
+	api, err := c.Client()
+	if err != nil {
+		return err
+	}
 	var raws []inspected
-	err := c.forEach(names, func(name string) error {
-		obj, err := fetch(name)
+	err = c.forEach(names, func(name string) error {
+		obj, err := fetch(api, name)
 		if err == nil {
 			raws = append(raws, obj)
 		}

@@ -14,8 +14,6 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
-
-	"github.com/berth-dev/berth/internal/cli/format"
 )
 
 // networkCommand is `berth network`: create, ls, inspect, rm, prune,
@@ -149,33 +147,22 @@ func (c *CLI) networkLsCommand() *cobra.Command {
 	f.StringArrayVarP(&filters, "filter", "f", nil, `Provide filter values (e.g. "driver=bridge")`)
 	f.StringVar(&tmpl, "format", "", "Format output using a custom template")
 	cmd.RunE = c.action(func(ctx context.Context, _ []string) error {
-		if quiet && (tmpl == "" || strings.HasPrefix(tmpl, format.TableKey)) {
-			tmpl = "{{.ID}}"
-		}
-		l, err := format.NewLister(c.Out, tmpl, networksTable, networksHeader)
-		if err != nil {
-			return err
-		}
-		fl, err := parseFilters(filters)
-		if err != nil {
-			return &StatusError{Code: 125, Message: err.Error() + ". See 'berth network ls --help'."}
-		}
-		api, err := c.Client()
-		if err != nil {
-			return err
-		}
-		res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: fl})
-		if err != nil {
-			return c.explain(err)
-		}
-		nets := res.Items
-		sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
-		for _, n := range nets {
-			if err := l.Row(&networkRow{n: n.Network, trunc: !noTrunc}); err != nil {
-				return err
-			}
-		}
-		return l.Flush()
+		return c.runLs(ctx, lsVerb{
+			help: "network ls", quietTmpl: "{{.ID}}", table: networksTable, header: networksHeader,
+			rows: func(ctx context.Context, api *client.Client, fl client.Filters) ([]any, error) {
+				res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: fl})
+				if err != nil {
+					return nil, err
+				}
+				nets := res.Items
+				sort.Slice(nets, func(i, j int) bool { return nets[i].Name < nets[j].Name })
+				rows := make([]any, len(nets))
+				for i, n := range nets {
+					rows[i] = &networkRow{n: n.Network, trunc: !noTrunc}
+				}
+				return rows, nil
+			},
+		}, quiet, tmpl, filters)
 	})
 	return cmd
 }
@@ -202,14 +189,7 @@ func (r *networkRow) CreatedAt() string { return r.n.Created.String() }
 func (r *networkRow) Label(name string) string {
 	return r.n.Labels[name]
 }
-func (r *networkRow) Labels() string {
-	var kv []string
-	for k, v := range r.n.Labels {
-		kv = append(kv, k+"="+v)
-	}
-	sort.Strings(kv)
-	return strings.Join(kv, ",")
-}
+func (r *networkRow) Labels() string { return joinLabels(r.n.Labels) }
 
 // MarshalJSON gives `{{json .}}` the columns, as docker does.
 func (r *networkRow) MarshalJSON() ([]byte, error) {
@@ -230,21 +210,13 @@ func (c *CLI) networkInspectCommand() *cobra.Command {
 	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format output using a custom template")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "Verbose output for diagnostics")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		if tmpl != "" && tmpl != format.JSONKey {
-			if _, err := format.Parse(tmpl); err != nil {
-				return status(64, err)
-			}
-		}
-		api, err := c.Client()
-		if err != nil {
-			return err
-		}
-		return c.inspectEach(args, tmpl, func(name string) (json.RawMessage, error) {
+		return c.inspectEach(args, tmpl, func(api *client.Client, name string) (inspected, error) {
 			res, err := api.NetworkInspect(ctx, name, client.NetworkInspectOptions{Verbose: verbose})
 			if err != nil || len(bytes.TrimSpace(res.Raw)) > 0 {
-				return res.Raw, err
+				return inspected{raw: res.Raw}, err
 			}
-			return json.Marshal(res.Network)
+			raw, err := json.Marshal(res.Network)
+			return inspected{raw: raw}, err
 		})
 	})
 	return cmd

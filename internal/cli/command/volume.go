@@ -12,8 +12,6 @@ import (
 	"github.com/moby/moby/api/types/volume"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
-
-	"github.com/berth-dev/berth/internal/cli/format"
 )
 
 // volumeCommand is `berth volume`: create, ls, inspect, rm, prune.
@@ -94,33 +92,22 @@ func (c *CLI) volumeLsCommand() *cobra.Command {
 	f.StringArrayVarP(&filters, "filter", "f", nil, `Provide filter values (e.g. "dangling=true")`)
 	f.StringVar(&tmpl, "format", "", "Format output using a custom template")
 	cmd.RunE = c.action(func(ctx context.Context, _ []string) error {
-		if quiet && (tmpl == "" || strings.HasPrefix(tmpl, format.TableKey)) {
-			tmpl = "{{.Name}}"
-		}
-		l, err := format.NewLister(c.Out, tmpl, volumesTable, volumesHeader)
-		if err != nil {
-			return err
-		}
-		fl, err := parseFilters(filters)
-		if err != nil {
-			return &StatusError{Code: 125, Message: err.Error() + ". See 'berth volume ls --help'."}
-		}
-		api, err := c.Client()
-		if err != nil {
-			return err
-		}
-		res, err := api.VolumeList(ctx, client.VolumeListOptions{Filters: fl})
-		if err != nil {
-			return c.explain(err)
-		}
-		vols := res.Items
-		sort.Slice(vols, func(i, j int) bool { return vols[i].Name < vols[j].Name })
-		for _, v := range vols {
-			if err := l.Row(&volumeRow{v: v}); err != nil {
-				return err
-			}
-		}
-		return l.Flush()
+		return c.runLs(ctx, lsVerb{
+			help: "volume ls", quietTmpl: "{{.Name}}", table: volumesTable, header: volumesHeader,
+			rows: func(ctx context.Context, api *client.Client, fl client.Filters) ([]any, error) {
+				res, err := api.VolumeList(ctx, client.VolumeListOptions{Filters: fl})
+				if err != nil {
+					return nil, err
+				}
+				vols := res.Items
+				sort.Slice(vols, func(i, j int) bool { return vols[i].Name < vols[j].Name })
+				rows := make([]any, len(vols))
+				for i, v := range vols {
+					rows[i] = &volumeRow{v: v}
+				}
+				return rows, nil
+			},
+		}, quiet, tmpl, filters)
 	})
 	return cmd
 }
@@ -135,14 +122,7 @@ func (r *volumeRow) Mountpoint() string { return r.v.Mountpoint }
 func (r *volumeRow) Label(name string) string {
 	return r.v.Labels[name]
 }
-func (r *volumeRow) Labels() string {
-	var kv []string
-	for k, v := range r.v.Labels {
-		kv = append(kv, k+"="+v)
-	}
-	sort.Strings(kv)
-	return strings.Join(kv, ",")
-}
+func (r *volumeRow) Labels() string { return joinLabels(r.v.Labels) }
 func (r *volumeRow) Links() string {
 	if r.v.UsageData == nil {
 		return "N/A"
@@ -177,16 +157,7 @@ func (c *CLI) volumeInspectCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&tmpl, "format", "f", "", "Format output using a custom template")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		if tmpl != "" && tmpl != format.JSONKey {
-			if _, err := format.Parse(tmpl); err != nil {
-				return status(64, err)
-			}
-		}
-		api, err := c.Client()
-		if err != nil {
-			return err
-		}
-		return c.inspectEachTyped(args, tmpl, func(name string) (inspected, error) {
+		return c.inspectEach(args, tmpl, func(api *client.Client, name string) (inspected, error) {
 			return volumeInspect(ctx, api, name)
 		})
 	})
