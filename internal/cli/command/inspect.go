@@ -191,3 +191,18 @@ func (c *CLI) printInspect(raws []inspected, tmpl string) error {
 	}
 	return nil
 }
+
+// inspectContainer gets the client and the container name names, for the
+// verbs that read its configuration before they act (attach, start -a,
+// logs, port).
+func (c *CLI) inspectContainer(ctx context.Context, name string) (*client.Client, container.InspectResponse, error) {
+	api, err := c.Client()
+	if err != nil {
+		return nil, container.InspectResponse{}, err
+	}
+	res, err := api.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, container.InspectResponse{}, c.explain(err)
+	}
+	return api, res.Container, nil
+}

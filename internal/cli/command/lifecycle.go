@@ -137,15 +137,10 @@ func (c *CLI) startCommand() *cobra.Command {
 		if len(args) > 1 {
 			return errors.New("you cannot start and attach multiple containers at once")
 		}
-		api, err := c.Client()
+		api, ctr, err := c.inspectContainer(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		res, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
-		if err != nil {
-			return c.explain(err)
-		}
-		ctr := res.Container
 		return c.attachStartWait(ctx, api, ctr.ID, attachOptions{
 			tty:        ctr.Config != nil && ctr.Config.Tty,
 			stdin:      interactive && ctr.Config != nil && ctr.Config.OpenStdin,
@@ -169,15 +164,10 @@ func (c *CLI) attachCommand() *cobra.Command {
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", "", "Override the key sequence for detaching a container")
 	cmd.Flags().BoolVar(&sigProxy, "sig-proxy", true, "Proxy all received signals to the process")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		api, err := c.Client()
+		api, ctr, err := c.inspectContainer(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		res, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
-		if err != nil {
-			return c.explain(err)
-		}
-		ctr := res.Container
 		if ctr.State == nil || !ctr.State.Running {
 			return errors.New("You cannot attach to a stopped container, start it first")
 		}

@@ -25,22 +25,18 @@ func (c *CLI) logsCommand() *cobra.Command {
 	f.StringVar(&o.Until, "until", "", "Show logs before a timestamp (e.g. \"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)")
 	f.BoolVar(&o.Details, "details", false, "Show extra details provided to logs")
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		api, err := c.Client()
+		// The stream is multiplexed unless the container has a terminal.
+		api, ctr, err := c.inspectContainer(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		// The stream is multiplexed unless the container has a terminal.
-		res, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
-		if err != nil {
-			return c.explain(err)
-		}
 		o.ShowStdout, o.ShowStderr = true, true
-		rc, err := api.ContainerLogs(ctx, res.Container.ID, o)
+		rc, err := api.ContainerLogs(ctx, ctr.ID, o)
 		if err != nil {
 			return c.explain(err)
 		}
 		defer rc.Close()
-		if res.Container.Config != nil && res.Container.Config.Tty {
+		if ctr.Config != nil && ctr.Config.Tty {
 			_, err = io.Copy(c.Out, rc)
 		} else {
 			_, err = stdcopy.StdCopy(c.Out, c.Err, rc)

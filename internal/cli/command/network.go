@@ -347,16 +347,12 @@ func (c *CLI) portCommand() *cobra.Command {
 		},
 	}
 	cmd.RunE = c.action(func(ctx context.Context, args []string) error {
-		api, err := c.Client()
+		_, ctr, err := c.inspectContainer(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		res, err := api.ContainerInspect(ctx, args[0], client.ContainerInspectOptions{})
-		if err != nil {
-			return c.explain(err)
-		}
 		var ports network.PortMap
-		if ns := res.Container.NetworkSettings; ns != nil {
+		if ns := ctr.NetworkSettings; ns != nil {
 			ports = ns.Ports
 		}
 		hostAddr := func(b network.PortBinding) string {
