@@ -251,16 +251,9 @@ var errStopped = errors.New("unpack stopped")
 // after its turn came, from the content store otherwise.
 func (c *Client) pullLayers(ctx context.Context, op *image.Op, rc *repoClient, layers []v1.Descriptor, diffIDs []digest.Digest, rep *reporter) error {
 	chain := image.ChainIDs(diffIDs)
-	start := 0
-	for i := len(chain) - 1; i >= 0; i-- {
-		ok, err := c.images.HasLayer(ctx, chain[i])
-		if err != nil {
-			return err
-		}
-		if ok {
-			start = i + 1
-			break
-		}
+	start, err := c.images.UnpackedLayers(ctx, chain)
+	if err != nil {
+		return err
 	}
 	// Protect the whole chain now: a concurrent GC must not take a layer
 	// this pull counts on as already there.
@@ -315,7 +308,6 @@ func (c *Client) pullLayers(ctx context.Context, op *image.Op, rc *repoClient, l
 	if start > 0 {
 		parent = chain[start-1]
 	}
-	var err error
 	if start < len(layers) {
 		_, err = c.images.ApplyLayers(ctx, op, parent, diffIDs[start:], func(ctx context.Context, i int) (io.Reader, func(error) error, error) {
 			return c.openLayer(ctx, jobs[start+i], rep)

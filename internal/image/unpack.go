@@ -42,6 +42,22 @@ func (s *Service) HasLayer(ctx context.Context, chainID digest.Digest) (bool, er
 // release a stream and to put a download's own failure first.
 type LayerStream func(ctx context.Context, i int) (r io.Reader, done func(error) error, err error)
 
+// UnpackedLayers returns how many layers of chain (chainIDs, bottom first)
+// are unpacked, counted from the bottom: it finds the topmost one there,
+// and a committed chain has everything below it too.
+func (s *Service) UnpackedLayers(ctx context.Context, chain []digest.Digest) (int, error) {
+	for i := len(chain) - 1; i >= 0; i-- {
+		ok, err := s.HasLayer(ctx, chain[i])
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return i + 1, nil
+		}
+	}
+	return 0, nil
+}
+
 // ApplyLayers unpacks layers, given by their diff_ids bottom first, on top
 // of the committed chain parent ("" for none), and commits them in order
 // under their chainIDs, which it returns. The bytes of each layer must
@@ -285,17 +301,9 @@ func syncFS(dir string) error {
 // content store; layers already unpacked are skipped.
 func (s *Service) unpack(ctx context.Context, op *Op, r Resolved) error {
 	chain := r.ChainIDs()
-	// Find the topmost chain already there: everything below it is too.
-	start := 0
-	for i := len(chain) - 1; i >= 0; i-- {
-		ok, err := s.HasLayer(ctx, chain[i])
-		if err != nil {
-			return err
-		}
-		if ok {
-			start = i + 1
-			break
-		}
+	start, err := s.UnpackedLayers(ctx, chain)
+	if err != nil {
+		return err
 	}
 	if start == len(chain) {
 		return nil
@@ -304,7 +312,7 @@ func (s *Service) unpack(ctx context.Context, op *Op, r Resolved) error {
 	if start > 0 {
 		parent = chain[start-1]
 	}
-	_, err := s.ApplyLayers(ctx, op, parent, r.Image.RootFS.DiffIDs[start:], func(ctx context.Context, i int) (io.Reader, func(error) error, error) {
+	_, err = s.ApplyLayers(ctx, op, parent, r.Image.RootFS.DiffIDs[start:], func(ctx context.Context, i int) (io.Reader, func(error) error, error) {
 		layer := r.Layers[start+i]
 		ra, err := s.content.ReaderAt(ctx, layer.Digest)
 		if err != nil {
