@@ -310,6 +310,13 @@ func Extract(ctx context.Context, r io.Reader, dir string, keepOwner bool) error
 		mode := os.FileMode(hdr.Mode & 0o7777)
 		switch hdr.Typeflag {
 		case tar.TypeDir:
+			// What is there and not a directory (a symlink the tar made,
+			// say) goes: the chmod below must not follow it.
+			if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+				if err := os.Remove(target); err != nil {
+					return fmt.Errorf("build context: %w", err)
+				}
+			}
 			if err := os.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("build context: %w", err)
 			}
@@ -360,7 +367,12 @@ func Extract(ctx context.Context, r io.Reader, dir string, keepOwner bool) error
 		_ = unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Chtimes(dirs[i].path, dirs[i].t, dirs[i].t)
+		// Not followed: a later entry may have made the directory a symlink.
+		if dirs[i].t.IsZero() {
+			continue
+		}
+		ts := unix.NsecToTimespec(dirs[i].t.UnixNano())
+		_ = unix.UtimesNanoAt(unix.AT_FDCWD, dirs[i].path, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil
 }

@@ -120,3 +120,32 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 		t.Errorf("a tar wrote /tmp/evil")
 	}
 }
+
+// TestExtractDirOverSymlink: a directory entry whose name the tar made a
+// symlink before replaces the link; its mode and mtime never reach the
+// link's target outside the context.
+func TestExtractDirOverSymlink(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.Chmod(outside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []tar.Header{
+		{Name: "link", Typeflag: tar.TypeSymlink, Linkname: outside},
+		{Name: "link/", Typeflag: tar.TypeDir, Mode: 0o777},
+	} {
+		tw.WriteHeader(&h)
+	}
+	tw.Close()
+	dir := t.TempDir()
+	if err := Extract(context.Background(), &buf, dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the link's target changed: %v %v", fi.Mode(), err)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "link")); err != nil || !fi.IsDir() {
+		t.Errorf("link is not a directory: %v", err)
+	}
+}
