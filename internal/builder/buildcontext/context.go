@@ -344,6 +344,11 @@ func Extract(ctx context.Context, r io.Reader, dir string, keepOwner bool) error
 			}
 		case tar.TypeLink:
 			src := filepath.Join(dir, filepath.FromSlash(path.Clean("/"+hdr.Linkname)))
+			// link(2) follows the source's directories: a symlink the tar
+			// planted there would bring in a file from outside.
+			if err := noSymlinkParents(dir, filepath.Dir(src)); err != nil {
+				return err
+			}
 			_ = os.RemoveAll(target)
 			if err := os.Link(src, target); err != nil {
 				return fmt.Errorf("build context: %w", err)

@@ -149,3 +149,27 @@ func TestExtractDirOverSymlink(t *testing.T) {
 		t.Errorf("link is not a directory: %v", err)
 	}
 }
+
+// TestExtractHardlinkThroughSymlink: a hard link whose source path goes
+// through a symlink the tar planted is refused: it would bring a file from
+// outside the context in.
+func TestExtractHardlinkThroughSymlink(t *testing.T) {
+	outside := t.TempDir()
+	write(t, outside, map[string]string{"secret": "s"})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []tar.Header{
+		{Name: "link", Typeflag: tar.TypeSymlink, Linkname: outside},
+		{Name: "stolen", Typeflag: tar.TypeLink, Linkname: "link/secret"},
+	} {
+		tw.WriteHeader(&h)
+	}
+	tw.Close()
+	dir := t.TempDir()
+	if err := Extract(context.Background(), &buf, dir, false); err == nil {
+		t.Errorf("extracted")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "stolen")); err == nil {
+		t.Errorf("a file from outside the context came in")
+	}
+}
