@@ -551,7 +551,11 @@ func (bd *build) metaEnv() shell.EnvGetter {
 }
 
 func (bd *build) expand(word string, env shell.EnvGetter) (string, error) {
-	res, _, err := bd.lex.ProcessWord(word, env)
+	// A copy: shell.Lex keeps the word being processed in itself, and
+	// stages built in parallel expand at once. bd.lex is never used
+	// directly, so copying it races with nothing.
+	lex := *bd.lex
+	res, _, err := lex.ProcessWord(word, env)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "failed to process") {
 			return "", fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
