@@ -154,8 +154,8 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := s.inspect(c)
 	if boolParam(r, "size") {
-		sum := s.sizedSummary(r.Context(), c, imageSizes{})
-		resp.SizeRw, resp.SizeRootFs = &sum.SizeRw, &sum.SizeRootFs
+		rw, rootFs := s.containerSizes(r.Context(), c, imageSizes{})
+		resp.SizeRw, resp.SizeRootFs = &rw, &rootFs
 	}
 	if versionLess(requestVersion(r), "1.52") {
 		writeJSON(w, http.StatusOK, legacyInspect(resp))
@@ -270,7 +270,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := []container.Summary{}
-	sizes := imageSizes{}
+	size, sizes := boolParam(r, "size"), imageSizes{}
 	for _, c := range s.eng.List() {
 		if !all && len(filters["status"]) == 0 && c.State.Status != engine.StatusRunning {
 			continue
@@ -284,7 +284,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			continue
 		}
-		if boolParam(r, "size") {
+		if size {
 			out = append(out, s.sizedSummary(r.Context(), c, sizes))
 		} else {
 			out = append(out, s.summary(c))

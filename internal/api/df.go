@@ -191,15 +191,19 @@ func (s *Server) imageUsage(ctx context.Context, ctrs []engine.Container) ([]ima
 // containers of one image inspects it once.
 type imageSizes map[string]int64
 
-// sizedSummary is a container's list entry with its sizes: what it
-// wrote, and that plus its image.
+// sizedSummary is a container's list entry with its sizes.
 func (s *Server) sizedSummary(ctx context.Context, c engine.Container, sizes imageSizes) container.Summary {
 	sum := s.summary(c)
+	sum.SizeRw, sum.SizeRootFs = s.containerSizes(ctx, c, sizes)
+	return sum
+}
+
+// containerSizes is what a container wrote, and that plus its image.
+func (s *Server) containerSizes(ctx context.Context, c engine.Container, sizes imageSizes) (rw, rootFs int64) {
 	rw, err := s.eng.SizeRw(ctx, c.ID)
 	if err != nil {
 		s.log.Warn("container size", "id", c.ID, "err", err)
 	}
-	sum.SizeRw = rw
 	size, ok := sizes[c.ImageID]
 	if !ok {
 		if d, err := s.images.Inspect(ctx, c.ImageID); err == nil {
@@ -207,6 +211,5 @@ func (s *Server) sizedSummary(ctx context.Context, c engine.Container, sizes ima
 		}
 		sizes[c.ImageID] = size
 	}
-	sum.SizeRootFs = rw + size
-	return sum
+	return rw, rw + size
 }
