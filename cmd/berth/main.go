@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 
 	"github.com/berth-dev/berth/internal/runtime"
+	"github.com/berth-dev/berth/internal/runtimecmd"
 )
 
 func init() {
@@ -25,8 +26,12 @@ func main() {
 	root := newRootCommand()
 	if err := root.Execute(); err != nil {
 		var ec exitCodeError
-		if errors.As(err, &ec) {
+		var rc runtimecmd.ExitCode
+		switch {
+		case errors.As(err, &ec):
 			os.Exit(int(ec))
+		case errors.As(err, &rc):
+			os.Exit(int(rc))
 		}
 		fmt.Fprintln(os.Stderr, "berth:", err)
 		os.Exit(1)
@@ -34,7 +39,7 @@ func main() {
 }
 
 // exitCodeError ends the process with a given code and no message, for
-// commands like `runtime run` that pass on a container's exit code.
+// commands like `daemon` that pass on an exit code.
 type exitCodeError int
 
 func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }

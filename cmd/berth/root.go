@@ -4,6 +4,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/runtimecmd"
 )
 
 func newRootCommand() *cobra.Command {
@@ -13,7 +15,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRuntimeCommand())
+	root.AddCommand(runtimecmd.New())
 	if len(os.Args) > 1 && os.Args[1] == "runtime" {
 		// `berth runtime` runs for every container operation a runc user
 		// makes: building the other ~80 commands and their flags would

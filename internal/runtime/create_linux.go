@@ -63,10 +63,11 @@ var nsSetnsFlags = map[specs.LinuxNamespaceType]int{
 
 // launch is a container whose init is running and waiting for start.
 type launch struct {
-	rec  *record
-	pid  int // the init, a child of this process
-	conn *syncConn
-	cg   *cgroup.Manager
+	rec    *record
+	pid    int // the init, a child of this process
+	conn   *syncConn
+	cg     *cgroup.Manager
+	region *directRegion // the direct init's memory until it execs; nil otherwise
 }
 
 func (r *Runtime) exe() (string, error) {
@@ -87,7 +88,21 @@ func (r *Runtime) Create(ctx context.Context, id string, opts CreateOptions) err
 		return err
 	}
 	// The init outlives us; it is reaped by whoever inherits it.
-	return l.conn.f.Close()
+	if l.region == nil {
+		return l.conn.f.Close()
+	}
+	// A direct init runs in memory of ours until it execs (or dies); its
+	// end of the sync socket closes then, and the memory can go.
+	go func() {
+		for {
+			if _, err := l.conn.recv(); err != nil {
+				break
+			}
+		}
+		l.conn.f.Close()
+		l.region.release()
+	}()
+	return nil
 }
 
 func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mode string) (l *launch, retErr error) {
@@ -158,6 +173,11 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		return prep
 	}
 	pid := 0
+	var d *directInit
+	// A direct init on v1 moves itself into its v1 hierarchies ('J', see
+	// directJoinCgroups) and on a hybrid host is born in its cgroup2
+	// directory: no pid is written to any cgroup.procs.
+	selfJoin, hybridFD, hybridDir := false, -1, ""
 	defer func() {
 		if retErr == nil {
 			return
@@ -166,12 +186,18 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			_ = unix.Kill(pid, unix.SIGKILL)
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, 0, nil)
+			if d != nil {
+				d.region.release()
+			}
 		}
 		if p := waitPrep(); p.cgw != nil {
 			p.cgw.abort()
 			if p.cgw.cg != nil {
 				_ = p.cgw.cg.Destroy()
 			}
+		}
+		if hybridDir != "" && (prep.cgw == nil || prep.cgw.cg == nil) {
+			_ = os.Remove(hybridDir)
 		}
 		if hostMountNS && prep.rootfs != "" {
 			_ = unmountUnder(prep.rootfs)
@@ -185,6 +211,13 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		return nil, fmt.Errorf("sync socketpair: %w", err)
+	}
+	// Our end is non-blocking, so that waiting on it parks a goroutine,
+	// not a thread.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
 		return nil, fmt.Errorf("sync socketpair: %w", err)
 	}
 	parentSock, childSock := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync")
@@ -281,16 +314,25 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, int(dirf.Fd())
 			bornInside = true
 		}
+	} else if direct {
+		selfJoin = true
+		dirf, err := cgroup.MakeHybridDir(peek.Linux.CgroupsPath, id)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+		if dirf != nil {
+			defer dirf.Close()
+			hybridFD, hybridDir = int(dirf.Fd()), dirf.Name()
+		}
 	}
 	tr.mark("parent", "spawn init")
-	var d *directInit
 	switch {
 	case direct:
 		files := make([]int, len(attr.Files))
 		for i, f := range attr.Files {
 			files[i] = int(f)
 		}
-		cgroupFD := -1
+		cgroupFD := hybridFD
 		if bornInside {
 			cgroupFD = attr.Sys.CgroupFD
 		}
@@ -325,7 +367,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		Owner: "root",
 	}
 	joinPid := pid
-	if bornInside {
+	if bornInside || selfJoin {
 		joinPid = -1
 	}
 	cg, err := cgw.manager(joinPid)
@@ -379,7 +421,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		// On v2 the init is born in its cgroup and makes its cgroup
 		// namespace before the cgroup2 mount; elsewhere right before exec.
 		early := cfg.NewCgroupNS && bornInside
-		job := &directJob{conn: conn, cfg: cfg, cgw: cgw, earlyCgroupNS: early,
+		job := &directJob{conn: conn, cfg: cfg, cgw: cgw, selfJoin: selfJoin, earlyCgroupNS: early,
 			lateCgroupNS: cfg.NewCgroupNS && !early, console: consoleSock, tr: tr}
 		if err := d.setup(job, spec.Process, filter); err != nil {
 			return nil, err
@@ -397,7 +439,11 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 			return nil, err
 		}
 	}
-	return &launch{rec: rec, pid: pid, conn: conn, cg: cg}, nil
+	l = &launch{rec: rec, pid: pid, conn: conn, cg: cg}
+	if d != nil {
+		l.region = d.region
+	}
+	return l, nil
 }
 
 // driveInit sends the exec'd init its configuration and serves it until it

@@ -21,6 +21,7 @@ import (
 //	child → parent  'p' fd              (proc takes the pid namespace of the
 //	                                     task that creates it: only the child can)
 //	parent → child  'G' process blob    child: identity, limits, cwd …
+//	parent → child  'J' + tasks fds     child: writes "0" to each (cgroup v1)
 //	child → parent  'r'                 ready; then it waits for start
 //	                                    (exec fifo, or 's' on the socket) and execs
 //
@@ -33,6 +34,7 @@ const (
 	msgDirectGo    = 'G'
 	msgDirectCgNS  = 'C' // child: unshare the cgroup namespace now, answer 'a'
 	msgDirectTty   = 'T' // carries the pty slave (SCM_RIGHTS): the child's stdio and controlling terminal
+	msgDirectJoin  = 'J' // carries v1 cgroup tasks files (SCM_RIGHTS): the child moves itself in, answers 'a'
 	msgDirectError = 'E'
 )
 
@@ -58,9 +60,13 @@ const (
 	stepCloseFDs
 	stepExec
 	stepTty
+	stepCgroupJoin
 )
 
 const maxDirectJoins = 4
+
+// maxDirectPassed bounds the fds one request frame carries.
+const maxDirectPassed = 16
 
 // cloneArgs is struct clone_args of clone3(2).
 type cloneArgs struct {
@@ -97,9 +103,10 @@ type directArgs struct {
 	proc    [8]byte  // "proc\x00"
 	name    [16]byte // "berth-init\x00", the child's comm
 	frame   [5 + 8 + 256]byte
-	cmsg    [24]byte // one SCM_RIGHTS fd (CmsgSpace(4))
-	passed  int32    // the fd a frame carried, -1 when none
-	tty     bool     // stdio is a pty: make it the controlling terminal
+	cmsg    [16 + 4*maxDirectPassed]byte // SCM_RIGHTS fds (CmsgSpace)
+	passed  [maxDirectPassed]int32       // the fds the last frame carried
+	npassed int
+	tty     bool // stdio is a pty: make it the controlling terminal
 }
 
 // directHeader starts the 'G' blob. Offsets are relative to the blob's start
@@ -151,6 +158,12 @@ func directClone(a *directArgs) (int, syscall.Errno) {
 	return 0, 0
 }
 
+// directChildVM is where cloneVM's child starts, on its own stack.
+//
+//go:norace
+//go:nosplit
+func directChildVM(a *directArgs) { directChild(a) }
+
 //go:norace
 //go:nosplit
 func directChild(a *directArgs) {
@@ -178,6 +191,11 @@ func directChild(a *directArgs) {
 		}
 		if typ == msgDirectTty {
 			directTakeTty(a)
+			directSend(a, msgDirectAlive, 0, 0)
+			continue
+		}
+		if typ == msgDirectJoin {
+			directJoinCgroups(a)
 			directSend(a, msgDirectAlive, 0, 0)
 			continue
 		}
@@ -479,8 +497,14 @@ func directRecv(a *directArgs) (byte, uintptr) {
 		got = r
 		break
 	}
+	a.npassed = 0
 	if msg.Controllen >= 20 && *(*int32)(unsafe.Pointer(&a.cmsg[8])) == unix.SOL_SOCKET && *(*int32)(unsafe.Pointer(&a.cmsg[12])) == unix.SCM_RIGHTS {
-		a.passed = *(*int32)(unsafe.Pointer(&a.cmsg[16]))
+		// cmsg_len covers the 16-byte header and the fds.
+		n := int((*(*uint64)(unsafe.Pointer(&a.cmsg[0])) - 16) / 4)
+		for i := 0; i < n && i < maxDirectPassed; i++ {
+			a.passed[i] = *(*int32)(unsafe.Pointer(&a.cmsg[16+4*i]))
+		}
+		a.npassed = min(n, maxDirectPassed)
 	}
 	if got < 5 {
 		directReadFull(a, unsafe.Pointer(&a.frame[got]), 5-got)
@@ -578,15 +602,37 @@ func directStrlen(p unsafe.Pointer) uintptr {
 //go:norace
 //go:nosplit
 func directTakeTty(a *directArgs) {
-	if a.passed < 0 {
+	if a.npassed != 1 {
 		directFail(a, stepTty, syscall.EBADF, nil)
 	}
 	for fd := uintptr(0); fd < 3; fd++ {
-		if _, _, e := syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.passed), fd, 0); e != 0 {
+		if _, _, e := syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.passed[0]), fd, 0); e != 0 {
 			directFail(a, stepTty, e, nil)
 		}
 	}
-	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(a.passed), 0, 0)
-	a.passed = -1
+	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(a.passed[0]), 0, 0)
+	a.npassed = 0
 	a.tty = true
+}
+
+// directJoinCgroups moves the child into the cgroup v1 hierarchies whose
+// tasks files the frame carried. Writing "0" to tasks moves the writing
+// thread alone, which the kernel does without taking the global lock that
+// a write of a pid to cgroup.procs takes for writing: that one waits for
+// an RCU grace period, up to tens of milliseconds on an idle host, and the
+// child is single-threaded, so the thread is the whole process.
+//
+//go:norace
+//go:nosplit
+func directJoinCgroups(a *directArgs) {
+	zero := [1]byte{'0'}
+	for i := 0; i < a.npassed; i++ {
+		fd := uintptr(a.passed[i])
+		_, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&zero[0])), 1)
+		syscall.RawSyscall(syscall.SYS_CLOSE, fd, 0, 0)
+		if e != 0 {
+			directFail(a, stepCgroupJoin, e, nil)
+		}
+	}
+	a.npassed = 0
 }

@@ -201,9 +201,14 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 		signal.Notify(sigc)
 		close(notified)
 	}()
+	// Stopping waits, yielding in a loop, until the signal machinery is
+	// idle: milliseconds at the end of every run when done in line, and a
+	// caller about to exit does not need it done.
 	defer func() {
-		<-notified
-		signal.Stop(sigc)
+		go func() {
+			<-notified
+			signal.Stop(sigc)
+		}()
 	}()
 	l, err := r.create(ctx, id, opts, "run")
 	if err != nil {
@@ -242,6 +247,7 @@ func (r *Runtime) Run(ctx context.Context, id string, opts CreateOptions) (int, 
 	}
 	<-notified
 	code := waitForwarding(l.pid, sigc, console)
+	l.region.release() // the init is reaped
 	tr.mark("parent", "exited")
 	// The init is reaped and its record and cgroup at hand: no need for
 	// Delete's look-up.

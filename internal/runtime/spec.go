@@ -88,6 +88,7 @@ type specPeek struct {
 		Namespaces  []specs.LinuxNamespace `json:"namespaces"`
 		UIDMappings []specs.LinuxIDMapping `json:"uidMappings"`
 		GIDMappings []specs.LinuxIDMapping `json:"gidMappings"`
+		CgroupsPath string                 `json:"cgroupsPath"`
 	} `json:"linux"`
 	Hooks *struct {
 		Prestart        []json.RawMessage `json:"prestart"`

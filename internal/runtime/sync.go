@@ -8,6 +8,7 @@ import (
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/runtime/seccomp"
 )
@@ -92,6 +93,21 @@ func (c *syncConn) send(typ byte, payload []byte) error {
 	binary.LittleEndian.PutUint32(buf[1:], uint32(len(payload)))
 	_, err := c.f.Write(append(buf, payload...))
 	return err
+}
+
+// sendFDs sends an empty message of type typ carrying fds (SCM_RIGHTS),
+// without taking the socket out of non-blocking mode as f.Fd would.
+func (c *syncConn) sendFDs(typ byte, fds ...int) error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), []byte{typ, 0, 0, 0, 0}, unix.UnixRights(fds...), nil, 0)
+		return serr != unix.EAGAIN
+	})
+	return errors.Join(err, serr)
 }
 
 func (c *syncConn) sendError(err error) error { return c.send(msgError, []byte(err.Error())) }

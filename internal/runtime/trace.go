@@ -23,5 +23,5 @@ func (p phaseTracer) mark(who, phase string) {
 	}
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	fmt.Fprintf(os.Stderr, "%s %-6s %s\n", time.Duration(ts.Nano()).Truncate(time.Microsecond), who, phase)
+	fmt.Fprintf(os.Stderr, "%.3fms %-6s %s\n", float64(ts.Nano())/float64(time.Millisecond), who, phase)
 }

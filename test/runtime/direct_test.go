@@ -109,3 +109,44 @@ func TestExecParity(t *testing.T) {
 		t.Fatalf("exec of a missing command: exit %d %q", code, errOut)
 	}
 }
+
+// TestInitJoinsEveryCgroup: the init is in the container's cgroup in every
+// hierarchy, on both init paths. The direct init gets there without a pid
+// written to cgroup.procs (it moves itself through the v1 tasks files and
+// is born in its cgroup2 directory), the exec'd one by pid.
+func TestInitJoinsEveryCgroup(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		e := newEnv(t, "cat", "/proc/self/cgroup")
+		if !direct {
+			e.environ = []string{"BERTH_DIRECT_INIT=0"}
+		}
+		// Without a cgroup namespace the paths are the host's.
+		var nss []specs.LinuxNamespace
+		for _, ns := range e.spec.Linux.Namespaces {
+			if ns.Type != specs.CgroupNamespace {
+				nss = append(nss, ns)
+			}
+		}
+		e.spec.Linux.Namespaces = nss
+		out := e.mustRun("cgjoin")
+		want := e.spec.Linux.CgroupsPath
+		joined := 0
+		for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) != 3 {
+				t.Fatalf("direct=%v: bad /proc/self/cgroup line %q", direct, line)
+			}
+			switch parts[1] {
+			case "hugetlb", "net_cls,net_prio", "net_cls", "net_prio", "rdma", "misc":
+				continue // joined only when the container sets a limit there
+			}
+			if parts[2] != want {
+				t.Errorf("direct=%v: hierarchy %q: init is in %q, want %q", direct, parts[1], parts[2], want)
+			}
+			joined++
+		}
+		if joined == 0 {
+			t.Fatalf("direct=%v: no hierarchy in %q", direct, out)
+		}
+	}
+}

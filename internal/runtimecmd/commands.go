@@ -1,4 +1,4 @@
-package main
+package runtimecmd
 
 import (
 	"context"
@@ -28,9 +28,9 @@ type runtimeFlags struct {
 	systemd   bool
 }
 
-// newRuntimeCommand is `berth runtime`: an OCI runtime driven like runc, so
-// that tools written for runc (containerd, conformance suites) can drive it.
-func newRuntimeCommand() *cobra.Command {
+// New is `berth runtime`: an OCI runtime driven like runc, so that tools
+// written for runc (containerd, conformance suites) can drive it.
+func New() *cobra.Command {
 	f := &runtimeFlags{}
 	cmd := &cobra.Command{
 		Use:   "runtime",
@@ -100,7 +100,7 @@ func logged(open opener, fn func(ctx context.Context, r *runtime.Runtime, args [
 		}
 		err = fn(cmd.Context(), r, args)
 		if err != nil {
-			if _, ok := err.(exitCodeError); !ok {
+			if _, ok := err.(ExitCode); !ok {
 				r.Log.Error(err.Error())
 			}
 		}
@@ -187,7 +187,7 @@ func runCmd(open opener) *cobra.Command {
 				return err
 			}
 			if code != 0 {
-				return exitCodeError(code)
+				return ExitCode(code)
 			}
 			return nil
 		}),
@@ -414,7 +414,7 @@ func execCmd(open opener) *cobra.Command {
 				return err
 			}
 			if code != 0 {
-				return exitCodeError(code)
+				return ExitCode(code)
 			}
 			return nil
 		}),
