@@ -3,8 +3,9 @@
 // same busybox image pulled from one loopback registry (`berth registry
 // serve`): `run --rm busybox true` latency (hyperfine), 50 containers run
 // and removed sequentially and 4-way parallel, the daemons' idle memory,
-// and the memory each running container adds. berth and dockerd are
-// driven with the docker CLI (/usr/local/bin/docker), podman with its own.
+// and the memory each running container adds. Each system is driven with
+// its own CLI: berth's, the docker CLI (/usr/local/bin/docker) for dockerd,
+// podman's; berth is also timed through the docker CLI (berth-dockercli).
 //
 // bench/engine/run.sh builds berth, seeds the image, and runs this inside
 // a private mount namespace where /sys/fs/cgroup/unified is unmounted
@@ -19,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/berth-dev/berth/internal/testutil/podman"
 	"log"
 	"net"
 	"os"
@@ -37,6 +37,7 @@ import (
 	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/testutil"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
+	"github.com/berth-dev/berth/internal/testutil/podman"
 )
 
 type config struct {
@@ -127,6 +128,9 @@ type bench struct {
 	peer      *dockerd.Daemon
 	podmanDir string
 	systems   []*system
+	// variants are timed like systems but share one's daemon: berth
+	// through the docker CLI.
+	variants []*system
 }
 
 func (b *bench) wrap(args ...string) *exec.Cmd {
@@ -218,13 +222,14 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	fmt.Printf("\n## %d containers run --rm busybox true, sequential and %d-way parallel\n", b.n, b.par)
 	seq, par := map[string]time.Duration{}, map[string]time.Duration{}
-	for _, s := range b.systems {
+	timed := append(slices.Clone(b.systems), b.variants...)
+	for _, s := range timed {
 		if seq[s.name], err = b.many(ctx, s, 1); err != nil {
 			return err
 		}
 		fmt.Printf("%-8s sequential %6.2f s\n", s.name, seq[s.name].Seconds())
 	}
-	for _, s := range b.systems {
+	for _, s := range timed {
 		if par[s.name], err = b.many(ctx, s, b.par); err != nil {
 			return err
 		}
@@ -274,8 +279,9 @@ func (b *bench) startBerth(reg string) error {
 	if err := startLogged(b.berthD, filepath.Join(dir, "daemon.log")); err != nil {
 		return err
 	}
-	s := &system{name: "berth", cli: []string{b.docker, "-H", "unix://" + b.berthSock},
-		env: []string{"DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
+	s := &system{name: "berth", cli: []string{b.berth}, env: []string{"DOCKER_HOST=unix://" + b.berthSock}}
+	b.variants = append(b.variants, &system{name: "berth-dockercli", cli: []string{b.docker, "-H", "unix://" + b.berthSock},
+		env: []string{"DOCKER_CONFIG=" + filepath.Join(dir, "cli")}})
 	s.daemonPids = func() []int {
 		return []int{b.berthD.Process.Pid, readPid(filepath.Join(dir, "exec", "supervisor.pid"))}
 	}
@@ -358,7 +364,7 @@ func (b *bench) noteCgroup(name string) {
 func (b *bench) latency(ctx context.Context) (map[string]time.Duration, error) {
 	// berth and docker also without a network (a netns with lo only),
 	// which is what podman runs with here.
-	systems := slices.Clone(b.systems)
+	systems := append(slices.Clone(b.systems), b.variants...)
 	for _, s := range b.systems {
 		if s.name != "podman" {
 			v := *s
@@ -572,6 +578,7 @@ func (b *bench) report(lat, seq, par map[string]time.Duration, idleFresh, idleAf
 	}
 	fmt.Printf("| measure | %s |\n|---|%s\n", strings.Join(names, " | "), strings.Repeat("---|", len(names)))
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
+	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 	row("`run --rm busybox true`, median (default network; podman: none)", func(n string) string {
 		if n == "berth" {
 			return ms(lat[n])
@@ -597,6 +604,25 @@ func (b *bench) report(lat, seq, par map[string]time.Duration, idleFresh, idleAf
 				s += " (" + ratio(x.m[n], x.m["berth"]) + ")"
 			}
 			return s
+		})
+	}
+	// berth through the docker CLI, against the same peer figures.
+	const via = "berth-dockercli"
+	for _, x := range []struct {
+		label string
+		m     map[string]time.Duration
+		f     func(time.Duration) string
+	}{{"berth through the docker CLI: `run --rm busybox true`, median", lat, ms},
+		{fmt.Sprintf("berth through the docker CLI: %d × run --rm, sequential", b.n), seq, secs},
+		{fmt.Sprintf("berth through the docker CLI: %d × run --rm, %d-way parallel", b.n, b.par), par, secs}} {
+		if _, ok := x.m[via]; !ok {
+			continue
+		}
+		row(x.label, func(n string) string {
+			if n == "berth" {
+				return x.f(x.m[via])
+			}
+			return x.f(x.m[n]) + " (" + ratio(x.m[n], x.m[via]) + ")"
 		})
 	}
 	mib := func(kb int) string { return fmt.Sprintf("%.1f", float64(kb)/1024) }

@@ -136,8 +136,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "page not found")
 		return
 	}
+	if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
 	s.log.Debug("api", "method", r.Method, "path", r.URL.Path)
 	s.mux.ServeHTTP(w, r)
+	s.log.Debug("api done", "method", r.Method, "path", r.URL.Path, "took", time.Since(start))
 }
 
 type versionKey struct{}

@@ -62,21 +62,49 @@ func Trim() (int64, error) {
 	return total, sc.Err()
 }
 
-// Loop trims shortly after start-up and then every 10 seconds, until ctx
-// ends: a busy process maps back what it uses (minor faults), an idle one
-// stays small. A trim is a forced GC of a small heap and one madvise.
+// Loop trims shortly after start-up and then each time the process goes
+// quiet after work, until ctx ends: once a second it reads its CPU time,
+// and the first second under quietCPU after one over it (a run of
+// containers, a pull) ends with a trim. A busy process maps back what it
+// uses (minor faults), an idle one is small again within two seconds. A
+// trim is a forced GC of a small heap and one madvise per mapping.
 func Loop(ctx context.Context, log *slog.Logger) {
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
+	busy := true // start-up is work
+	last := cpuTime()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		t.Reset(time.Second)
+		now := cpuTime()
+		used := now - last
+		last = now
+		if used >= quietCPU {
+			busy = true
+			continue
+		}
+		if !busy {
+			continue
+		}
 		if _, err := Trim(); err != nil {
 			log.Debug("memtrim", "err", err)
 		}
-		t.Reset(10 * time.Second)
+		busy = false
+		last = cpuTime() // the trim's own work is not activity
 	}
+}
+
+// quietCPU is the CPU time per second under which the process is idle.
+const quietCPU = 10 * time.Millisecond
+
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

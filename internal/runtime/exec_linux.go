@@ -198,7 +198,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	if !opts.Detach {
 		sigc = make(chan os.Signal, 16)
 		signal.Notify(sigc)
-		defer signal.Stop(sigc)
+		// Stop waits in a yield loop for the signal machinery to be idle,
+		// milliseconds that a caller about to exit does not need.
+		defer func() { go signal.Stop(sigc) }()
 	}
 	if err := conn.send(msgStart, nil); err != nil {
 		return fail(fmt.Errorf("start exec: %w", err))
