@@ -16,11 +16,17 @@ func addCLICommands(root *cobra.Command) {
 	// docker's global -H/--host comes before the verb (`berth -H unix:///x ps`);
 	// it is taken off the arguments here because a persistent flag would
 	// clash with verbs' own -H (history's --human, daemon's --host).
-	if host, rest, ok := command.LeadingHost(os.Args[1:]); ok {
+	args := os.Args[1:]
+	if host, rest, ok := command.LeadingHost(args); ok {
 		cli.HostOverride = host
 		root.SetArgs(rest)
+		args = rest
 	}
-	root.AddCommand(cli.Commands()...)
+	verb := ""
+	if len(args) > 0 {
+		verb = args[0]
+	}
+	root.AddCommand(cli.CommandsFor(verb)...)
 	// `berth --version` / `-v`, like `docker --version`.
 	root.Version = version
 	root.SetVersionTemplate("berth version {{.Version}}\n")

@@ -93,9 +93,18 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
 		return e.startFailed(id, err)
 	}
-	if err := e.setupNetwork(ctx, id); err != nil {
+	finishNetwork, err := e.beginNetwork(ctx, id)
+	if err != nil {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
 		return e.startFailed(id, err)
+	}
+	// The runtime creates the container while the network is plugged in:
+	// both take milliseconds, and only the start needs both done.
+	netDone := make(chan error, 1)
+	if finishNetwork == nil {
+		netDone <- nil
+	} else {
+		go func() { netDone <- finishNetwork() }()
 	}
 	maxSize, maxFiles := e.opts.LogMaxSize, e.opts.LogMaxFiles
 	if lo, err := logOptions(hc.LogConfig.Config, maxSize, maxFiles); err == nil {
@@ -106,9 +115,19 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 		Bundle: e.bundlePath(id), LogPath: e.LogPath(id), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
 		ExitPath: e.exitPath(id), Tty: cfg.Tty, OpenStdin: cfg.OpenStdin, StdinOnce: cfg.StdinOnce,
 	})
+	// A failed finish tore the network down, which may also be why the
+	// create failed: the network's error is the one to report.
+	switch netErr := <-netDone; {
+	case netErr != nil:
+		if err == nil {
+			_ = sup.Delete(context.WithoutCancel(ctx), id)
+		}
+		err = netErr
+	case err != nil:
+		e.teardownNetwork(context.WithoutCancel(ctx), id)
+	}
 	if err != nil {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
-		e.teardownNetwork(context.WithoutCancel(ctx), id)
 		return e.startFailed(id, err)
 	}
 	if e.needsLoopback(hc) {

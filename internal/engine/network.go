@@ -350,15 +350,20 @@ func (e *Engine) netnsSpec(id string, hc *container.HostConfig) (mode, path, hos
 	return "", fmt.Sprintf("/proc/%d/ns/net", o.State.Pid), hostname, nil
 }
 
-// setupNetwork connects a starting container: for bridge networks its
-// namespace, endpoints (the first network with the published ports) and the
-// hosts, hostname and resolv.conf files. On error nothing is left.
-func (e *Engine) setupNetwork(ctx context.Context, id string) (err error) {
+// beginNetwork does the part of a container's network set-up that its
+// creation needs: for a bridge network, the namespace and empty hosts,
+// hostname and resolv.conf files, which the runtime binds into the rootfs
+// and finish fills in place; every other mode is done here (nil finish).
+// finish plugs the namespace into its networks (veth, address, routes; the
+// first network gets the published ports) and writes the files: it may run
+// while the runtime creates the container, and must be done before its
+// process starts. On a failure of finish the network is torn down.
+func (e *Engine) beginNetwork(ctx context.Context, id string) (finish func() error, err error) {
 	e.mu.Lock()
 	c, ok := e.byID[id]
 	if !ok {
 		e.mu.Unlock()
-		return notFound(id)
+		return nil, notFound(id)
 	}
 	name, cfg, hc := trimSlash(c.Name), c.Config, c.HostConfig
 	nets := map[string]*network.EndpointSettings{}
@@ -368,69 +373,78 @@ func (e *Engine) setupNetwork(ctx context.Context, id string) (err error) {
 	e.mu.Unlock()
 	mode := parseNetworkMode(hc.NetworkMode)
 	if e.net == nil {
-		return nil
+		return nil, nil
 	}
 	switch mode.kind {
 	case modeHost:
-		return e.writeHostFiles(id, cfg)
+		return nil, e.writeHostFiles(id, cfg)
 	case modeContainer:
-		return e.copyJoinedFiles(id, hc)
+		return nil, e.copyJoinedFiles(id, hc)
 	case modeNone:
-		return e.writeNetFiles(id, cfg, hc)
+		return nil, e.writeNetFiles(id, cfg, hc)
+	}
+	ports, err := portMappings(cfg, hc)
+	if err != nil {
+		return nil, err
 	}
 	path := e.netnsPath(id)
 	_ = bnet.DeleteNetns(path) // a leftover of a crash
 	if err := bnet.CreateNetns(path); err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
+	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+		if err := writeFileInPlace(e.etcPath(id, f), nil); err != nil {
 			e.teardownNetwork(context.WithoutCancel(ctx), id)
-		}
-	}()
-	ports, err := portMappings(cfg, hc)
-	if err != nil {
-		return err
-	}
-	order := []string{mode.name}
-	if _, ok := nets[mode.name]; !ok {
-		// The primary network given by ID or renamed: find it by ID.
-		if n, err := e.net.Network(mode.name); err == nil {
-			order[0] = n.Name
+			return nil, fmt.Errorf("write %s: %w", f, err)
 		}
 	}
-	var rest []string
-	for k := range nets {
-		if k != order[0] {
-			rest = append(rest, k)
-		}
-	}
-	sort.Strings(rest)
-	order = append(order, rest...)
-	for i, netName := range order {
-		es := nets[netName]
-		ref := netName
-		if es != nil && es.NetworkID != "" {
-			ref = es.NetworkID
-		}
-		spec := bnet.EndpointSpec{ContainerID: id, Name: name, NetnsPath: path, DNS: dnsStrings(hc)}
-		if es != nil {
-			spec.Aliases = es.Aliases
-			if es.IPAMConfig != nil {
-				spec.IP = es.IPAMConfig.IPv4Address
+	finish = func() (err error) {
+		defer func() {
+			if err != nil {
+				e.teardownNetwork(context.WithoutCancel(ctx), id)
 			}
-			if len(es.MacAddress) > 0 {
-				spec.MAC = net.HardwareAddr(es.MacAddress)
+		}()
+		order := []string{mode.name}
+		if _, ok := nets[mode.name]; !ok {
+			// The primary network given by ID or renamed: find it by ID.
+			if n, err := e.net.Network(mode.name); err == nil {
+				order[0] = n.Name
 			}
 		}
-		if i == 0 {
-			spec.Ports = ports
+		var rest []string
+		for k := range nets {
+			if k != order[0] {
+				rest = append(rest, k)
+			}
 		}
-		if _, err := e.net.Connect(ctx, ref, spec); err != nil {
-			return fmt.Errorf("failed to set up container networking: %w", e.netErr(err))
+		sort.Strings(rest)
+		order = append(order, rest...)
+		for i, netName := range order {
+			es := nets[netName]
+			ref := netName
+			if es != nil && es.NetworkID != "" {
+				ref = es.NetworkID
+			}
+			spec := bnet.EndpointSpec{ContainerID: id, Name: name, NetnsPath: path, DNS: dnsStrings(hc)}
+			if es != nil {
+				spec.Aliases = es.Aliases
+				if es.IPAMConfig != nil {
+					spec.IP = es.IPAMConfig.IPv4Address
+				}
+				if len(es.MacAddress) > 0 {
+					spec.MAC = net.HardwareAddr(es.MacAddress)
+				}
+			}
+			if i == 0 {
+				spec.Ports = ports
+			}
+			if _, err := e.net.Connect(ctx, ref, spec); err != nil {
+				return fmt.Errorf("failed to set up container networking: %w", e.netErr(err))
+			}
 		}
+		return e.writeNetFiles(id, cfg, hc)
 	}
-	return e.writeNetFiles(id, cfg, hc)
+	return finish, nil
 }
 
 // netErr rewords the network package's errors as docker's.

@@ -383,7 +383,14 @@ func (c *CLI) proxySignals(ctx context.Context, api *client.Client, id string) (
 			_, _ = api.ContainerKill(context.WithoutCancel(ctx), id, client.ContainerKillOptions{Signal: fmt.Sprint(int(s.(syscall.Signal)))})
 		}
 	}()
-	return func() { signal.Stop(sigs); close(sigs) }
+	// signal.Stop yields in a loop until the signal machinery is idle:
+	// milliseconds at the end of every run if waited for.
+	return func() {
+		go func() {
+			signal.Stop(sigs)
+			close(sigs)
+		}()
+	}
 }
 
 // startError maps a failed start to docker's statuses: 127 when the

@@ -120,9 +120,13 @@ func (c *CLI) terminal(resize func(height, width uint)) (restore func()) {
 		}
 	}()
 	return func() {
-		signal.Stop(winch)
-		close(winch)
 		_ = con.Reset()
+		// signal.Stop yields in a loop until the signal machinery is
+		// idle: milliseconds at the end of every command otherwise.
+		go func() {
+			signal.Stop(winch)
+			close(winch)
+		}()
 	}
 }
 
