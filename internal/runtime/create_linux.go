@@ -362,8 +362,8 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	start, _, _ := procStart(pid)
 	rec := &record{
 		ID: id, Pid: pid, PidStart: start, Bundle: bundle, Rootfs: rootfs,
-		Created: time.Now().UTC(), Annotations: spec.Annotations, Config: data, Creating: true,
-		HostMountNS: hostMountNS, decoded: spec,
+		Created: time.Now().UTC(), Annotations: spec.Annotations, Creating: true,
+		HostMountNS: hostMountNS, decoded: spec, dir: dir,
 		Owner: "root",
 	}
 	joinPid := pid
@@ -385,6 +385,10 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		if rec.Hooks, err = json.Marshal(spec.Hooks); err != nil {
 			return nil, fmt.Errorf("encode hooks: %w", err)
 		}
+	}
+	// The config first: a record names a container whose config exists.
+	if err := os.WriteFile(filepath.Join(dir, configFile), data, 0o600); err != nil {
+		return nil, fmt.Errorf("write config of %s: %w", id, err)
 	}
 	if err := r.save(rec); err != nil {
 		return nil, err

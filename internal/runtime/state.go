@@ -32,10 +32,10 @@ type record struct {
 	Created     time.Time         `json:"created"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
-	// Config is the config.json the container was created from, kept as
-	// it was read: re-encoding the spec would cost a fresh process more
-	// than the rest of saving. Exec decodes it (spec).
-	Config json.RawMessage `json:"config"`
+	// Config is the config.json of records written before it moved to its
+	// own file (configFile), kept so that containers created by an older
+	// berth can still be exec'd into.
+	Config json.RawMessage `json:"config,omitempty"`
 	// Hooks (the spec's, as JSON: an encoder for specs.Hooks would be
 	// built in every process that saves) and HostMountNS are what start
 	// and delete need of the spec.
@@ -47,7 +47,14 @@ type record struct {
 	Owner    string `json:"owner,omitempty"`
 
 	decoded *specs.Spec
+	dir     string // the state directory, for configFile
 }
+
+// configFile holds, beside the record, the config.json the container was
+// created from, byte for byte: exec decodes it (spec). Kept out of the
+// record, which every operation reads and create writes twice, because the
+// JSON scanner would go over its ~10 KB (a seccomp profile) each time.
+const configFile = "config.json"
 
 // hooks returns the container's hooks, nil when it has none.
 func (rec *record) hooks() *specs.Hooks {
@@ -64,8 +71,15 @@ func (rec *record) hooks() *specs.Hooks {
 // spec returns the decoded Config.
 func (rec *record) spec() (*specs.Spec, error) {
 	if rec.decoded == nil {
+		data := rec.Config
+		if len(data) == 0 {
+			var err error
+			if data, err = os.ReadFile(filepath.Join(rec.dir, configFile)); err != nil {
+				return nil, fmt.Errorf("config of %s: %w", rec.ID, err)
+			}
+		}
 		var s specs.Spec
-		if err := json.Unmarshal(rec.Config, &s); err != nil || s.Process == nil || s.Linux == nil {
+		if err := json.Unmarshal(data, &s); err != nil || s.Process == nil || s.Linux == nil {
 			return nil, fmt.Errorf("state of %s has no valid config", rec.ID)
 		}
 		rec.decoded = &s
@@ -113,7 +127,7 @@ func (r *Runtime) load(id string) (*record, error) {
 		}
 		return nil, fmt.Errorf("read state of %s: %w", id, err)
 	}
-	var rec record
+	rec := record{dir: r.dir(id)}
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("state of %s is corrupt: %w", id, err)
 	}
