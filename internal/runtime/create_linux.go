@@ -158,13 +158,17 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 	}
 	// The full spec is decoded and checked, the cgroup made with its limits
 	// and the seccomp profile compiled on another goroutine while the init
-	// is spawned and boots. The init only has to be in its cgroup before its
-	// process is let go; moving a process between v1 cgroups waits for an
-	// RCU grace period (milliseconds on a busy host), so the move overlaps
-	// the init's mounts, and every reply of the init is handled only after
-	// it is done.
+	// is spawned and does its mounts. The init only has to be in its cgroup
+	// before its process is let go: the exec'd init is moved in by pid
+	// meanwhile (on v1 that waits for an RCU grace period, milliseconds), a
+	// direct one moves itself in once the cgroup is ready or is born in it.
+	mounts, err := cgroup.DetectMounts()
+	if err != nil {
+		_ = os.Remove(dir)
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
 	prepc := make(chan *prepared, 1)
-	go func() { pp := prepare(data, bundle, id, !direct); tr.mark("parent", "prepared"); prepc <- pp }()
+	go func() { pp := prepare(data, bundle, id, !direct, mounts); tr.mark("parent", "prepared"); prepc <- pp }()
 	var prep *prepared
 	waitPrep := func() *prepared {
 		if prep == nil {
@@ -316,7 +320,7 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		}
 	} else if direct {
 		selfJoin = true
-		dirf, err := cgroup.MakeHybridDir(peek.Linux.CgroupsPath, id)
+		dirf, err := mounts.MakeHybridDir(peek.Linux.CgroupsPath, id)
 		if err != nil {
 			return nil, fmt.Errorf("cgroup: %w", err)
 		}
@@ -697,7 +701,7 @@ type prepared struct {
 	err       error
 }
 
-func prepare(data []byte, bundle, id string, deferPids bool) *prepared {
+func prepare(data []byte, bundle, id string, deferPids bool, mounts cgroup.Mounts) *prepared {
 	p := &prepared{}
 	p.spec, p.err = parseSpec(data, bundle)
 	if p.err != nil {
@@ -730,7 +734,7 @@ func prepare(data []byte, bundle, id string, deferPids bool) *prepared {
 		trimmed.Pids = nil
 		res = &trimmed
 	}
-	p.cgw = startCgroupWork(spec.Linux.CgroupsPath, id, res)
+	p.cgw = startCgroupWork(mounts, spec.Linux.CgroupsPath, id, res)
 	if spec.Linux.Seccomp != nil {
 		if p.filter, p.err = seccomp.Compile(spec.Linux.Seccomp); p.err != nil {
 			p.err = fmt.Errorf("seccomp profile: %w", p.err)
@@ -753,10 +757,10 @@ type cgroupWork struct {
 	dirsErr error
 }
 
-func startCgroupWork(path, id string, res *specs.LinuxResources) *cgroupWork {
+func startCgroupWork(mounts cgroup.Mounts, path, id string, res *specs.LinuxResources) *cgroupWork {
 	w := &cgroupWork{newc: make(chan error, 1), mgrc: make(chan error, 1), pidc: make(chan int, 1), donec: make(chan error, 1)}
 	go func() {
-		cg, err := cgroup.New(path, id, res)
+		cg, err := mounts.New(path, id, res)
 		w.cg = cg
 		w.newc <- err
 		if err == nil {

@@ -84,11 +84,27 @@ type Manager struct {
 // is refused. res may be nil. New reads where the cgroup filesystems are
 // mounted and checks res, but creates nothing until Apply.
 func New(path, id string, res *specs.LinuxResources) (*Manager, error) {
-	h, err := detectHierarchy()
+	m, err := DetectMounts()
 	if err != nil {
 		return nil, err
 	}
-	return newManager(path, id, res, h)
+	return m.New(path, id, res)
+}
+
+// Mounts is where the host's cgroup filesystems are, read once by
+// DetectMounts for the operations of one container create (New,
+// MakeHybridDir) that would otherwise each read mountinfo.
+type Mounts struct{ h hierarchy }
+
+// DetectMounts finds the cgroup mounts.
+func DetectMounts() (Mounts, error) {
+	h, err := detectHierarchy()
+	return Mounts{h}, err
+}
+
+// New is the package's New over these mounts.
+func (m Mounts) New(path, id string, res *specs.LinuxResources) (*Manager, error) {
+	return newManager(path, id, res, m.h)
 }
 
 func newManager(path, id string, res *specs.LinuxResources, h hierarchy) (*Manager, error) {
@@ -267,10 +283,10 @@ func (m *Manager) TaskFiles() ([]*os.File, error) {
 // the cgroup2 tree (the one New and Apply would make) and opens it, so that
 // its init can be born there (CLONE_INTO_CGROUP) instead of being moved in
 // by pid; it does nothing elsewhere (nil file). path and id are New's.
-func MakeHybridDir(path, id string) (*os.File, error) {
-	h, err := detectHierarchy()
-	if err != nil || h.isV2() || h.hybrid == "" {
-		return nil, err
+func (m Mounts) MakeHybridDir(path, id string) (*os.File, error) {
+	h := m.h
+	if h.isV2() || h.hybrid == "" {
+		return nil, nil
 	}
 	inner, err := innerPath(path, id)
 	if err != nil {
