@@ -223,6 +223,13 @@ func (b *bench) run(ctx context.Context) error {
 	fmt.Printf("\n## %d containers run --rm busybox true, sequential and %d-way parallel\n", b.n, b.par)
 	seq, par := map[string]time.Duration{}, map[string]time.Duration{}
 	timed := append(slices.Clone(b.systems), b.variants...)
+	// podman runs with --network none: berth runs so too, for a like-for-like
+	// ratio (docker's stays against berth's default network).
+	if b.peers["podman"] {
+		none := *b.systems[0]
+		none.name, none.runArgs = "berth-none", append(slices.Clone(none.runArgs), "--network", "none")
+		timed = append(timed, &none)
+	}
 	for _, s := range timed {
 		if seq[s.name], err = b.many(ctx, s, 1); err != nil {
 			return err
@@ -597,10 +604,18 @@ func (b *bench) report(lat, seq, par map[string]time.Duration, idleFresh, idleAf
 	for _, x := range []struct {
 		label string
 		m     map[string]time.Duration
-	}{{fmt.Sprintf("%d × run --rm, sequential", b.n), seq}, {fmt.Sprintf("%d × run --rm, %d-way parallel", b.n, b.par), par}} {
+	}{{fmt.Sprintf("%d × run --rm, sequential (default network; podman: none, against berth's none)", b.n), seq},
+		{fmt.Sprintf("%d × run --rm, %d-way parallel (default network; podman: none, against berth's none)", b.n, b.par), par}} {
 		row(x.label, func(n string) string {
 			s := fmt.Sprintf("%.2f s", x.m[n].Seconds())
-			if n != "berth" {
+			none, hasNone := x.m["berth-none"]
+			switch {
+			case n == "berth" && hasNone:
+				s += fmt.Sprintf(" (--network none: %.2f s)", none.Seconds())
+			case n == "berth":
+			case n == "podman" && hasNone:
+				s += " (" + ratio(x.m[n], none) + ")"
+			default:
 				s += " (" + ratio(x.m[n], x.m["berth"]) + ")"
 			}
 			return s
