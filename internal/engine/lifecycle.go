@@ -383,8 +383,14 @@ func (e *Engine) handleExit(id string, st supervisor.ExitStatus) {
 	c.State.ExitCode = st.ExitCode
 	c.State.OOMKilled = st.OOMKilled
 	c.State.FinishedAt = st.FinishedAt
-	if err := e.save(c); err != nil {
-		e.log.Error("record exit", "id", id, "err", err)
+	// An auto-removed container's record is deleted right after: saving
+	// the exit would only cost a write and a rename. Should the daemon die
+	// before the removal, its next start finds the process gone and
+	// removes the container then.
+	if !c.HostConfig.AutoRemove {
+		if err := e.save(c); err != nil {
+			e.log.Error("record exit", "id", id, "err", err)
+		}
 	}
 	// c.exited closes after the teardown below: whoever waits for the
 	// exit (stop, wait, rm) finds the network and rootfs released.
@@ -684,7 +690,9 @@ func (e *Engine) Remove(ctx context.Context, ref string, opts RemoveOptions) err
 	prev := c.State.Status
 	c.State.Status = StatusRemoving
 	id, exited := c.ID, c.exited
-	_ = e.save(c)
+	if !c.HostConfig.AutoRemove { // see handleExit
+		_ = e.save(c)
+	}
 	e.mu.Unlock()
 
 	restore := func(err error) error {
