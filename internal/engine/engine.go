@@ -60,6 +60,7 @@ type Supervisor interface {
 	AttachStdin(ctx context.Context, id string) (*net.UnixConn, error)
 	Exec(ctx context.Context, id string, req supervisor.ExecRequest) (*net.UnixConn, io.Reader, error)
 	ResizeExec(ctx context.Context, id, execID string, width, height int) error
+	KillExec(ctx context.Context, id, execID string, sig syscall.Signal) error
 	Pause(ctx context.Context, id string) error
 	Resume(ctx context.Context, id string) error
 	Pids(ctx context.Context, id string) ([]int, error)

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-dev/berth/internal/content"
+	"github.com/berth-dev/berth/internal/errdefs"
 )
 
 // Docker's health check defaults and limits.
@@ -151,6 +153,13 @@ func (e *Engine) probe(id string, args []string, timeout time.Duration) *contain
 	case <-time.After(timeout):
 		res.End, res.ExitCode = time.Now(), -1
 		res.Output = fmt.Sprintf("Health check exceeded timeout (%v)", timeout)
+		// The probe is killed, as docker's is: a hung probe every interval
+		// would pile up processes in the container.
+		if sup, err := e.supervisor(ctx); err == nil {
+			if err := sup.KillExec(ctx, id, execID, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+				e.log.Warn("kill timed-out health probe", "id", id, "err", err)
+			}
+		}
 		go func() { <-done; e.forgetExec(execID) }()
 		return res
 	}

@@ -88,6 +88,12 @@ func (c *Client) Kill(ctx context.Context, id string, sig syscall.Signal, all bo
 	return err
 }
 
+// KillExec signals the process of running exec execID of container id.
+func (c *Client) KillExec(ctx context.Context, id, execID string, sig syscall.Signal) error {
+	_, err := c.call(ctx, Request{Method: MethodKill, ID: id, ExecID: execID, Signal: int(sig)})
+	return err
+}
+
 // Delete kills the container if it runs and returns once its exit is
 // recorded and its runtime state is gone.
 func (c *Client) Delete(ctx context.Context, id string) error {

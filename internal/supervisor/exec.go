@@ -11,8 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 )
@@ -61,7 +65,8 @@ func ReadFrame(r io.Reader, buf []byte) (stream byte, data []byte, err error) {
 // call would hand it the supervisor's) and a parent that forwards signals
 // and reaps it.
 type execProc struct {
-	master *os.File
+	master  *os.File // the terminal, when the exec has one
+	pidFile string   // where the helper writes the exec's pid
 }
 
 // execStart runs req in container id and streams it over conn until it
@@ -80,7 +85,13 @@ func (s *Server) execStart(ctx context.Context, conn net.Conn, id string, req Ex
 	// helper must speak this supervisor's runtime state format.
 	const exe = "/proc/self/exe"
 	var err error
-	args := []string{"runtime", "--root", filepath.Join(s.execRoot, runtimeDir), "exec", "--process", req.ProcessPath}
+	// The helper writes the process's pid there, for killExec.
+	pidFile := req.ProcessPath + ".pid"
+	defer os.Remove(pidFile)
+	proc := &execProc{pidFile: pidFile}
+	s.setExec(req.ExecID, proc)
+	defer s.setExec(req.ExecID, nil)
+	args := []string{"runtime", "--root", filepath.Join(s.execRoot, runtimeDir), "exec", "--process", req.ProcessPath, "--pid-file", pidFile}
 	var console *consoleSocket
 	if req.Tty {
 		if console, err = listenConsole("exec-" + req.ExecID); err != nil {
@@ -198,8 +209,7 @@ func (s *Server) execStart(ctx context.Context, conn net.Conn, id string, req Ex
 		case r := <-got:
 			if r.err == nil {
 				master = r.master
-				s.setExec(req.ExecID, &execProc{master: r.master})
-				defer s.setExec(req.ExecID, nil)
+				s.setExec(req.ExecID, &execProc{master: r.master, pidFile: pidFile})
 				copies.Add(1)
 				go copyOut(FrameStdout, r.master)
 				if req.OpenStdin {
@@ -286,8 +296,33 @@ func (s *Server) resizeExec(id string, width, height int) error {
 	s.mu.Lock()
 	p := s.execs[id]
 	s.mu.Unlock()
-	if p == nil {
+	if p == nil || p.master == nil {
 		return fmt.Errorf("exec %s has no terminal: %w", id, errdefs.ErrNotFound)
 	}
 	return resizePty(p.master, width, height)
+}
+
+// killExec signals a running exec's process (a health probe past its
+// timeout gets SIGKILL, as docker's does).
+func (s *Server) killExec(id string, sig unix.Signal) error {
+	s.mu.Lock()
+	p := s.execs[id]
+	s.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("exec %s is not running: %w", id, errdefs.ErrNotFound)
+	}
+	data, err := os.ReadFile(p.pidFile)
+	if err != nil {
+		return fmt.Errorf("exec %s has not started: %w", id, errdefs.ErrConflict)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("exec %s: bad pid file %q", id, data)
+	}
+	// The pid file goes when the exec ends (under s.execs), so the pid is
+	// the exec's own; a race with its exit only finds it gone.
+	if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("signal exec %s: %w", id, err)
+	}
+	return nil
 }

@@ -51,7 +51,8 @@ type Request struct {
 	Signal int            `json:"signal,omitempty"`
 	All    bool           `json:"all,omitempty"`
 	Exec   *ExecRequest   `json:"exec,omitempty"`
-	// ExecID names the exec a resize is for; empty means the container.
+	// ExecID names the exec a resize or kill is for; empty means the
+	// container.
 	ExecID string `json:"execId,omitempty"`
 	// Width and Height are a resize's terminal size.
 	Width  int `json:"width,omitempty"`

@@ -202,6 +202,10 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 	case MethodStart:
 		err = s.start(ctx, req.ID)
 	case MethodKill:
+		if req.ExecID != "" {
+			err = s.killExec(req.ExecID, unix.Signal(req.Signal))
+			break
+		}
 		err = s.kill(ctx, req.ID, unix.Signal(req.Signal), req.All)
 	case MethodDelete:
 		err = s.delete(ctx, req.ID)

@@ -44,6 +44,28 @@ func TestHealthCheck(t *testing.T) {
 	}
 }
 
+// TestHealthProbeTimeoutKills: a probe that outlives --health-timeout is
+// reported as a failure and killed, as docker does, so that hung probes do
+// not pile up in the container.
+func TestHealthProbeTimeoutKills(t *testing.T) {
+	d := startDaemon(t)
+	d.mustDocker("run", "-d", "--name", "hang", "--health-cmd", "sleep 54321", "--health-timeout", "300ms",
+		"--health-interval", "500ms", "--health-retries", "1", testImage, "sleep", "100")
+	waitFor(t, func() bool {
+		o, _, _ := d.docker("inspect", "-f", "{{.State.Health.Status}}", "hang")
+		return strings.TrimSpace(o) == "unhealthy"
+	}, "the container to turn unhealthy")
+	if o := d.mustDocker("inspect", "-f", "{{(index .State.Health.Log 0).Output}}", "hang"); !strings.Contains(o, "Health check exceeded timeout") {
+		t.Fatalf("probe output: %q", o)
+	}
+	// At most the probe in flight remains, not one per interval.
+	time.Sleep(2 * time.Second)
+	ps := d.mustDocker("exec", "hang", "ps", "-o", "args")
+	if n := strings.Count(ps, "sleep 54321"); n > 1 {
+		t.Fatalf("%d timed-out probes still run:\n%s", n, ps)
+	}
+}
+
 func atoi(s string) int {
 	n, _ := strconv.Atoi(strings.TrimSpace(s))
 	return n
