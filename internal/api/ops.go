@@ -6,10 +6,10 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/berth-dev/berth/internal/engine"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 // opsRoutes are the container operations on files and images: docker cp,
@@ -64,19 +64,19 @@ func commitRef(repo, tag string) (string, error) {
 		}
 		return "", nil
 	}
-	named, err := reference.ParseNormalizedNamed(repo)
+	named, err := image.ParseNamed(repo)
 	if err != nil {
 		return "", badParam("%v", err)
 	}
-	if _, ok := named.(reference.Digested); ok {
+	if named.Digest != "" {
 		return "", badParam("cannot commit to digest reference")
 	}
 	if tag != "" {
-		if named, err = reference.WithTag(named, tag); err != nil {
+		if named, err = named.WithTag(tag); err != nil {
 			return "", badParam("%v", err)
 		}
 	}
-	return reference.TagNameOnly(named).String(), nil
+	return named.OrLatest().String(), nil
 }
 
 func (s *Server) containerCommit(w http.ResponseWriter, r *http.Request) {

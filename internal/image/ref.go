@@ -1,6 +1,7 @@
 package image
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -46,7 +47,60 @@ func ParseReference(s string) (Reference, error) {
 	if err != nil {
 		return Reference{}, fmt.Errorf("invalid reference %q: %s: %w", s, err, errdefs.ErrInvalidArgument)
 	}
+	if r.Tag == "" && r.Digest == "" {
+		r.Tag = DefaultTag
+	}
 	return r, nil
+}
+
+// ParseNamed parses a name as docker's CLI and its API handlers do
+// (distribution's ParseNormalizedNamed): normalised like ParseReference,
+// but a missing tag stays missing, and the errors are docker's own words,
+// which users and tests compare.
+func ParseNamed(s string) (Reference, error) {
+	if isHex64(s) {
+		return Reference{}, fmt.Errorf("invalid repository name (%s), cannot specify 64-byte hexadecimal strings", s)
+	}
+	domain, remainder := splitDomain(s)
+	if domain == DefaultDomain && !strings.Contains(remainder, "/") {
+		remainder = officialRepo + remainder
+	}
+	remote, _, _ := strings.Cut(remainder, ":")
+	if strings.ToLower(remote) != remote {
+		return Reference{}, fmt.Errorf("invalid reference format: repository name (%s) must be lowercase", remote)
+	}
+	r, err := parseReference(s)
+	if errors.Is(err, errNameTooLong) {
+		return Reference{}, err
+	}
+	if err != nil {
+		return Reference{}, errors.New("invalid reference format")
+	}
+	return r, nil
+}
+
+// WithTag is r with tag in place of its tag (docker's reference.WithTag).
+func (r Reference) WithTag(tag string) (Reference, error) {
+	if !validTag(tag) {
+		return Reference{}, errors.New("invalid tag format")
+	}
+	r.Tag = tag
+	return r, nil
+}
+
+// OrLatest is r with DefaultTag when it names neither tag nor digest.
+func (r Reference) OrLatest() Reference {
+	if r.Tag == "" && r.Digest == "" {
+		r.Tag = DefaultTag
+	}
+	return r
+}
+
+// FamiliarName is the short repository name without tag or digest:
+// "busybox", "localhost:5000/app".
+func (r Reference) FamiliarName() string {
+	r.Tag, r.Digest = "", ""
+	return r.Familiar()
 }
 
 // ParseRepository parses a repository name without tag or digest
@@ -70,6 +124,10 @@ func lastComponent(s string) string {
 	return s
 }
 
+var errNameTooLong = fmt.Errorf("repository name must not be more than %d characters", maxNameLen)
+
+// parseReference parses and normalises s; the tag stays empty when s
+// names none.
 func parseReference(s string) (Reference, error) {
 	var r Reference
 	if s == "" {
@@ -111,8 +169,9 @@ func parseReference(s string) (Reference, error) {
 	if domain == DefaultDomain && !strings.Contains(path, "/") {
 		path = officialRepo + path
 	}
-	if len(domain)+1+len(path) > maxNameLen {
-		return r, fmt.Errorf("repository name longer than %d characters", maxNameLen)
+	// As docker, the limit is on the path alone.
+	if len(path) > maxNameLen {
+		return r, errNameTooLong
 	}
 	// docker refuses names that look like image IDs, so "docker run <id>"
 	// can never be mistaken for a pull.
@@ -120,9 +179,6 @@ func parseReference(s string) (Reference, error) {
 		return r, fmt.Errorf("a repository name cannot be a 64-character hexadecimal string (an image ID)")
 	}
 	r.Domain, r.Path = domain, path
-	if r.Tag == "" && r.Digest == "" {
-		r.Tag = DefaultTag
-	}
 	return r, nil
 }
 

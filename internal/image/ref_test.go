@@ -1,6 +1,7 @@
 package image
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth/internal/errdefs"
@@ -56,5 +57,37 @@ func TestParsePlatform(t *testing.T) {
 	}
 	if _, err := ParsePlatform("a/b/c/d"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("a/b/c/d: %v", err)
+	}
+}
+
+func TestParseNamedDockerWording(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{in: "busybox", want: "docker.io/library/busybox"},
+		{in: "busybox:1.36", want: "docker.io/library/busybox:1.36"},
+		{in: "localhost:5000/app", want: "localhost:5000/app"},
+		{in: "Busybox", err: "invalid reference format: repository name (library/Busybox) must be lowercase"},
+		{in: "example.com/App:v1", err: "invalid reference format: repository name (App) must be lowercase"},
+		{in: strings.Repeat("a", 64), err: "invalid repository name (" + strings.Repeat("a", 64) + "), cannot specify 64-byte hexadecimal strings"},
+		{in: "bad name", err: "invalid reference format"},
+		{in: "", err: "invalid reference format"},
+		{in: "x/" + strings.Repeat("a", 300), err: "repository name must not be more than 255 characters"},
+	} {
+		r, err := ParseNamed(c.in)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("%q: error %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || r.String() != c.want {
+			t.Errorf("%q: %q %v, want %q", c.in, r.String(), err, c.want)
+		}
+	}
+	r, _ := ParseNamed("localhost:5000/app@sha256:" + strings.Repeat("a", 64))
+	if _, err := r.WithTag("-x"); err == nil || err.Error() != "invalid tag format" {
+		t.Errorf("bad tag: %v", err)
+	}
+	if r, _ := ParseNamed("busybox"); r.OrLatest().Familiar() != "busybox:latest" || r.FamiliarName() != "busybox" {
+		t.Errorf("familiar forms of %v", r)
 	}
 }

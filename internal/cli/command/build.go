@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	cliclient "github.com/berth-dev/berth/internal/cli/client"
+	"github.com/berth-dev/berth/internal/cli/client"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,7 +17,6 @@ import (
 	"github.com/docker/go-units"
 	buildtypes "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
-	"github.com/moby/moby/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
@@ -160,7 +159,7 @@ func (c *CLI) build(ctx context.Context, contextArg string, o buildOptions) erro
 		if err != nil {
 			return &StatusError{Code: 1, Message: err.Error()}
 		}
-		if api, err = cliclient.NewWithHeaders(c.Host(), map[string]string{buildSecretsHeader: h}); err != nil {
+		if api, err = client.NewWithHeaders(c.Host(), map[string]string{buildSecretsHeader: h}); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,7 @@
 // Package command holds berth's docker-compatible verbs. Each command is a
 // thin cobra layer: it fills an options struct from flags and calls the
-// Engine API through the moby client; parsing of docker's flag syntax lives
-// in runconfig, output in format.
+// Engine API through berth's own client (internal/cli/client); parsing of
+// docker's flag syntax lives in runconfig, output in format.
 package command
 
 import (
@@ -12,10 +12,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
-	cliclient "github.com/berth-dev/berth/internal/cli/client"
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 // CLI is what every command shares: the streams, the environment, and the
@@ -50,7 +49,7 @@ func (c *CLI) Host() string {
 		c.host = c.HostOverride
 	}
 	if c.host == "" {
-		c.host = cliclient.Host(c.Getenv)
+		c.host = client.Host(c.Getenv)
 	}
 	return c.host
 }
@@ -58,7 +57,7 @@ func (c *CLI) Host() string {
 // Client returns the API client.
 func (c *CLI) Client() (*client.Client, error) {
 	if c.api == nil {
-		api, err := cliclient.New(c.Host())
+		api, err := client.New(c.Host())
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +128,7 @@ func (c *CLI) report(err error) error {
 		}
 		err = errors.New(se.Message)
 	}
-	msg := cliclient.Explain(err, c.Host()).Error()
+	msg := client.Explain(err, c.Host()).Error()
 	fmt.Fprintln(c.Err, strings.TrimRight(msg, "\n"))
 	return c.Exit(code)
 }
@@ -143,7 +142,7 @@ func (c *CLI) explain(err error) error {
 	if errors.As(err, &se) {
 		return err
 	}
-	return cliclient.Explain(err, c.Host())
+	return client.Explain(err, c.Host())
 }
 
 // action adapts a command body to cobra, reporting its error our way.

@@ -5,8 +5,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 func (c *CLI) completionCommand() *cobra.Command {

@@ -14,8 +14,9 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/moby/go-archive"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 // cp is docker cp: the daemon only tars a path out and untars into a

@@ -12,9 +12,9 @@ import (
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/mount"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/format"
 )
 

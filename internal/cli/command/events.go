@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/events"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/format"
 )
 

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/runconfig"
 )
 

@@ -8,11 +8,11 @@ import (
 
 	"github.com/containerd/console"
 
-	"github.com/distribution/reference"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/progress"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 func (c *CLI) pullCommand() *cobra.Command {
@@ -29,9 +29,9 @@ func (c *CLI) pullCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		name := reference.FamiliarString(ref)
+		name := ref.Familiar()
 		if all {
-			name = reference.FamiliarName(ref)
+			name = ref.FamiliarName()
 		}
 		api, err := c.Client()
 		if err != nil {
@@ -82,13 +82,13 @@ func (c *CLI) pullAll(ctx context.Context, api *client.Client, name string, all 
 
 // imageRef parses a pull/push argument; without a tag (and without
 // --all-tags) it means :latest, which docker says out loud.
-func (c *CLI) imageRef(arg string, all, quiet bool) (reference.Named, error) {
-	ref, err := reference.ParseNormalizedNamed(arg)
+func (c *CLI) imageRef(arg string, all, quiet bool) (image.Reference, error) {
+	ref, err := image.ParseNamed(arg)
 	if err != nil {
-		return nil, fmt.Errorf("invalid reference format: %w", err)
+		return image.Reference{}, fmt.Errorf("invalid reference format: %w", err)
 	}
-	if !all && reference.IsNameOnly(ref) {
-		ref = reference.TagNameOnly(ref)
+	if !all && ref.Tag == "" && ref.Digest == "" {
+		ref = ref.OrLatest()
 		if !quiet {
 			fmt.Fprintln(c.Out, "Using default tag: latest")
 		}
@@ -115,11 +115,11 @@ func (c *CLI) pushCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		pushAuth := c.registryAuth(reference.FamiliarString(ref))
+		pushAuth := c.registryAuth(ref.Familiar())
 		if pushAuth == "" {
 			pushAuth = "e30=" // "{}": anonymous
 		}
-		stream, err := api.ImagePush(ctx, reference.FamiliarString(ref), client.ImagePushOptions{All: all, RegistryAuth: pushAuth})
+		stream, err := api.ImagePush(ctx, ref.Familiar(), client.ImagePushOptions{All: all, RegistryAuth: pushAuth})
 		if err != nil {
 			return c.explain(err)
 		}
@@ -132,7 +132,7 @@ func (c *CLI) pushCommand() *cobra.Command {
 			return err
 		}
 		if quiet {
-			fmt.Fprintln(c.Out, reference.FamiliarString(ref))
+			fmt.Fprintln(c.Out, ref.Familiar())
 		}
 		return nil
 	})

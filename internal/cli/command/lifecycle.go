@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 // eachContainer applies fn to every named object (container or image), printing the error of

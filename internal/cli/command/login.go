@@ -13,14 +13,15 @@ import (
 	"strings"
 
 	"github.com/containerd/console"
-	"github.com/distribution/reference"
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
 	"github.com/docker/cli/cli/config/credentials"
 	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/moby/api/types/registry"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
+	"github.com/berth-dev/berth/internal/image"
 )
 
 // Credentials live where docker keeps them (DOCKER_CONFIG or
@@ -42,11 +43,11 @@ func (c *CLI) configFile() (*configfile.ConfigFile, error) {
 // registryAuth is X-Registry-Auth for image name: the stored credentials
 // of its registry, or "" when there are none.
 func (c *CLI) registryAuth(name string) string {
-	ref, err := reference.ParseNormalizedNamed(name)
+	ref, err := image.ParseNamed(name)
 	if err != nil {
 		return ""
 	}
-	key := reference.Domain(ref)
+	key := ref.Domain
 	if key == "docker.io" {
 		key = indexServer
 	}

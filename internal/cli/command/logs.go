@@ -5,8 +5,9 @@ import (
 	"io"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 func (c *CLI) logsCommand() *cobra.Command {

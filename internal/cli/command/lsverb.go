@@ -4,8 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/moby/moby/client"
-
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/format"
 )
 

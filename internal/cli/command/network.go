@@ -12,8 +12,9 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 // networkCommand is `berth network`: create, ls, inspect, rm, prune,

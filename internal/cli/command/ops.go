@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/runconfig"
 )
 

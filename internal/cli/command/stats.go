@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/format"
 	"github.com/berth-dev/berth/internal/cli/stats"
 )

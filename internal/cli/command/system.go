@@ -6,9 +6,9 @@ import (
 	"sync"
 	"text/template"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/cli/client"
 	"github.com/berth-dev/berth/internal/cli/format"
 )
 

@@ -6,8 +6,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 func (c *CLI) topCommand() *cobra.Command {

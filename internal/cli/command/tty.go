@@ -9,7 +9,8 @@ import (
 	"syscall"
 
 	"github.com/containerd/console"
-	"github.com/moby/moby/client"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 // defaultDetachKeys are docker's: ctrl-p then ctrl-q.

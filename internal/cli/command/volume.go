@@ -10,8 +10,9 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/moby/moby/api/types/volume"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/cli/client"
 )
 
 // volumeCommand is `berth volume`: create, ls, inspect, rm, prune.
