@@ -1,13 +1,13 @@
 #!/bin/sh
 # bench/runtime/run.sh: `berth runtime run`, `runc run` and `crun run` of the same
-# busybox bundle running /bin/true, side by side in one hyperfine invocation,
+# busybox bundle running /bin/true, side by side in interleaved hyperfine rounds,
 # without and with a network namespace. Prints medians and berth's ratios.
 #
 # crun 1.8 refuses this hybrid cgroup host, so everything runs inside a private
 # mount namespace with /sys/fs/cgroup/unified unmounted (a pure v1 view; nothing
 # changes outside that namespace). berth is also measured on the host's own view.
 #
-# Usage: sudo bench/runtime/run.sh [runs]   (needs hyperfine, runc, crun, python3)
+# Usage: sudo [ROUNDS=5] bench/runtime/run.sh [runs]   (needs hyperfine, runc, crun, python3)
 set -eu
 runs=${1:-200}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,38 +38,48 @@ PY
 mkbundle nonet no
 mkbundle net yes
 
-report() { # label json
-	python3 - "$1" "$2" <<'PY'
-import json, sys
-label, path = sys.argv[1:]
-r = {x["command"]: x for x in json.load(open(path))["results"]}
-med = {k: v["median"] * 1000 for k, v in r.items()}
-print(f"{label}: berth {med['berth']:.1f} ms, runc {med['runc']:.1f} ms, crun {med['crun']:.1f} ms"
-      f" | berth/crun {med['berth']/med['crun']:.2f}x (target <= 1.5), berth/runc {med['berth']/med['runc']:.2f}x (target <= 0.6)")
+# Each figure is the median over ROUNDS hyperfine invocations of RUNS/ROUNDS
+# runs each: hyperfine times one command's runs back to back, so rounds
+# interleave the runtimes and load that changes during the run hits all.
+rounds=${ROUNDS:-5}
+per=$(( (runs + rounds - 1) / rounds ))
+report() { # label json...
+	python3 - "$@" <<'PY'
+import json, sys, statistics
+label, paths = sys.argv[1], sys.argv[2:]
+times = {}
+for p in paths:
+    for x in json.load(open(p))["results"]:
+        times.setdefault(x["command"], []).extend(x["times"])
+med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+n = len(next(iter(times.values())))
+if "crun" in med:
+    print(f"{label}: berth {med['berth']:.1f} ms, runc {med['runc']:.1f} ms, crun {med['crun']:.1f} ms ({n} runs each)"
+          f" | berth/crun {med['berth']/med['crun']:.2f}x (target <= 1.5), berth/runc {med['berth']/med['runc']:.2f}x (target <= 0.6)")
+else:
+    print(f"{label}: berth {med['berth']:.1f} ms, runc {med['runc']:.1f} ms ({n} runs each) | berth/runc {med['berth']/med['runc']:.2f}x")
 PY
 }
 
 # All three in a pure cgroup v1 view (crun's requirement).
 unshare --mount --propagation private sh -eu <<SH
 umount /sys/fs/cgroup/unified
-hyperfine -N --warmup 20 --runs $runs --export-json $work/v1-nonet.json \
-	-n berth "$work/berth runtime --root $work/state-berth run --bundle $work/nonet bb" \
-	-n runc "runc --root $work/state-runc run --bundle $work/nonet rr" \
-	-n crun "crun --root $work/state-crun run --bundle $work/nonet cc" >/dev/null
-hyperfine -N --warmup 20 --runs $runs --export-json $work/v1-net.json \
-	-n berth "$work/berth runtime --root $work/state-berth run --bundle $work/net bb" \
-	-n runc "runc --root $work/state-runc run --bundle $work/net rr" \
-	-n crun "crun --root $work/state-crun run --bundle $work/net cc" >/dev/null
+for r in \$(seq $rounds); do
+	for v in nonet net; do
+		hyperfine -N --warmup 5 --runs $per --export-json $work/v1-\$v-\$r.json \
+			-n berth "$work/berth runtime --root $work/state-berth run --bundle $work/\$v bb" \
+			-n runc "runc --root $work/state-runc run --bundle $work/\$v rr" \
+			-n crun "crun --root $work/state-crun run --bundle $work/\$v cc" >/dev/null
+	done
+done
 SH
-report "pure v1 view, no netns" "$work/v1-nonet.json"
-report "pure v1 view, netns   " "$work/v1-net.json"
+report "pure v1 view, no netns" "$work"/v1-nonet-*.json
+report "pure v1 view, netns   " "$work"/v1-net-*.json
 
 # berth and runc on the host's own hybrid view (crun refuses it).
-hyperfine -N --warmup 20 --runs "$runs" --export-json "$work/hybrid.json" \
-	-n berth "$work/berth runtime --root $work/state-berth run --bundle $work/nonet bb" \
-	-n runc "runc --root $work/state-runc run --bundle $work/nonet rr" >/dev/null
-python3 - "$work/hybrid.json" <<'PY'
-import json, sys
-r = {x["command"]: x["median"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
-print(f"hybrid host view, no netns: berth {r['berth']:.1f} ms, runc {r['runc']:.1f} ms | berth/runc {r['berth']/r['runc']:.2f}x")
-PY
+for r in $(seq "$rounds"); do
+	hyperfine -N --warmup 5 --runs "$per" --export-json "$work/hybrid-$r.json" \
+		-n berth "$work/berth runtime --root $work/state-berth run --bundle $work/nonet bb" \
+		-n runc "runc --root $work/state-runc run --bundle $work/nonet rr" >/dev/null
+done
+report "hybrid host view, no netns" "$work"/hybrid-*.json
