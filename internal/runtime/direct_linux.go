@@ -656,9 +656,15 @@ func directExecEligible(spec *specs.Spec, userns bool) bool {
 // directExecSetup readies an exec's direct child, already in the container's
 // namespaces and cgroup: the executable is looked up and the terminal
 // opened through /proc/PID/root, the container's root as the child sees it.
-func directExecSetup(conn *syncConn, pid int, p *specs.Process, filter *seccomp.Program, console *os.File) error {
+func directExecSetup(conn *syncConn, pid int, p *specs.Process, filter *seccomp.Program, console *os.File, cg *cgroup.Manager) error {
 	if _, err := conn.expect(msgDirectAlive); err != nil {
 		return err
+	}
+	// Its cgroup2 directory it was born in; the v1 hierarchies it joins.
+	if cg != nil {
+		if err := directJoin(conn, cg, pid); err != nil {
+			return err
+		}
 	}
 	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

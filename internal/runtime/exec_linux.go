@@ -127,7 +127,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		return -1, err
 	}
 	es := enterSpec{
-		exe: exe, nsPaths: paths, userns: userns, inherit: inherit,
+		exe: exe, nsPaths: paths, userns: userns, inherit: inherit, cgroupFD: -1,
 		args: []string{"berth", "init"},
 		env:  []string{syncFdEnv + "=" + strconv.Itoa(int(childSock.Fd()))},
 	}
@@ -148,6 +148,19 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		if consoleFd >= 0 {
 			consoleSock = os.NewFile(uintptr(consoleFd), "console-socket")
 		}
+		// Born in the container's cgroup2 directory (v2, or a hybrid
+		// host's unified tree), moved into v1 hierarchies by itself ('J'):
+		// no pid written to cgroup.procs, no RCU grace period (see
+		// directJoinCgroups).
+		if dir := rec.CgroupPaths[""]; dir != "" {
+			fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				childSock.Close()
+				return -1, fmt.Errorf("join cgroup of %s: %w", id, err)
+			}
+			defer unix.Close(fd)
+			es.cgroupFD = fd
+		}
 	}
 	pid, err := spawnEntered(es)
 	goruntime.KeepAlive(directBuf)
@@ -161,9 +174,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 		_, _ = unix.Wait4(pid, &ws, 0, nil)
 		return -1, err
 	}
+	var cg *cgroup.Manager
 	if len(rec.CgroupPaths) > 0 {
-		cg, err := cgroup.Load(rec.CgroupPaths)
-		if err == nil {
+		cg, err = cgroup.Load(rec.CgroupPaths)
+		if err == nil && !direct {
 			err = cg.Join(pid)
 		}
 		if err != nil {
@@ -172,7 +186,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	}
 	conn := newSyncConn(parentSock)
 	if direct {
-		if err := directExecSetup(conn, pid, proc, filter, consoleSock); err != nil {
+		if err := directExecSetup(conn, pid, proc, filter, consoleSock, cg); err != nil {
 			return fail(err)
 		}
 	} else {

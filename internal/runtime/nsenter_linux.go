@@ -42,6 +42,10 @@ type enterArgs struct {
 	// direct, when set, makes the grandchild a direct child (its request
 	// loop, directchild_linux.go) instead of exec'ing berth's exec stage.
 	direct *directArgs
+	// clone, when clone3 is set, is how the grandchild is made: clone3 with
+	// CLONE_PARENT|CLONE_INTO_CGROUP, born in a cgroup2 directory.
+	clone  cloneArgs
+	clone3 bool
 }
 
 // forkEnter returns the middle child's pid in the parent. It must be called
@@ -77,7 +81,11 @@ func forkEnter(a *enterArgs) (int, syscall.Errno) {
 			enterFail(a, uint32(e))
 		}
 	}
-	r1, _, e = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD|unix.CLONE_PARENT), 0, 0, 0, 0, 0)
+	if a.clone3 {
+		r1, _, e = syscall.RawSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&a.clone)), unsafe.Sizeof(a.clone), 0)
+	} else {
+		r1, _, e = syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD|unix.CLONE_PARENT), 0, 0, 0, 0, 0)
+	}
 	if e != 0 {
 		enterFail(a, uint32(e))
 	}
@@ -127,6 +135,11 @@ type enterSpec struct {
 	// direct makes the process a direct child instead of berth's exec
 	// stage (exe, args, env, files and inherit are then unused).
 	direct *directArgs
+	// cgroupFD, for a direct child, is a cgroup2 directory it is born in
+	// (-1: none). Its cgroup namespace is then joined by the grandchild
+	// itself, once in its cgroup: a namespace that is a delegation boundary
+	// (nsdelegate) would hide the target from a creator already inside it.
+	cgroupFD int
 }
 
 // spawnEntered starts berth's exec stage inside the namespaces and returns
@@ -158,18 +171,34 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 	}
 	var a enterArgs
 	a.direct = s.direct
-	for i, p := range s.nsPaths {
+	intoCgroup := s.direct != nil && s.cgroupFD >= 0
+	var movedAside []int32
+	var joined []string // the middle child's, in a.nsfds order
+	for _, p := range s.nsPaths {
 		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return 0, fmt.Errorf("open namespace %s: %w", p, err)
 		}
 		defer unix.Close(fd)
-		a.nsfds[i] = int32(fd)
-		if t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err == nil {
-			a.nstypes[i] = int32(t)
+		t, _ := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+		if intoCgroup && t == unix.CLONE_NEWCGROUP && s.direct.njoins < maxDirectJoins {
+			d := s.direct
+			d.joins[d.njoins], d.jtypes[d.njoins] = int32(fd), int32(t)
+			d.njoins++
+			d.nextfd = max(d.nextfd, int32(fd)+1)
+			movedAside = append(movedAside, int32(fd))
+			continue
 		}
+		a.nsfds[a.nns], a.nstypes[a.nns] = int32(fd), int32(t)
+		a.nns++
+		joined = append(joined, p)
 	}
-	a.nns = len(s.nsPaths)
+	if intoCgroup {
+		a.clone3 = true
+		a.clone.flags = unix.CLONE_PARENT | unix.CLONE_INTO_CGROUP
+		a.clone.cgroup = uint64(s.cgroupFD)
+		movedAside = append(movedAside, int32(s.cgroupFD))
+	}
 	for i, fd := range s.inherit {
 		a.inherit[i] = int32(fd)
 	}
@@ -206,7 +235,7 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 	defer unix.Close(p[0])
 	a.pipeW = p[1]
 	// Moved-aside fds must not land on one the grandchild still needs.
-	for _, fd := range append([]int32{int32(exefd), int32(p[0]), int32(p[1])}, a.nsfds[:a.nns]...) {
+	for _, fd := range append(append([]int32{int32(exefd), int32(p[0]), int32(p[1])}, a.nsfds[:a.nns]...), movedAside...) {
 		if fd >= next {
 			next = fd + 1
 		}
@@ -243,8 +272,8 @@ func spawnEnteredLocked(s enterSpec) (int, error) {
 	}
 	if code := binary.LittleEndian.Uint32(rep[4:]); code != 0 {
 		errno := syscall.Errno(code & 0xffff)
-		if idx := int(code >> 16); idx > 0 && idx <= len(s.nsPaths) {
-			return 0, fmt.Errorf("join namespace %s: %w", s.nsPaths[idx-1], errno)
+		if idx := int(code >> 16); idx > 0 && idx <= len(joined) {
+			return 0, fmt.Errorf("join namespace %s: %w", joined[idx-1], errno)
 		}
 		return 0, fmt.Errorf("fork into namespaces: %w", errno)
 	}

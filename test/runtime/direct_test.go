@@ -88,7 +88,9 @@ func TestExecParity(t *testing.T) {
 	if _, errOut, code := e.berth("start", "ex"); code != 0 {
 		t.Fatalf("start: %s", errOut)
 	}
-	script := "id; pwd; echo $FOO; umask; grep -E '^(Cap|NoNewPrivs|Seccomp:|SigIgn)' /proc/self/status; ls /proc/self/fd; cat /proc/self/comm"
+	// /proc/self/cgroup: inside the container's cgroup namespace, a
+	// process in the container's cgroups sees "/" in every hierarchy.
+	script := "id; pwd; echo $FOO; umask; grep -E '^(Cap|NoNewPrivs|Seccomp:|SigIgn)' /proc/self/status; ls /proc/self/fd; cat /proc/self/comm; cat /proc/self/cgroup"
 	var outs [2]string
 	for i, env := range [][]string{nil, {"BERTH_DIRECT_INIT=0"}} {
 		e.environ = env
@@ -103,6 +105,11 @@ func TestExecParity(t *testing.T) {
 	}
 	if !strings.Contains(outs[0], "/tmp\nbar\n") {
 		t.Fatalf("exec options did not apply:\n%s", outs[0])
+	}
+	for _, line := range strings.Split(outs[0], "\n") {
+		if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && strings.HasPrefix(parts[2], "/") && parts[2] != "/" {
+			t.Fatalf("exec'd process outside the container's cgroup (%s):\n%s", line, outs[0])
+		}
 	}
 	e.environ = nil
 	if _, errOut, code := e.berth("exec", "ex", "nosuchcmd"); code == 0 || !strings.Contains(errOut, "executable file not found") {
