@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -27,7 +29,24 @@ const (
 	// parallelHashMin is the chunk size from which hashing and writing in
 	// parallel pays for the goroutine handoff.
 	parallelHashMin = 256 << 10
+	// A fresh ingest of a blob of at least directMin bytes writes through
+	// O_DIRECT, in directChunk blocks staged in memory (see stagedWrite).
+	directMin   = 1 << 20
+	directChunk = 1 << 20
+	directAlign = 4096
 )
+
+// stagePool keeps the aligned staging buffers of direct ingests, so a pull
+// reuses memory already touched instead of fresh pages.
+var stagePool = sync.Pool{New: func() any {
+	b := make([]byte, directChunk+directAlign)
+	off := 0
+	if r := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1)); r != 0 {
+		off = directAlign - r
+	}
+	b = b[off : off+directChunk : off+directChunk]
+	return &b
+}}
 
 // ingestMeta is written once when an ingest starts; progress is the size of
 // the data file, so nothing needs rewriting per chunk.
@@ -165,6 +184,9 @@ func (s *Store) openIngest(ctx context.Context, ref string, desc v1.Descriptor) 
 	}
 	w.f = f
 	w.h.Reset()
+	if desc.Size >= directMin && setDirect(f, true) == nil {
+		w.stage = stagePool.Get().(*[]byte)
+	}
 	return w, nil
 }
 
@@ -198,6 +220,12 @@ type writer struct {
 	// broken is set when the hash no longer matches the bytes on disk; such
 	// a writer cannot commit, but a new Writer rehashes and resumes.
 	broken bool
+
+	// Direct I/O (see stagedWrite): stage holds the bytes past the last
+	// full chunk, staged of them; the file holds offset-staged bytes. nil
+	// when the ingest writes through the page cache.
+	stage  *[]byte
+	staged int
 }
 
 func (w *writer) Offset() int64         { return w.offset }
@@ -212,6 +240,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.expected.Size > 0 && w.offset+int64(len(p)) > w.expected.Size {
 		return 0, fmt.Errorf("ingest %q: %d bytes would exceed the expected size %d: %w",
 			w.ref, w.offset+int64(len(p)), w.expected.Size, errdefs.ErrInvalidArgument)
+	}
+	if w.stage != nil {
+		return w.stagedWrite(p)
 	}
 	var n int
 	var err error
@@ -248,9 +279,81 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// stagedWrite is Write for a direct ingest. A blob is written once and
+// read back at most once soon after, so it skips the page cache: its bytes
+// are hashed, gathered into an aligned chunk and written with O_DIRECT a
+// whole chunk at a time. That saves a copy and, above all, the fresh
+// page-cache pages (on this VM touching memory the host reclaimed costs
+// ~2 ms per MB, as much as hashing it). The last partial chunk is written
+// through the page cache by flushStage (at Commit, Close or Truncate), so
+// Offset and the data file agree whenever the Writer is not in use.
+func (w *writer) stagedWrite(p []byte) (int, error) {
+	if w.broken {
+		return 0, fmt.Errorf("ingest %q: an earlier write failed: %w", w.ref, errdefs.ErrFailedPrecondition)
+	}
+	w.h.Write(p)
+	stage := *w.stage
+	for done := 0; done < len(p); {
+		c := copy(stage[w.staged:], p[done:])
+		w.staged += c
+		done += c
+		if w.staged < len(stage) {
+			break
+		}
+		at := w.offset + int64(done) - int64(w.staged)
+		if err := w.writeStage(at); err != nil {
+			return 0, err
+		}
+	}
+	w.offset += int64(len(p))
+	return len(p), nil
+}
+
+// writeStage writes the staged bytes at file offset at. A filesystem that
+// took O_DIRECT but refuses the write gets it, and the rest, buffered.
+func (w *writer) writeStage(at int64) error {
+	b := (*w.stage)[:w.staged]
+	n, err := w.f.WriteAt(b, at)
+	if err != nil && n == 0 && isDirectRefused(err) {
+		if err = setDirect(w.f, false); err == nil {
+			n, err = w.f.WriteAt(b, at)
+		}
+	}
+	if err != nil {
+		// The hash holds bytes the file does not: a new Writer rehashes
+		// what landed and resumes.
+		w.offset, w.staged, w.broken = at+int64(n), 0, true
+		return fmt.Errorf("ingest %q: %w", w.ref, err)
+	}
+	w.staged = 0
+	return nil
+}
+
+// flushStage writes the staged tail through the page cache (direct I/O
+// cannot write a partial block) and ends direct mode, returning the buffer.
+func (w *writer) flushStage() error {
+	if w.stage == nil {
+		return nil
+	}
+	err := setDirect(w.f, false)
+	if err == nil && w.staged > 0 {
+		err = w.writeStage(w.offset - int64(w.staged))
+	}
+	stagePool.Put(w.stage)
+	w.stage, w.staged = nil, 0
+	if err != nil {
+		w.broken = true
+		return fmt.Errorf("ingest %q: %w", w.ref, err)
+	}
+	return nil
+}
+
 func (w *writer) Truncate(size int64) error {
 	if w.done {
 		return w.errDone()
+	}
+	if err := w.flushStage(); err != nil {
+		return err
 	}
 	if size < 0 || size > w.offset {
 		return fmt.Errorf("ingest %q: truncate to %d, have %d bytes: %w", w.ref, size, w.offset, errdefs.ErrInvalidArgument)
@@ -275,6 +378,9 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest)
 	}
 	defer w.Close()
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := w.flushStage(); err != nil {
 		return err
 	}
 	if w.broken {
@@ -347,12 +453,14 @@ func (w *writer) Close() error {
 		return nil
 	}
 	w.done = true
+	// Keep every byte written so far for a later Writer to resume from.
+	ferr := w.flushStage()
 	err := w.f.Close()
 	w.release()
 	if err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("ingest %q: %w", w.ref, err)
 	}
-	return nil
+	return ferr
 }
 
 // discard drops the ingest after bytes proved wrong, so a retry starts from
