@@ -34,9 +34,13 @@ type LogsOptions struct {
 	Positioned func()
 }
 
-// followPoll is how often a follower looks for new output; exits wake it
-// at once. (inotify would save the polling: a next step.)
-const followPoll = 50 * time.Millisecond
+// followPoll is how often a follower looks for new output without a
+// wake-up: inotify on the log directory (logWatch) and exits wake it at
+// once, the tick is the fallback when no watch could be made.
+const (
+	followPoll        = 50 * time.Millisecond
+	followPollWatched = time.Second
+)
 
 type logOpts struct {
 	maxSize  int64
@@ -224,7 +228,13 @@ func followLog(ctx context.Context, path string, offset int64, ino uint64, exite
 			sendErr = fn(le)
 		}
 	}
-	tick := time.NewTicker(followPoll)
+	var wake <-chan struct{}
+	poll := followPoll
+	if w, err := newLogWatch(path); err == nil {
+		defer w.Close()
+		wake, poll = w.C, followPollWatched
+	}
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	done := false
 	for {
@@ -268,6 +278,11 @@ func followLog(ctx context.Context, path string, offset int64, ino uint64, exite
 			return ctx.Err()
 		case <-exited:
 			done = true // one last read: the supervisor drains before it reports
+		case _, ok := <-wake:
+			if !ok {
+				wake = nil // the watch failed: poll as without one
+				tick.Reset(followPoll)
+			}
 		case <-tick.C:
 		}
 	}
