@@ -3,6 +3,7 @@ package content
 import (
 	"errors"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,4 +25,14 @@ func setDirect(f *os.File, on bool) error {
 // suit it (alignment, or a filesystem that took the flag but not the write).
 func isDirectRefused(err error) bool {
 	return errors.Is(err, unix.EINVAL)
+}
+
+// openDirect opens f's file again, read-only with O_DIRECT: a descriptor
+// of its own, so f's reads are not subject to direct I/O's alignment.
+func openDirect(f *os.File) (*os.File, error) {
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }

@@ -16,3 +16,5 @@ func setDirect(f *os.File, on bool) error {
 }
 
 func isDirectRefused(err error) bool { return false }
+
+func openDirect(f *os.File) (*os.File, error) { return nil, errors.ErrUnsupported }

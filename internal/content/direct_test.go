@@ -3,6 +3,7 @@ package content
 import (
 	"bytes"
 	"context"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -84,5 +85,50 @@ func TestDirectIngest(t *testing.T) {
 	}
 	if got, err := ReadBlob(ctx, s, desc); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("WriteBlob: %v, equal %v", err, bytes.Equal(got, data))
+	}
+}
+
+// TestSequentialReader: a large blob read through NewSequentialReader (its
+// O_DIRECT path) in small reads gives back its bytes, as does a small one.
+func TestSequentialReader(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1000, directMin, 2*directChunk + 4097} {
+		data := make([]byte, n)
+		for i := range data {
+			data[i] = byte(i*31 + n)
+		}
+		desc := v1.Descriptor{Digest: digest.FromBytes(data), Size: int64(n)}
+		if err := WriteBlob(ctx, s, desc, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		ra, err := s.ReaderAt(ctx, desc.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr := NewSequentialReader(ra)
+		if _, direct := sr.(*directReader); direct != (n >= directMin) {
+			t.Errorf("%d bytes: direct reader %v", n, direct)
+		}
+		var got bytes.Buffer
+		buf := make([]byte, 33333)
+		for {
+			m, err := sr.Read(buf)
+			got.Write(buf[:m])
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%d bytes: read: %v", n, err)
+			}
+		}
+		sr.Close()
+		ra.Close()
+		if !bytes.Equal(got.Bytes(), data) {
+			t.Errorf("%d bytes: read back %d bytes, equal %v", n, got.Len(), bytes.Equal(got.Bytes(), data))
+		}
 	}
 }

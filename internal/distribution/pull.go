@@ -339,6 +339,7 @@ func (c *Client) openLayer(ctx context.Context, j *layerJob, rep *reporter) (io.
 	}
 	var src io.Reader = pr
 	var ra content.ReaderAt
+	var seq io.Closer
 	if pr == nil {
 		if j.err != nil {
 			return nil, nil, j.err
@@ -347,11 +348,13 @@ func (c *Client) openLayer(ctx context.Context, j *layerJob, rep *reporter) (io.
 		if ra, err = c.images.Content().ReaderAt(ctx, j.desc.Digest); err != nil {
 			return nil, nil, fmt.Errorf("layer %s: %w", j.desc.Digest, err)
 		}
-		src = content.NewReader(ra)
+		sr := content.NewSequentialReader(ra)
+		src, seq = sr, sr
 	}
 	rep.emit(Progress{ID: j.id, Status: StatusExtracting, Total: j.desc.Size})
 	done := func(err error) error {
 		if ra != nil {
+			seq.Close()
 			ra.Close()
 		}
 		if pr != nil {

@@ -318,7 +318,8 @@ func (s *Service) unpack(ctx context.Context, op *Op, r Resolved) error {
 		if err != nil {
 			return nil, nil, fmt.Errorf("layer %s: %w", layer.Digest, err)
 		}
-		return content.NewReader(ra), func(err error) error { ra.Close(); return err }, nil
+		sr := content.NewSequentialReader(ra)
+		return sr, func(err error) error { sr.Close(); ra.Close(); return err }, nil
 	})
 	return err
 }
