@@ -3,7 +3,9 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -86,9 +88,38 @@ func joinRef(name, tag string) string {
 
 func (s *Server) imageImport(w http.ResponseWriter, r *http.Request, src string) {
 	q := r.URL.Query()
+	body := io.Reader(r.Body)
 	if src != "-" {
-		s.writeErr(w, fmt.Errorf("import from a URL: %w", errdefs.ErrNotImplemented))
-		return
+		// docker's: the daemon downloads the tarball; a bare host[/path]
+		// is an http URL.
+		u, err := url.Parse(src)
+		if err != nil || (u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https") {
+			s.writeErr(w, fmt.Errorf("invalid fromSrc %q: not an http or https URL: %w", src, errdefs.ErrInvalidArgument))
+			return
+		}
+		if u.Scheme == "" {
+			if u, err = url.Parse("http://" + src); err != nil {
+				s.writeErr(w, fmt.Errorf("invalid fromSrc %q: %w", src, errdefs.ErrInvalidArgument))
+				return
+			}
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+		if err != nil {
+			s.writeErr(w, fmt.Errorf("invalid fromSrc %q: %w", src, errdefs.ErrInvalidArgument))
+			return
+		}
+		client := &http.Client{Transport: distribution.Guard(http.DefaultTransport)}
+		resp, err := client.Do(req)
+		if err != nil {
+			s.writeErr(w, fmt.Errorf("import from %s: %w", u.Redacted(), err))
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			s.writeErr(w, fmt.Errorf("import from %s: %s: %w", u.Redacted(), resp.Status, errdefs.ErrInvalidArgument))
+			return
+		}
+		body = resp.Body
 	}
 	ref := ""
 	if repo := q.Get("repo"); repo != "" {
@@ -112,7 +143,7 @@ func (s *Server) imageImport(w http.ResponseWriter, r *http.Request, src string)
 		}
 		opts.Config = engine.ImageConfigOf(&cfg)
 	}
-	img, err := imagearchive.New(s.images).Import(r.Context(), r.Body, ref, opts)
+	img, err := imagearchive.New(s.images).Import(r.Context(), body, ref, opts)
 	if err != nil {
 		s.writeErr(w, err)
 		return

@@ -26,7 +26,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -92,9 +91,7 @@ func New(images *image.Service, opts Options) *Client {
 		t.ResponseHeaderTimeout = 2 * time.Minute
 		c.base = t
 	}
-	if os.Getenv(LoopbackOnlyEnv) == "1" {
-		c.base = loopbackOnly{next: c.base}
-	}
+	c.base = Guard(c.base)
 	if c.log == nil {
 		c.log = images.Logger()
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 )
@@ -13,6 +14,16 @@ import (
 // (hack/test.sh) so that a typo in an image name can never send a test to
 // Docker Hub; the check happens before any name is resolved.
 const LoopbackOnlyEnv = "BERTH_REGISTRY_LOOPBACK_ONLY"
+
+// Guard returns rt, wrapped to refuse hosts outside loopback when
+// LoopbackOnlyEnv is set: for the daemon's other downloads (an import from
+// a URL), under the same safety net as registries.
+func Guard(rt http.RoundTripper) http.RoundTripper {
+	if os.Getenv(LoopbackOnlyEnv) == "1" {
+		return loopbackOnly{next: rt}
+	}
+	return rt
+}
 
 type loopbackOnly struct{ next http.RoundTripper }
 

@@ -3,6 +3,8 @@ package engine_test
 import (
 	"bytes"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,6 +168,27 @@ func TestSaveLoadImport(t *testing.T) {
 	if out := d.mustDocker("run", "--rm", "imported:1", "/bin/echo", "imported"); out != "imported\n" {
 		t.Fatalf("run of the imported image: %q", out)
 	}
+	// From a URL: the daemon downloads the tarball (a loopback server).
+	tarBytes, err := exec.Command("tar", "-C", rootfs, "-c", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/rootfs.tar" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(tarBytes)
+	}))
+	defer srv.Close()
+	d.mustDocker("import", srv.URL+"/rootfs.tar", "fromurl:1")
+	if out := d.mustDocker("run", "--rm", "fromurl:1", "/bin/echo", "from a url"); out != "from a url\n" {
+		t.Fatalf("run of the image imported from a URL: %q", out)
+	}
+	if _, errOut, code := d.docker("import", srv.URL+"/missing.tar", "fromurl:2"); code == 0 || !strings.Contains(errOut, "404") {
+		t.Fatalf("import of a missing URL: exit %d, %q", code, errOut)
+	}
+	d.mustDocker("rmi", "fromurl:1")
 	d.mustDocker("tag", "imported:1", "imported:2")
 	d.mustDocker("rmi", "imported:1")
 	d.mustDocker("create", "--name", "keep", testImage) // an image in use stays
