@@ -50,7 +50,7 @@ type Snapshotter interface {
 	Commit(ctx context.Context, name, key string) error
 	// CommitOnto is Commit giving a snapshot prepared without a parent
 	// its parent (ApplyLayers unpacks layers before their parents commit).
-	CommitOnto(ctx context.Context, name, key, parent string) error
+	CommitOnto(ctx context.Context, name, key, parent string, opts ...snapshot.CommitOption) error
 	Remove(ctx context.Context, key string) error
 	Stat(ctx context.Context, key string) (snapshot.Info, error)
 	Walk(ctx context.Context, fn func(context.Context, snapshot.Info) error) error

@@ -149,6 +149,30 @@ func (s *Service) ApplyLayers(ctx context.Context, op *Op, parent digest.Digest,
 			}()
 		}
 	}
+	// unpack applies layer i, holding its slot; ended[i] is closed when it
+	// returns.
+	unpack := func(i int) {
+		defer func() { <-sem }()
+		defer close(ended[i])
+		opts := archive.ApplyOptions{
+			OverlayWhiteouts: i > 0 || parent != "",
+			Parents:          layers[i][1:],
+			NoSync:           true, // one syncfs below, for all
+			Logger:           s.log,
+		}
+		if i > 0 {
+			opts.ParentsReady = func() error { return below(i) }
+		}
+		errs[i] = s.unpackInto(actx, layers[i][0], diffIDs[i], opts, func(ctx context.Context) (io.Reader, func(error) error, error) {
+			return open(ctx, i)
+		})
+		if errs[i] != nil {
+			cancel()
+		} else if i < n-1 {
+			earlyFlush(layers[i][0])
+		}
+	}
+	usages := make([]*snapshot.Usage, n)
 	var wg sync.WaitGroup
 	var perr error
 	for i := range n {
@@ -177,24 +201,14 @@ func (s *Service) ApplyLayers(ctx context.Context, op *Op, parent digest.Digest,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			defer close(ended[i])
-			opts := archive.ApplyOptions{
-				OverlayWhiteouts: i > 0 || parent != "",
-				Parents:          layers[i][1:],
-				NoSync:           true, // one syncfs below, for all
-				Logger:           s.log,
-			}
-			if i > 0 {
-				opts.ParentsReady = func() error { return below(i) }
-			}
-			errs[i] = s.unpackInto(actx, layers[i][0], diffIDs[i], opts, func(ctx context.Context) (io.Reader, func(error) error, error) {
-				return open(ctx, i)
-			})
-			if errs[i] != nil {
-				cancel()
-			} else if i < n-1 {
-				earlyFlush(layers[i][0])
+			unpack(i)
+			if errs[i] == nil {
+				// Measured here, while other layers still unpack, rather
+				// than by each commit in turn at the end; a failure leaves
+				// it to the commit.
+				if u, err := s.snaps.Usage(actx, keys[i]); err == nil {
+					usages[i] = &u
+				}
 			}
 		}()
 	}
@@ -226,7 +240,11 @@ func (s *Service) ApplyLayers(ctx context.Context, op *Op, parent digest.Digest,
 		if i > 0 {
 			p = chain[i-1].String()
 		}
-		cerr := s.snaps.CommitOnto(cctx, chain[i].String(), keys[i], p)
+		var copts []snapshot.CommitOption
+		if usages[i] != nil {
+			copts = append(copts, snapshot.WithUsage(*usages[i]))
+		}
+		cerr := s.snaps.CommitOnto(cctx, chain[i].String(), keys[i], p, copts...)
 		if errdefs.IsAlreadyExists(cerr) {
 			continue // unpacked meanwhile by another pull; ours goes
 		}

@@ -351,12 +351,31 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string) error {
 	return s.CommitOnto(ctx, name, key, "")
 }
 
+// CommitOption tunes CommitOnto.
+type CommitOption func(*commitOptions)
+
+type commitOptions struct {
+	usage *Usage
+}
+
+// WithUsage records u as the committed layer's disk use instead of
+// measuring it during the commit. The caller measured it (Usage) after its
+// last write to the snapshot, e.g. while other layers were still being
+// unpacked, so that commits done one after the other stay short.
+func WithUsage(u Usage) CommitOption {
+	return func(o *commitOptions) { o.usage = &u }
+}
+
 // CommitOnto is Commit that also gives key, an active snapshot prepared
 // without a parent, the committed parent parent ("" changes nothing). It
 // lets layers be unpacked at once, each into its own snapshot, and chained
 // in order as they are committed: the caller vouches that key's directory
 // holds an overlay upper meant for parent (whiteouts and all).
-func (s *Snapshotter) CommitOnto(ctx context.Context, name, key, parent string) error {
+func (s *Snapshotter) CommitOnto(ctx context.Context, name, key, parent string, opts ...CommitOption) error {
+	var o commitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if name == "" {
 		return fmt.Errorf("snapshot: empty name: %w", errdefs.ErrInvalidArgument)
 	}
@@ -373,8 +392,10 @@ func (s *Snapshotter) CommitOnto(ctx context.Context, name, key, parent string) 
 		return fmt.Errorf("snapshot: commit %q: it is %s, not active: %w", key, rec.Kind, errdefs.ErrFailedPrecondition)
 	}
 	// Measured once, outside the transaction: committed layers never change.
-	u, err := diskUsage(ctx, s.fsDir(rec.ID))
-	if err != nil {
+	var u Usage
+	if o.usage != nil {
+		u = *o.usage
+	} else if u, err = diskUsage(ctx, s.fsDir(rec.ID)); err != nil {
 		return fmt.Errorf("snapshot: commit %q: usage: %w", key, err)
 	}
 	err = s.store.Update(ctx, func(tx Tx) error {

@@ -373,3 +373,26 @@ func TestCommitOnto(t *testing.T) {
 		t.Errorf("re-parent: %v", err)
 	}
 }
+
+// TestCommitWithUsage: a usage measured before the commit (Usage of the
+// active snapshot) is what the committed snapshot records.
+func TestCommitWithUsage(t *testing.T) {
+	testutil.RequireRoot(t)
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	ms, err := s.Prepare(ctx, "a", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(upper(t, ms), "f"), "data")
+	u, err := s.Usage(ctx, "a")
+	if err != nil || u.Inodes != 2 {
+		t.Fatalf("usage of the active snapshot: %+v %v", u, err)
+	}
+	if err := s.CommitOnto(ctx, "A", "a", "", WithUsage(u)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Usage(ctx, "A"); err != nil || got != u {
+		t.Fatalf("usage after commit: %+v %v, want %+v", got, err, u)
+	}
+}
