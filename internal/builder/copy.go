@@ -169,7 +169,7 @@ func (bd *build) copyStep(ctx context.Context, s *stage, cs copySpec) (err error
 					d = path.Join(dest, path.Dir(src.rel)) + "/"
 				}
 			}
-			if err := c.copySource(src, d); err != nil {
+			if err := c.copySource(ctx, src, d); err != nil {
 				return cs.fail("%v", err)
 			}
 		}
@@ -434,7 +434,7 @@ func excluded(m *patternmatcher.PatternMatcher, rel string) bool {
 }
 
 // copySource copies one source to dest (a directory when it ends in /).
-func (c *copier) copySource(src source, dest string) error {
+func (c *copier) copySource(ctx context.Context, src source, dest string) error {
 	destDir := strings.HasSuffix(dest, "/")
 	dest = strings.TrimSuffix(dest, "/")
 	if dest == "" {
@@ -467,7 +467,7 @@ func (c *copier) copySource(src source, dest string) error {
 			return err
 		}
 		defer dr.Close()
-		return buildcontext.Extract(context.Background(), dr, real, true)
+		return buildcontext.Extract(ctx, dr, real, true)
 	case src.isDir:
 		if err := mkdirIn(c.rootfs, dest, 0, 0); err != nil {
 			return err
