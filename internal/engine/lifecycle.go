@@ -89,7 +89,8 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 		return err
 	}
 	e.dropExecs(id)
-	if err := e.prepareStart(ctx, id, cfg, hc); err != nil {
+	cgroupsPath, err := e.prepareStart(ctx, id, cfg, hc)
+	if err != nil {
 		_ = snapshot.UnmountAll(e.rootfsPath(id))
 		return e.startFailed(id, err)
 	}
@@ -113,7 +114,7 @@ func (e *Engine) start(ctx context.Context, ref string, manual bool) error {
 	_ = os.Remove(e.exitPath(id))
 	pid, err := sup.Create(ctx, id, supervisor.CreateRequest{
 		Bundle: e.bundlePath(id), LogPath: e.LogPath(id), LogMaxSize: maxSize, LogMaxFiles: maxFiles,
-		ExitPath: e.exitPath(id), Tty: cfg.Tty, OpenStdin: cfg.OpenStdin, StdinOnce: cfg.StdinOnce,
+		ExitPath: e.exitPath(id), CgroupsPath: cgroupsPath, Tty: cfg.Tty, OpenStdin: cfg.OpenStdin, StdinOnce: cfg.StdinOnce,
 	})
 	// A failed finish tore the network down, which may also be why the
 	// create failed: the network's error is the one to report.
@@ -253,35 +254,45 @@ func (e *Engine) startFailed(id string, err error) error {
 	return err
 }
 
-// prepareStart mounts the rootfs and writes the bundle.
-func (e *Engine) prepareStart(ctx context.Context, id string, cfg *container.Config, hc *container.HostConfig) error {
+// prepareStart mounts the rootfs and writes the bundle. It returns the
+// spec's cgroups path (--cgroup-parent may have moved it), which the
+// supervisor needs and should not have to read back from config.json.
+func (e *Engine) prepareStart(ctx context.Context, id string, cfg *container.Config, hc *container.HostConfig) (string, error) {
 	mounts, err := e.images.Snapshots().Mounts(ctx, id)
 	if err != nil {
-		return fmt.Errorf("rootfs of %s: %w", id, err)
+		return "", fmt.Errorf("rootfs of %s: %w", id, err)
 	}
 	rootfs := e.rootfsPath(id)
 	// A leftover mount (a daemon killed mid-way) is replaced, not stacked.
 	_ = snapshot.UnmountAll(rootfs)
 	if err := snapshot.MountAll(mounts, rootfs); err != nil {
-		return fmt.Errorf("mount rootfs of %s: %w", id, err)
+		return "", fmt.Errorf("mount rootfs of %s: %w", id, err)
 	}
 	opts, err := e.specOptions(id, cfg, hc)
 	if err != nil {
-		return err
+		return "", err
 	}
 	vms, err := e.mountVolumes(ctx, id)
 	if err != nil {
-		return err
+		return "", err
 	}
 	opts.Mounts = append(vms, opts.Mounts...)
 	s, err := spec.Build(opts)
 	if err != nil {
-		return err
+		return "", err
 	}
 	bundle := e.bundlePath(id)
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
-		return fmt.Errorf("bundle: %w", err)
+		return "", fmt.Errorf("bundle: %w", err)
 	}
+	if err := writeSpec(bundle, s); err != nil {
+		return "", err
+	}
+	return s.Linux.CgroupsPath, nil
+}
+
+// writeSpec writes s as the bundle's config.json.
+func writeSpec(bundle string, s *specs.Spec) error {
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,15 +75,11 @@ func (e *Engine) RunTransient(ctx context.Context, o TransientOptions) (int, err
 	if err != nil {
 		return -1, err
 	}
-	data, err := json.Marshal(s)
-	if err != nil {
-		return -1, fmt.Errorf("encode spec: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
-		return -1, fmt.Errorf("write spec: %w", err)
+	if err := writeSpec(dir, s); err != nil {
+		return -1, err
 	}
 	logPath, exitPath := filepath.Join(dir, "output.log"), filepath.Join(dir, "exit.json")
-	pid, err := sup.Create(ctx, o.ID, supervisor.CreateRequest{Bundle: dir, LogPath: logPath, ExitPath: exitPath})
+	pid, err := sup.Create(ctx, o.ID, supervisor.CreateRequest{Bundle: dir, LogPath: logPath, ExitPath: exitPath, CgroupsPath: s.Linux.CgroupsPath})
 	if err != nil {
 		return -1, err
 	}

@@ -2,31 +2,11 @@ package supervisor
 
 import (
 	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 )
-
-// cgroupsPathOf reads linux.cgroupsPath from a bundle's config.json, so
-// that the exit can tell whether the kernel's OOM killer ended the
-// container.
-func cgroupsPathOf(bundle string) string {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return ""
-	}
-	var s struct {
-		Linux *struct {
-			CgroupsPath string `json:"cgroupsPath"`
-		} `json:"linux"`
-	}
-	if json.Unmarshal(data, &s) != nil || s.Linux == nil {
-		return ""
-	}
-	return s.Linux.CgroupsPath
-}
 
 // oomKilled reports an OOM kill in the container's cgroup: oom_kill in
 // memory.events (cgroup v2) or memory.oom_control (v1). Read before the

@@ -64,6 +64,10 @@ type Request struct {
 // CreateRequest describes a container to create from a bundle.
 type CreateRequest struct {
 	Bundle string `json:"bundle"` // holds config.json
+	// CgroupsPath is the bundle's linux.cgroupsPath, given by the caller
+	// (who built the spec) so the supervisor need not read config.json
+	// back; it is where an OOM kill is looked for at exit.
+	CgroupsPath string `json:"cgroupsPath,omitempty"`
 	// LogPath is the json-file log; MaxSize <= 0 never rotates.
 	LogPath     string `json:"logPath"`
 	LogMaxSize  int64  `json:"logMaxSize,omitempty"`

@@ -303,7 +303,7 @@ func (s *Server) create(ctx context.Context, id string, req CreateRequest) (pid 
 	if req.ExitPath == "" || req.LogPath == "" {
 		return 0, fmt.Errorf("create %s: exit and log paths are required: %w", id, errdefs.ErrInvalidArgument)
 	}
-	c := &ctr{rec: record{Container: Container{ID: id}, ExitPath: req.ExitPath, CgroupsPath: cgroupsPathOf(req.Bundle)}, done: make(chan struct{})}
+	c := &ctr{rec: record{Container: Container{ID: id}, ExitPath: req.ExitPath, CgroupsPath: req.CgroupsPath}, done: make(chan struct{})}
 	s.mu.Lock()
 	if _, ok := s.ctrs[id]; ok {
 		s.mu.Unlock()
