@@ -249,18 +249,28 @@ func newNetns(t *testing.T, name string) string {
 	return "/run/netns/" + name
 }
 
-// serveTCP starts a server inside the netns answering each connection with
-// greeting, until cleanup.
-func serveTCP(t *testing.T, nsPath string, port int, greeting string) {
+// listenIn runs listen inside the netns and closes what it opened at
+// cleanup.
+func listenIn[T io.Closer](t *testing.T, nsPath string, listen func() (T, error)) T {
 	t.Helper()
-	var ln net.Listener
+	var l T
 	if err := dns.InNetns(nsPath, func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		l, err = listen()
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// serveTCP starts a server inside the netns answering each connection with
+// greeting, until cleanup.
+func serveTCP(t *testing.T, nsPath string, port int, greeting string) {
+	t.Helper()
+	ln := listenIn(t, nsPath, func() (net.Listener, error) {
+		return net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -275,14 +285,9 @@ func serveTCP(t *testing.T, nsPath string, port int, greeting string) {
 
 func serveUDP(t *testing.T, nsPath string, port int, greeting string) {
 	t.Helper()
-	var pc net.PacketConn
-	if err := dns.InNetns(nsPath, func() (err error) {
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
+	pc := listenIn(t, nsPath, func() (net.PacketConn, error) {
+		return net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	})
 	go func() {
 		buf := make([]byte, 1500)
 		for {
