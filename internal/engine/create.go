@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -274,7 +273,6 @@ ff02::2	ip6-allrouters
 // writeEtcFiles writes the hostname, hosts and resolv.conf files that are
 // bound into the container.
 func (e *Engine) writeEtcFiles(c *Container) error {
-	dir := e.containerDir(c.ID)
 	hosts := hostsContent
 	if c.HostConfig.NetworkMode == "host" {
 		if b, err := os.ReadFile("/etc/hosts"); err == nil {
@@ -289,14 +287,5 @@ func (e *Engine) writeEtcFiles(c *Container) error {
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
-	for name, data := range map[string][]byte{
-		"hostname":    []byte(hostname + "\n"),
-		"hosts":       []byte(hosts),
-		"resolv.conf": resolv,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	return nil
+	return e.writeEtc(c.ID, []byte(hosts), []byte(hostname+"\n"), resolv)
 }

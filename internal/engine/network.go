@@ -512,18 +512,16 @@ func (e *Engine) hasJoiners(id string) bool {
 
 func (e *Engine) etcPath(id, name string) string { return filepath.Join(e.containerDir(id), name) }
 
-// writeFileInPlace rewrites a file bind-mounted into a running container:
-// truncate and write keep the inode the container sees.
-func writeFileInPlace(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
+// writeEtc writes a container's hosts, hostname and resolv.conf. They are
+// bind-mounted into a running container: os.WriteFile truncates and
+// writes in place, keeping the inode the container sees (a rename would not).
+func (e *Engine) writeEtc(id string, hosts, hostname, resolv []byte) error {
+	for name, data := range map[string][]byte{"hosts": hosts, "hostname": hostname, "resolv.conf": resolv} {
+		if err := os.WriteFile(e.etcPath(id, name), data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
 	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return nil
 }
 
 func (e *Engine) writeNetFiles(id string, cfg *container.Config, hc *container.HostConfig) error {
@@ -534,12 +532,7 @@ func (e *Engine) writeNetFiles(id string, cfg *container.Config, hc *container.H
 	if err != nil {
 		return err
 	}
-	for name, data := range map[string][]byte{"hosts": hosts, "hostname": hostname, "resolv.conf": resolv} {
-		if err := writeFileInPlace(e.etcPath(id, name), data); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	return nil
+	return e.writeEtc(id, hosts, hostname, resolv)
 }
 
 // writeHostFiles: --network host sees the host's files, with --add-host
@@ -551,12 +544,7 @@ func (e *Engine) writeHostFiles(id string, cfg *container.Config) error {
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
-	for name, data := range map[string][]byte{"hosts": hosts, "hostname": []byte(hostname + "\n"), "resolv.conf": resolv} {
-		if err := writeFileInPlace(e.etcPath(id, name), data); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	return nil
+	return e.writeEtc(id, hosts, []byte(hostname+"\n"), resolv)
 }
 
 // copyJoinedFiles: container:<id> shares the other container's files.
@@ -568,16 +556,13 @@ func (e *Engine) copyJoinedFiles(id string, hc *container.HostConfig) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"hosts", "hostname", "resolv.conf"} {
-		data, err := os.ReadFile(e.etcPath(o.ID, name))
-		if err != nil {
+	var files [3][]byte
+	for i, name := range []string{"hosts", "hostname", "resolv.conf"} {
+		if files[i], err = os.ReadFile(e.etcPath(o.ID, name)); err != nil {
 			return fmt.Errorf("read %s of %.12s: %w", name, o.ID, err)
 		}
-		if err := writeFileInPlace(e.etcPath(id, name), data); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
 	}
-	return nil
+	return e.writeEtc(id, files[0], files[1], files[2])
 }
 
 // restoreNetwork gives the manager the namespaces of the containers that
