@@ -392,11 +392,9 @@ func (e *Engine) beginNetwork(ctx context.Context, id string) (finish func() err
 	if err := bnet.CreateNetns(path); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
-		if err := writeFileInPlace(e.etcPath(id, f), nil); err != nil {
-			e.teardownNetwork(context.WithoutCancel(ctx), id)
-			return nil, fmt.Errorf("write %s: %w", f, err)
-		}
+	if err := e.writeEtc(id, nil, nil, nil); err != nil {
+		e.teardownNetwork(context.WithoutCancel(ctx), id)
+		return nil, err
 	}
 	finish = func() (err error) {
 		defer func() {
