@@ -14,10 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,45 +25,23 @@ import (
 	"github.com/berth-dev/berth/internal/network/nettest"
 	"github.com/berth-dev/berth/internal/snapshot"
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/berthbin"
 )
 
 const dockerCLI = "/usr/local/bin/docker"
 
-var (
-	buildOnce sync.Once
-	berthBin  string
-	buildErr  error
-)
+var berth berthbin.Binary
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-build-test-")
-	if err != nil {
-		panic(err)
-	}
-	berthBin = filepath.Join(dir, "berth")
 	clean := testutil.CgroupParents("berth")
 	code := m.Run()
 	clean()
-	os.RemoveAll(dir)
+	berth.Remove()
 	os.Exit(code)
 }
 
 // binary builds berth once per test run.
-func binary(t testing.TB) string {
-	buildOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build berth: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return berthBin
-}
+func binary(t testing.TB) string { return berth.Path(t) }
 
 type daemon struct {
 	t              testing.TB

@@ -10,9 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/berth-dev/berth/internal/image/imagetest"
 	"github.com/berth-dev/berth/internal/network/nettest"
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/berthbin"
 )
 
 const (
@@ -28,46 +27,21 @@ const (
 	testImage = "busybox:latest"
 )
 
-var build struct {
-	once sync.Once
-	path string
-	err  error
-}
+var berth berthbin.Binary
 
-// TestMain removes the binary's temp dir after the run.
+// TestMain removes the engine's parent cgroups and the binary's temp dir
+// after the run.
 func TestMain(m *testing.M) {
 	cleanCgroups := testutil.CgroupParents("berth", "berth-test")
 	code := m.Run()
 	cleanCgroups()
-	if build.path != "" {
-		os.RemoveAll(filepath.Dir(build.path))
-	}
+	berth.Remove()
 	os.Exit(code)
 }
 
 // berthBinary builds the binary once into a temp dir, so parallel test
 // runs in other worktrees never share it.
-func berthBinary(t testing.TB) string {
-	build.once.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		dir, err := os.MkdirTemp("", "berth-cli-test")
-		if err != nil {
-			build.err = err
-			return
-		}
-		build.path = filepath.Join(dir, "berth")
-		cmd := exec.Command("go", "build", "-o", build.path, "./cmd/berth")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("build berth: %v\n%s", err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.path
-}
+func berthBinary(t testing.TB) string { return berth.Path(t) }
 
 // result is one CLI invocation.
 type result struct {

@@ -13,17 +13,14 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/internal/imagearchive"
 	"github.com/berth-dev/berth/internal/network/nettest"
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/berthbin"
 	"github.com/berth-dev/berth/internal/testutil/dockerd"
 )
 
@@ -55,30 +53,10 @@ const (
 	testImage = "busybox:latest"
 )
 
-var (
-	buildOnce sync.Once
-	berthBin  string
-	buildErr  error
-)
+var berth berthbin.Binary
 
-// binary builds bin/berth once per test run.
-func binary(t testing.TB) string {
-	buildOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		repo := filepath.Join(filepath.Dir(file), "..", "..")
-		berthBin = filepath.Join(repo, "bin", "berth")
-		cmd := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build berth: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return berthBin
-}
+// binary builds berth once per test run.
+func binary(t testing.TB) string { return berth.Path(t) }
 
 // daemon is one running `berth daemon`.
 type daemon struct {

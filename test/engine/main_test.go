@@ -8,10 +8,11 @@ import (
 )
 
 // TestMain removes the engine's parent cgroup directories the tests' daemons
-// created, once their containers are gone.
+// created, once their containers are gone, and the built binary.
 func TestMain(m *testing.M) {
 	clean := testutil.CgroupParents("berth", "berth-test")
 	code := m.Run()
 	clean()
+	berth.Remove()
 	os.Exit(code)
 }
