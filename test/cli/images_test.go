@@ -96,13 +96,11 @@ func TestImageVerbs(t *testing.T) {
 	// On a terminal the layers are lines redrawn in place.
 	d.must("rmi", ref)
 	p := startPty(t, d, "pull", ref)
-	p.waitFor("Status: Downloaded newer image for " + ref)
-	if code := p.wait(); code != 0 {
+	p.WaitFor("Status: Downloaded newer image for " + ref)
+	if code := p.Wait(); code != 0 {
 		t.Errorf("pull on a terminal: exit %d", code)
 	}
-	p.mu.Lock()
-	screen := p.screen.String()
-	p.mu.Unlock()
+	screen := p.Screen()
 	// The blobs are still there under the image's other names: "Already exists".
 	if !strings.Contains(screen, "\x1b[J") || !strings.Contains(screen, ": Already exists\r\n") || !strings.HasSuffix(screen, ref+"\r\n") {
 		t.Errorf("pull on a terminal:\n%q", screen)

@@ -78,16 +78,16 @@ func TestCopyCLI(t *testing.T) {
 	// On a terminal: the progress line, erased, then docker's summary.
 	d.must("start", "c1")
 	p := startPty(t, d, "cp", filepath.Join(host, "f"), "c1:/tmp/pty")
-	p.waitFor("Successfully copied 9B (transferred ")
-	p.waitFor(" to c1:/tmp/pty\r\n") // the file's size, then the tar's
-	if code := p.wait(); code != 0 || !strings.Contains(p.screen.String(), "Copying to container - ") {
-		t.Fatalf("cp on a terminal: exit %d, %q", code, p.screen.String())
+	p.WaitFor("Successfully copied 9B (transferred ")
+	p.WaitFor(" to c1:/tmp/pty\r\n") // the file's size, then the tar's
+	if code := p.Wait(); code != 0 || !strings.Contains(p.Screen(), "Copying to container - ") {
+		t.Fatalf("cp on a terminal: exit %d, %q", code, p.Screen())
 	}
 	p = startPty(t, d, "cp", "c1:/tmp/pty", filepath.Join(host, "from-pty"))
-	p.waitFor("Successfully copied 9B (transferred ")
-	p.waitFor(" to " + filepath.Join(host, "from-pty"))
-	if code := p.wait(); code != 0 || !strings.Contains(p.screen.String(), "Copying from container - ") {
-		t.Fatalf("cp out on a terminal: exit %d, %q", code, p.screen.String())
+	p.WaitFor("Successfully copied 9B (transferred ")
+	p.WaitFor(" to " + filepath.Join(host, "from-pty"))
+	if code := p.Wait(); code != 0 || !strings.Contains(p.Screen(), "Copying from container - ") {
+		t.Fatalf("cp out on a terminal: exit %d, %q", code, p.Screen())
 	}
 
 	// Completion offers "container:".

@@ -1,18 +1,15 @@
 package cli_test
 
 import (
-	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/containerd/console"
+	"github.com/berth-dev/berth/internal/testutil/ptyrun"
 )
 
 // TestInteractive: run -i feeds stdin to the container; run -it drives a
@@ -32,25 +29,25 @@ func TestInteractive(t *testing.T) {
 	}
 
 	p := startPty(t, d, "run", "-it", "--name", "tty", testImage, "sh")
-	p.waitFor("# ")
-	p.type_("stty size; echo $((6*7))x\r")
-	p.waitFor("42x")
-	p.waitFor("40 100")
-	if err := p.master.Resize(console.WinSize{Height: 30, Width: 90}); err != nil {
+	p.WaitFor("# ")
+	p.Send("stty size; echo $((6*7))x\r")
+	p.WaitFor("42x")
+	p.WaitFor("40 100")
+	if err := p.Resize(30, 90); err != nil {
 		t.Fatal(err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGWINCH) // what a terminal emulator sends on resize
-	p.type_("sleep 0.2; stty size\r")
-	p.waitFor("30 90")
-	p.type_("exit 7\r")
-	if code := p.wait(); code != 7 {
+	_ = p.Signal(syscall.SIGWINCH) // what a terminal emulator sends on resize
+	p.Send("sleep 0.2; stty size\r")
+	p.WaitFor("30 90")
+	p.Send("exit 7\r")
+	if code := p.Wait(); code != 7 {
 		t.Errorf("run -it: exit %d, want 7", code)
 	}
 
 	p = startPty(t, d, "run", "-it", "--name", "detach", testImage, "sh")
-	p.waitFor("# ")
-	p.type_("\x10\x11")
-	if code := p.wait(); code != 0 {
+	p.WaitFor("# ")
+	p.Send("\x10\x11")
+	if code := p.Wait(); code != 0 {
 		t.Errorf("detach: exit %d", code)
 	}
 	if out := d.must("inspect", "-f", "{{.State.Running}}", "detach"); out != "true\n" {
@@ -58,10 +55,10 @@ func TestInteractive(t *testing.T) {
 	}
 	// attach: back into the detached shell, out again with the keys.
 	p = startPty(t, d, "attach", "detach")
-	p.type_("echo $((6*7))y\r")
-	p.waitFor("42y")
-	p.type_("\x10\x11")
-	if code := p.wait(); code != 0 {
+	p.Send("echo $((6*7))y\r")
+	p.WaitFor("42y")
+	p.Send("\x10\x11")
+	if code := p.Wait(); code != 0 {
 		t.Errorf("attach, detach: exit %d", code)
 	}
 	// attach without a terminal follows the output to the exit status.
@@ -108,9 +105,9 @@ func TestExec(t *testing.T) {
 	same(t, d, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.ID}} {{.Container}} {{.NetIO}}", "ex")
 	// Live on a terminal: the second table is drawn over the first.
 	p := startPty(t, d, "stats", "ex")
-	p.waitFor("\x1b[2A\r\x1b[JCONTAINER ID")
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	_ = p.wait()
+	p.WaitFor("\x1b[2A\r\x1b[JCONTAINER ID")
+	_ = p.Signal(syscall.SIGINT)
+	_ = p.Wait()
 	same(t, d, "stats", "--no-stream", "-a", "--no-trunc", "--format", "{{.ID}}")
 	if b, k := d.berth("stats", "--no-stream", "nosuch"), d.docker("stats", "--no-stream", "nosuch"); b.code != k.code {
 		t.Errorf("stats nosuch: berth %+v, docker %+v", b, k)
@@ -140,95 +137,19 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec -i: %q, %v", out, err)
 	}
 	p = startPty(t, d, "exec", "-it", "ex", "sh")
-	p.waitFor("# ")
-	p.type_("stty size; echo $((6*7))x\r")
-	p.waitFor("42x")
-	p.waitFor("40 100")
-	p.type_("exit 3\r")
-	if code := p.wait(); code != 3 {
+	p.WaitFor("# ")
+	p.Send("stty size; echo $((6*7))x\r")
+	p.WaitFor("42x")
+	p.WaitFor("40 100")
+	p.Send("exit 3\r")
+	if code := p.Wait(); code != 3 {
 		t.Errorf("exec -it: exit %d, want 3", code)
 	}
 }
 
-type ptyRun struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	master console.Console
-	mu     sync.Mutex
-	screen bytes.Buffer
-}
-
 // startPty runs berth with its terminal on a new pty's slave, 40x100.
-func startPty(t *testing.T, d *daemon, args ...string) *ptyRun {
-	master, slavePath, err := console.NewPty()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { master.Close() })
-	if err := master.Resize(console.WinSize{Height: 40, Width: 100}); err != nil {
-		t.Fatal(err)
-	}
-	slave, err := os.OpenFile(slavePath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slave.Close()
-	p := &ptyRun{t: t, master: master, cmd: exec.Command(berthBinary(t), args...)}
-	p.cmd.Env = append(os.Environ(), append(d.env(), "TERM=xterm")...)
-	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = slave, slave, slave
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			p.mu.Lock()
-			p.screen.Write(buf[:n])
-			p.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return p
-}
-
-func (p *ptyRun) type_(s string) { _, _ = io.WriteString(p.master, s) }
-
-func (p *ptyRun) waitFor(s string) {
-	p.t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		p.mu.Lock()
-		ok := strings.Contains(p.screen.String(), s)
-		p.mu.Unlock()
-		if ok {
-			return
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.t.Fatalf("%q never appeared; screen:\n%q", s, p.screen.String())
-}
-
-func (p *ptyRun) wait() int {
-	p.t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		return 0
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.t.Fatalf("berth did not end; screen:\n%q", p.screen.String())
-		return -1
-	}
+func startPty(t *testing.T, d *daemon, args ...string) *ptyrun.Session {
+	cmd := exec.Command(berthBinary(t), args...)
+	cmd.Env = append(os.Environ(), append(d.env(), "TERM=xterm")...)
+	return ptyrun.Start(t, cmd)
 }

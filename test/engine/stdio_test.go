@@ -10,11 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/containerd/console"
+	"github.com/berth-dev/berth/internal/testutil/ptyrun"
 )
 
 // TestStdin: docker run -i feeds the CLI's stdin to the container, and its
@@ -32,81 +31,12 @@ func TestStdin(t *testing.T) {
 	}
 }
 
-// ptySession runs the docker CLI with its terminal on a pty's slave and
-// returns the master's screen and a writer of keystrokes.
-type ptySession struct {
-	t      *testing.T
-	master console.Console
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	screen bytes.Buffer
-}
-
-func (d *daemon) ptyDocker(t *testing.T, args ...string) *ptySession {
-	master, slavePath, err := console.NewPty()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { master.Close() })
-	if err := master.Resize(console.WinSize{Height: 40, Width: 100}); err != nil {
-		t.Fatal(err)
-	}
-	slave, err := os.OpenFile(slavePath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slave.Close()
-	p := &ptySession{t: t, master: master}
+// ptyDocker runs the docker CLI with its terminal on a new pty's slave, 40x100.
+func (d *daemon) ptyDocker(t *testing.T, args ...string) *ptyrun.Session {
 	requireDockerCLI(t)
-	p.cmd = exec.Command(dockerCLI, args...)
-	p.cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"), "TERM=xterm")
-	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = slave, slave, slave
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			p.mu.Lock()
-			p.screen.Write(buf[:n])
-			p.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return p
-}
-
-func (p *ptySession) seen(s string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Contains(p.screen.String(), s)
-}
-
-func (p *ptySession) send(keys string) { _, _ = io.WriteString(p.master, keys) }
-
-// wait returns the CLI's exit code.
-func (p *ptySession) wait() int {
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		return 0
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.t.Fatalf("docker did not end; screen:\n%q", p.screen.String())
-		return -1
-	}
+	cmd := exec.Command(dockerCLI, args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+d.sock, "DOCKER_CONFIG="+filepath.Join(d.root, "docker-config"), "TERM=xterm")
+	return ptyrun.Start(t, cmd)
 }
 
 // TestTty runs interactive shells through a real pty: docker run -it and
@@ -115,22 +45,22 @@ func (p *ptySession) wait() int {
 func TestTty(t *testing.T) {
 	d := startDaemon(t)
 	p := d.ptyDocker(t, "run", "-it", "--name", "tty", testImage, "sh")
-	waitFor(t, func() bool { return p.seen("# ") }, "the shell's prompt")
-	p.send("stty size; tty; echo $((6*7))x\r")
-	waitFor(t, func() bool { return p.seen("42x") && p.seen("40 100") && p.seen("/dev/") }, "the command's output on the pty")
+	waitFor(t, func() bool { return p.Seen("# ") }, "the shell's prompt")
+	p.Send("stty size; tty; echo $((6*7))x\r")
+	waitFor(t, func() bool { return p.Seen("42x") && p.Seen("40 100") && p.Seen("/dev/") }, "the command's output on the pty")
 
 	x := d.ptyDocker(t, "exec", "-it", "tty", "sh")
-	waitFor(t, func() bool { return x.seen("# ") }, "the exec shell's prompt")
-	x.send("stty size; echo $((7*7))y\r")
-	waitFor(t, func() bool { return x.seen("49y") && x.seen("40 100") }, "the exec's output on the pty")
-	x.send("exit 4\r")
-	if code := x.wait(); code != 4 {
+	waitFor(t, func() bool { return x.Seen("# ") }, "the exec shell's prompt")
+	x.Send("stty size; echo $((7*7))y\r")
+	waitFor(t, func() bool { return x.Seen("49y") && x.Seen("40 100") }, "the exec's output on the pty")
+	x.Send("exit 4\r")
+	if code := x.Wait(); code != 4 {
 		t.Fatalf("docker exec -it exit: %d", code)
 	}
 
 	// ctrl-p ctrl-q detaches; the container runs on and can be attached again.
-	p.send("\x10\x11")
-	if code := p.wait(); code != 0 {
+	p.Send("\x10\x11")
+	if code := p.Wait(); code != 0 {
 		t.Fatalf("detach: exit %d", code)
 	}
 	if o := d.mustDocker("inspect", "-f", "{{.State.Status}}", "tty"); o != "running\n" {
@@ -138,10 +68,10 @@ func TestTty(t *testing.T) {
 	}
 
 	a := d.ptyDocker(t, "attach", "tty")
-	a.send("echo again$((1+1))\r")
-	waitFor(t, func() bool { return a.seen("again2") }, "output through docker attach")
-	a.send("exit 7\r")
-	if code := a.wait(); code != 7 {
+	a.Send("echo again$((1+1))\r")
+	waitFor(t, func() bool { return a.Seen("again2") }, "output through docker attach")
+	a.Send("exit 7\r")
+	if code := a.Wait(); code != 7 {
 		t.Fatalf("docker attach exit: %d", code)
 	}
 }
