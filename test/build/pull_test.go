@@ -1,15 +1,14 @@
 package build_test
 
 import (
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berth-dev/berth/internal/testutil/regserve"
 )
 
 // TestPullBase builds FROM an image the store lacks: the builder pulls it
@@ -18,12 +17,6 @@ import (
 // when present.
 func TestPullBase(t *testing.T) {
 	d := startDaemon(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	// A registry that wants a login: the docker CLI sends a build all its
 	// credentials (X-Registry-Config), the builder picks the registry's.
 	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
@@ -34,18 +27,7 @@ func TestPullBase(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("builder:"+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	reg := exec.Command(binary(t), "registry", "serve", "--addr", addr, "--root", t.TempDir(), "--htpasswd", pw)
-	if err := reg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Process.Kill(); _ = reg.Wait() })
-	waitFor(t, "the registry", func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	addr := regserve.Start(t, binary(t), "--htpasswd", pw)
 	base := addr + "/base/busybox:1"
 	d.must(d.docker("login", "-u", "builder", "-p", "secret", addr))
 	d.must(d.docker("tag", "busybox", base))

@@ -2,49 +2,19 @@ package cli_test
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/berth-dev/berth/internal/testutil/regserve"
 )
 
-// registry runs `berth registry serve` on a free loopback port (plain
-// HTTP, as docker uses for 127.0.0.0/8) and returns its address.
+// registry runs `berth registry serve` (deletes allowed) on a free loopback port.
 func registry(t *testing.T, flags ...string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	var out bytes.Buffer
-	cmd := exec.Command(berthBinary(t), append([]string{"registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled"}, flags...)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("registry log:\n%s", tail(out.String(), 2000))
-		}
-	})
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("registry not listening:\n%s", out.String())
-		}
-	}
+	return regserve.Start(t, berthBinary(t), append([]string{"--delete-enabled"}, flags...)...)
 }
 
 // TestImageVerbs: tag, push, rmi, pull (and run's pull of a missing image)

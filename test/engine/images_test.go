@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"bytes"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,54 +9,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/regserve"
 )
 
-// startRegistry runs `berth registry serve` on a free loopback port; a
-// registry on 127.0.0.0/8 is spoken to over plain HTTP, as docker does.
+// startRegistry runs `berth registry serve` (deletes allowed) on a free loopback port.
 func startRegistry(t *testing.T, flags ...string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	var logs bytes.Buffer
-	cmd := exec.Command(binary(t), append([]string{"registry", "serve", "--addr", addr, "--root", t.TempDir(), "--delete-enabled"}, flags...)...)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("registry log:\n%s", tail(logs.String(), 3000))
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry did not listen on %s:\n%s", addr, logs.String())
-		}
-	}
+	return regserve.Start(t, binary(t), append([]string{"--delete-enabled"}, flags...)...)
 }
 
 // TestPushPull: the docker CLI tags an image for berth's registry, pushes
