@@ -6,7 +6,6 @@ package registry_test
 import (
 	"bufio"
 	"fmt"
-	"github.com/berth-dev/berth/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -20,26 +19,24 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/berthbin"
 )
 
 var berthBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-registry-e2e")
+	bin, err := berthbin.Build()
 	if err != nil {
-		panic(err)
-	}
-	berthBin = filepath.Join(dir, "berth")
-	build := exec.Command("go", "build", "-o", berthBin, "github.com/berth-dev/berth/cmd/berth")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build berth: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	berthBin = bin
 	cleanCgroups := testutil.CgroupParents("berth", "berth-test")
 	code := m.Run()
 	cleanCgroups()
-	os.RemoveAll(dir)
+	os.RemoveAll(filepath.Dir(berthBin))
 	os.Exit(code)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/internal/testutil/berthbin"
 )
 
 var (
@@ -43,13 +44,13 @@ func run(m *testing.M) int {
 	}
 	os.Chmod(dir, 0o755)
 	defer os.RemoveAll(dir)
-	berthBin = filepath.Join(dir, "berth")
-	build := exec.Command("go", "build", "-o", berthBin, "github.com/berth-dev/berth/cmd/berth")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Printf("build berth: %v\n%s", err, out)
+	bin, err := berthbin.Build()
+	if err != nil {
+		fmt.Println(err)
 		return 1
 	}
+	defer os.RemoveAll(filepath.Dir(bin))
+	berthBin = bin
 	sharedRootfs = filepath.Join(dir, "rootfs")
 	if err := testutil.MakeBusyboxRootfs(sharedRootfs); err != nil {
 		fmt.Println("make rootfs:", err)
