@@ -34,13 +34,9 @@ type LogsOptions struct {
 	Positioned func()
 }
 
-// followPoll is how often a follower looks for new output without a
-// wake-up: inotify on the log directory (logWatch) and exits wake it at
-// once, the tick is the fallback when no watch could be made.
-const (
-	followPoll        = 50 * time.Millisecond
-	followPollWatched = time.Second
-)
+// followPoll is how often a follower looks for new output; exits wake it
+// at once. (inotify would save the polling: a next step.)
+const followPoll = 50 * time.Millisecond
 
 type logOpts struct {
 	maxSize  int64
@@ -228,13 +224,7 @@ func followLog(ctx context.Context, path string, offset int64, ino uint64, exite
 			sendErr = fn(le)
 		}
 	}
-	var wake <-chan struct{}
-	poll := followPoll
-	if w, err := newLogWatch(path); err == nil {
-		defer w.Close()
-		wake, poll = w.C, followPollWatched
-	}
-	tick := time.NewTicker(poll)
+	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
 	done := false
 	for {
@@ -278,11 +268,6 @@ func followLog(ctx context.Context, path string, offset int64, ino uint64, exite
 			return ctx.Err()
 		case <-exited:
 			done = true // one last read: the supervisor drains before it reports
-		case _, ok := <-wake:
-			if !ok {
-				wake = nil // the watch failed: poll as without one
-				tick.Reset(followPoll)
-			}
 		case <-tick.C:
 		}
 	}
