@@ -402,8 +402,13 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		state = stateJSON(r.ociState(rec))
 	}
 	newCgroupNS := hasNamespace(spec, specs.CgroupNamespace) && pathOf(spec, specs.CgroupNamespace) == ""
+	// Checked by parseSpec already.
+	attrs, err := newProcAttrs(spec.Process, spec.Linux.Personality)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &initConfig{
-		Mode: mode, ID: id, Rootfs: rootfs, Process: spec.Process,
+		Mode: mode, ID: id, Rootfs: rootfs, Process: spec.Process, Attrs: attrs,
 		StateJSON: state, FifoFd: fifoFd, ConsoleFd: consoleFd, CgroupPaths: cg.Paths(),
 		Hostname: spec.Hostname, Domainname: spec.Domainname, Mounts: spec.Mounts,
 		Devices: spec.Linux.Devices, MaskedPaths: spec.Linux.MaskedPaths,

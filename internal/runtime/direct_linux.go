@@ -311,7 +311,7 @@ func (d *directInit) setup(job *directJob, p *specs.Process, filter *seccomp.Pro
 		}
 		return err
 	}
-	return directProcess(job.conn, res.slave, p, res.path, filter, job.lateCgroupNS)
+	return directProcess(job.conn, res.slave, p, res.path, filter, job.lateCgroupNS, job.cfg.Attrs)
 }
 
 // directJoin has the child move itself into its v1 cgroups (see
@@ -350,7 +350,7 @@ func directJoin(conn *syncConn, cg *cgroup.Manager, pid int) error {
 
 // directProcess hands a direct child its terminal, if any, and its process,
 // and waits until it is ready.
-func directProcess(conn *syncConn, slave *os.File, p *specs.Process, path string, filter *seccomp.Program, lateCgroupNS bool) error {
+func directProcess(conn *syncConn, slave *os.File, p *specs.Process, path string, filter *seccomp.Program, lateCgroupNS bool, attrs procAttrs) error {
 	if slave != nil {
 		// The slave goes to the child as its stdio, with the frame that
 		// carries it.
@@ -363,7 +363,7 @@ func directProcess(conn *syncConn, slave *os.File, p *specs.Process, path string
 			return err
 		}
 	}
-	blob, err := directBlob(p, path, filter, lateCgroupNS)
+	blob, err := directBlob(p, path, filter, lateCgroupNS, attrs)
 	if err != nil {
 		return err
 	}
@@ -503,7 +503,7 @@ func (j *directJob) procMount(pidfd int, m *specs.Mount, opts mountOpts, target 
 
 // directBlob lays out the process configuration for the child (see
 // directHeader).
-func directBlob(p *specs.Process, path string, filter *seccomp.Program, lateCgroupNS bool) ([]byte, error) {
+func directBlob(p *specs.Process, path string, filter *seccomp.Program, lateCgroupNS bool, attrs procAttrs) ([]byte, error) {
 	last, err := capability.LastCap()
 	if err != nil {
 		return nil, fmt.Errorf("read last capability: %w", err)
@@ -546,6 +546,18 @@ func directBlob(p *specs.Process, path string, filter *seccomp.Program, lateCgro
 	}
 	if lateCgroupNS {
 		h.flags |= directLateCgroupNS
+	}
+	if attrs.hasIOPrio {
+		h.flags |= directIOPrio
+		h.ioprio = attrs.ioprio
+	}
+	if attrs.hasSched {
+		h.flags |= directSched
+		h.sched = attrs.sched
+	}
+	if attrs.hasPersona {
+		h.flags |= directPersona
+		h.persona = attrs.persona
 	}
 	h.uid, h.gid = uint64(p.User.UID), uint64(p.User.GID)
 	h.umask = 0o022
@@ -621,7 +633,8 @@ var directStepNames = map[uint32]string{
 	stepBounding: "drop bounding capabilities", stepKeepCaps: "set keepcaps", stepSetgroups: "setgroups",
 	stepSetgid: "setgid", stepSetuid: "setuid", stepCapset: "set capabilities", stepChdir: "chdir",
 	stepWaitStart: "wait for start", stepCloseFDs: "close fds", stepExec: "exec", stepTty: "set up the terminal",
-	stepCgroupJoin: "join cgroup",
+	stepCgroupJoin: "join cgroup", stepPersonality: "set personality", stepScheduler: "set scheduler",
+	stepIOPrio: "set I/O priority",
 }
 
 // directErrorText turns the child's binary error report into a message.
@@ -656,7 +669,7 @@ func directExecEligible(spec *specs.Spec, userns bool) bool {
 // directExecSetup readies an exec's direct child, already in the container's
 // namespaces and cgroup: the executable is looked up and the terminal
 // opened through /proc/PID/root, the container's root as the child sees it.
-func directExecSetup(conn *syncConn, pid int, p *specs.Process, filter *seccomp.Program, console *os.File, cg *cgroup.Manager) error {
+func directExecSetup(conn *syncConn, pid int, p *specs.Process, filter *seccomp.Program, console *os.File, cg *cgroup.Manager, attrs procAttrs) error {
 	if _, err := conn.expect(msgDirectAlive); err != nil {
 		return err
 	}
@@ -688,7 +701,7 @@ func directExecSetup(conn *syncConn, pid int, p *specs.Process, filter *seccomp.
 			return err
 		}
 	}
-	return directProcess(conn, slave, p, path, filter, false)
+	return directProcess(conn, slave, p, path, filter, false, attrs)
 }
 
 // isExecutableIn is isExecutable for a path inside root.

@@ -61,6 +61,9 @@ const (
 	stepExec
 	stepTty
 	stepCgroupJoin
+	stepPersonality
+	stepScheduler
+	stepIOPrio
 )
 
 const maxDirectJoins = 4
@@ -134,6 +137,9 @@ type directHeader struct {
 	filterLen    uint64
 	seccompFlags uint64
 	seccompAlt   uint64 // flags to retry with on EINVAL
+	ioprio       uint64
+	persona      uint64
+	sched        schedAttr
 }
 
 const (
@@ -141,6 +147,9 @@ const (
 	directLateCgroupNS             // unshare the cgroup namespace on 'G'
 	directSetgroups
 	directSeccomp
+	directIOPrio
+	directSched
+	directPersona
 )
 
 // directClone clones the child and, in the child, runs it. It returns the
@@ -378,6 +387,22 @@ func directIdentity(a *directArgs, h *directHeader) {
 	if a.tty {
 		if _, _, e := syscall.RawSyscall(syscall.SYS_IOCTL, 0, syscall.TIOCSCTTY, 0); e != 0 {
 			directFail(a, stepTty, e, nil)
+		}
+	}
+	// runtime-spec 1.1/1.2 attributes, while CAP_SYS_NICE is still held.
+	if h.flags&directPersona != 0 {
+		if _, _, e := syscall.RawSyscall(syscall.SYS_PERSONALITY, uintptr(h.persona), 0, 0); e != 0 {
+			directFail(a, stepPersonality, e, nil)
+		}
+	}
+	if h.flags&directSched != 0 {
+		if _, _, e := syscall.RawSyscall(unix.SYS_SCHED_SETATTR, 0, uintptr(unsafe.Pointer(&h.sched)), 0); e != 0 {
+			directFail(a, stepScheduler, e, nil)
+		}
+	}
+	if h.flags&directIOPrio != 0 {
+		if _, _, e := syscall.RawSyscall(unix.SYS_IOPRIO_SET, 1, 0, uintptr(h.ioprio)); e != 0 {
+			directFail(a, stepIOPrio, e, nil)
 		}
 	}
 	for i := uint64(0); i < h.nrlimits; i++ {

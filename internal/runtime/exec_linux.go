@@ -67,6 +67,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	if proc.Terminal && opts.ConsoleSocket == "" && opts.Detach {
 		return -1, invalid("a terminal was requested but no --console-socket was given")
 	}
+	attrs, err := newProcAttrs(proc, spec.Linux.Personality)
+	if err != nil {
+		return -1, err
+	}
 	var filter *seccomp.Program
 	if sc := spec.Linux.Seccomp; sc != nil {
 		if filter, err = seccomp.Compile(sc); err != nil {
@@ -186,7 +190,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 	}
 	conn := newSyncConn(parentSock)
 	if direct {
-		if err := directExecSetup(conn, pid, proc, filter, consoleSock, cg); err != nil {
+		if err := directExecSetup(conn, pid, proc, filter, consoleSock, cg, attrs); err != nil {
 			return fail(err)
 		}
 	} else {
@@ -194,7 +198,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts ExecOptions) (int, e
 			Mode: "exec", ID: id, Process: proc, FifoFd: -1, Seccomp: filter, Rootfs: rec.Rootfs,
 			NewMountNS: hasNamespace(spec, specs.MountNamespace),
 			ConsoleFd:  consoleFd, UserNS: hasNamespace(spec, specs.UserNamespace),
-			PreserveFDs: opts.PreserveFDs,
+			PreserveFDs: opts.PreserveFDs, Attrs: attrs,
 		}
 		if err := conn.send(msgConfig, cfg.encode()); err != nil {
 			return fail(fmt.Errorf("send exec config: %w", err))

@@ -191,6 +191,9 @@ func execProcess(conn *syncConn, cfg *initConfig, waitStart func() error) error 
 	// Credentials, capabilities and limits are applied before "ready", as
 	// runc does, so that a configuration the kernel refuses fails create
 	// instead of a container that silently exits at start.
+	if err := cfg.Attrs.apply(); err != nil {
+		return err
+	}
 	filter, err := prepareProcess(p, cfg.Seccomp, setgroups)
 	if err != nil {
 		return err

@@ -78,6 +78,9 @@ type initConfig struct {
 	StateJSON            []byte // the state hooks get on stdin
 
 	Process *specs.Process
+	// Attrs are the process's I/O priority, scheduler and personality
+	// (runtime-spec 1.1/1.2), checked and encoded by the parent.
+	Attrs   procAttrs
 	Seccomp *seccomp.Program // compiled by the parent
 }
 

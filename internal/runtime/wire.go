@@ -166,6 +166,32 @@ func (r *wireReader) hooks() []specs.Hook {
 	return hs
 }
 
+func (w *wireWriter) attrs(a procAttrs) {
+	w.bool(a.hasIOPrio)
+	w.u64(a.ioprio)
+	w.bool(a.hasPersona)
+	w.u64(a.persona)
+	w.bool(a.hasSched)
+	s := a.sched
+	for _, v := range []uint64{uint64(s.size), uint64(s.policy), s.flags, uint64(uint32(s.nice)), uint64(s.priority), s.runtime, s.deadline, s.period} {
+		w.u64(v)
+	}
+}
+
+func (r *wireReader) attrs() procAttrs {
+	var a procAttrs
+	a.hasIOPrio = r.bool()
+	a.ioprio = r.u64()
+	a.hasPersona = r.bool()
+	a.persona = r.u64()
+	a.hasSched = r.bool()
+	s := &a.sched
+	s.size, s.policy, s.flags = uint32(r.u64()), uint32(r.u64()), r.u64()
+	s.nice, s.priority = int32(uint32(r.u64())), uint32(r.u64())
+	s.runtime, s.deadline, s.period = r.u64(), r.u64(), r.u64()
+	return a
+}
+
 func (w *wireWriter) process(p *specs.Process) {
 	w.bool(p.Terminal)
 	w.bool(p.ConsoleSize != nil)
@@ -304,6 +330,7 @@ func (c *initConfig) encode() []byte {
 	w.hooks(c.StartContainerHooks)
 	w.bytes(c.StateJSON)
 	w.process(c.Process)
+	w.attrs(c.Attrs)
 	w.filter(c.Seccomp)
 	return w.b
 }
@@ -351,6 +378,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.StartContainerHooks = r.hooks()
 	c.StateJSON = r.bytes()
 	c.Process = r.process()
+	c.Attrs = r.attrs()
 	c.Seccomp = r.filter()
 	if r.err != nil {
 		return nil, r.err

@@ -157,3 +157,51 @@ func TestInitJoinsEveryCgroup(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessAttributes: process.ioPriority, process.scheduler and
+// linux.personality (runtime-spec 1.1/1.2) reach the container's process
+// on both init paths and in an exec; a bad value fails create.
+func TestProcessAttributes(t *testing.T) {
+	script := "cat /proc/self/personality; awk '/^policy/ {print \"policy=\" $3}' /proc/self/sched; awk '{print \"nice=\" $19}' /proc/self/stat; ionice -p $$"
+	want := func(out string) bool {
+		return strings.Contains(out, "00000008\n") && strings.Contains(out, "policy=3\n") &&
+			strings.Contains(out, "nice=5\n") && strings.Contains(out, "best-effort: prio 6")
+	}
+	set := func(e *env) {
+		e.spec.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedBatch, Nice: 5}
+		e.spec.Process.IOPriority = &specs.LinuxIOPriority{Class: specs.IOPRIO_CLASS_BE, Priority: 6}
+		e.spec.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32}
+	}
+	for _, direct := range []bool{true, false} {
+		e := newEnv(t, "sh", "-c", script)
+		if !direct {
+			e.environ = []string{"BERTH_DIRECT_INIT=0"}
+		}
+		set(e)
+		if out := e.mustRun("attrs"); !want(out) {
+			t.Fatalf("direct=%v: attributes not applied:\n%s", direct, out)
+		}
+	}
+	e := newEnv(t, "sleep", "60")
+	e.spec.Linux.CgroupsPath += "-exec" // its own: the runs above remove theirs
+	set(e)
+	e.writeSpec()
+	if _, errOut, code := e.berth("create", "--bundle", e.bundle, "at"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.berth("start", "at"); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	for _, env := range [][]string{nil, {"BERTH_DIRECT_INIT=0"}} {
+		e.environ = env
+		out, errOut, code := e.berth("exec", "at", "sh", "-c", script)
+		if code != 0 || !want(out) {
+			t.Fatalf("exec (%v): exit %d %s\n%s", env, code, errOut, out)
+		}
+	}
+	bad := newEnv(t, "true")
+	bad.spec.Process.IOPriority = &specs.LinuxIOPriority{Class: "IOPRIO_CLASS_NOPE", Priority: 1}
+	if _, errOut, code := bad.run("badattr"); code == 0 || !strings.Contains(errOut, "IOPRIO_CLASS_NOPE") {
+		t.Fatalf("a bad ioPriority class: exit %d %q", code, errOut)
+	}
+}
