@@ -171,14 +171,11 @@ func (c *CLI) Commands() []*cobra.Command {
 	containerLs := c.psCommand("ls")
 	containerLs.Aliases = []string{"list", "ps"}
 	container.AddCommand(append(c.containerVerbs(), containerLs, c.inspectCommandFor("container"), c.containerPruneCommand())...)
-	cmds := append([]*cobra.Command{
-		c.versionCommand(), c.infoCommand(), c.psCommand("ps"), c.imagesCommand("images"),
-		c.inspectCommandFor(""), image, container, c.completionCommand(),
-		c.pullCommand(), c.pushCommand(), c.tagCommand(), c.rmiCommand("rmi"), c.eventsCommand(),
-		c.historyCommand(), c.saveCommand(), c.loadCommand(), c.buildCommand(), c.builderCommand(), c.volumeCommand(),
-		c.systemCommand(), c.loginCommand(), c.logoutCommand(),
-		c.networkCommand(),
-	}, c.containerVerbs()...)
+	cmds := []*cobra.Command{image, container, c.completionCommand(), c.builderCommand(), c.volumeCommand(),
+		c.systemCommand(), c.networkCommand()}
+	for _, v := range c.plainVerbs() {
+		cmds = append(cmds, v.build())
+	}
 	for _, cmd := range cmds {
 		c.setUsageErrors(cmd)
 		c.canPull = c.canPull || cmd.Name() == "pull"
@@ -191,29 +188,39 @@ func (c *CLI) Commands() []*cobra.Command {
 // management group, an unknown word): building all ~80 commands and their
 // flags is a millisecond of every CLI call, `run` alone a tenth of it.
 func (c *CLI) CommandsFor(verb string) []*cobra.Command {
-	build := map[string]func() *cobra.Command{
-		"version": c.versionCommand, "info": c.infoCommand, "ps": func() *cobra.Command { return c.psCommand("ps") },
-		"images":  func() *cobra.Command { return c.imagesCommand("images") },
-		"inspect": func() *cobra.Command { return c.inspectCommandFor("") },
-		"pull":    c.pullCommand, "push": c.pushCommand, "tag": c.tagCommand,
-		"rmi": func() *cobra.Command { return c.rmiCommand("rmi") }, "events": c.eventsCommand,
-		"history": c.historyCommand, "save": c.saveCommand, "load": c.loadCommand, "build": c.buildCommand,
-		"login": c.loginCommand, "logout": c.logoutCommand,
-		"run": c.runCommand, "create": c.createCommand, "start": c.startCommand, "stop": c.stopCommand,
-		"restart": c.restartCommand, "kill": c.killCommand, "rm": c.rmCommand, "logs": c.logsCommand,
-		"wait": c.waitCommand, "rename": c.renameCommand, "exec": c.execCommand, "top": c.topCommand,
-		"pause": c.pauseCommand, "unpause": c.unpauseCommand, "attach": c.attachCommand,
-		"stats": c.statsCommand, "cp": c.cpCommand, "diff": c.diffCommand, "export": c.exportCommand,
-		"commit": c.commitCommand, "update": c.updateCommand, "port": c.portCommand,
-	}[verb]
-	if build == nil {
-		return c.Commands()
+	for _, v := range c.plainVerbs() {
+		if v.name != verb {
+			continue
+		}
+		cmd := v.build()
+		c.setUsageErrors(cmd)
+		// A missing image is pulled by run and create, as with every verb.
+		c.canPull = true
+		return []*cobra.Command{cmd}
 	}
-	cmd := build()
-	c.setUsageErrors(cmd)
-	// A missing image is pulled by run and create, as with every verb.
-	c.canPull = true
-	return []*cobra.Command{cmd}
+	return c.Commands()
+}
+
+// verb is a top-level command, built only when needed.
+type verb struct {
+	name  string
+	build func() *cobra.Command
+}
+
+// plainVerbs are the top-level commands that are not management groups:
+// docker's image and system verbs and the container verbs.
+func (c *CLI) plainVerbs() []verb {
+	vs := []verb{
+		{"version", c.versionCommand}, {"info", c.infoCommand},
+		{"ps", func() *cobra.Command { return c.psCommand("ps") }},
+		{"images", func() *cobra.Command { return c.imagesCommand("images") }},
+		{"inspect", func() *cobra.Command { return c.inspectCommandFor("") }},
+		{"pull", c.pullCommand}, {"push", c.pushCommand}, {"tag", c.tagCommand},
+		{"rmi", func() *cobra.Command { return c.rmiCommand("rmi") }}, {"events", c.eventsCommand},
+		{"history", c.historyCommand}, {"save", c.saveCommand}, {"load", c.loadCommand}, {"build", c.buildCommand},
+		{"login", c.loginCommand}, {"logout", c.logoutCommand},
+	}
+	return append(vs, c.containerVerbList()...)
 }
 
 // groupCommand is a management command (`berth image`): help without
@@ -231,15 +238,26 @@ func (c *CLI) groupCommand(use, short string) *cobra.Command {
 	}
 }
 
-// containerVerbs are the container commands shared by the top level and
+// containerVerbList are the container commands shared by the top level and
 // `berth container`.
-func (c *CLI) containerVerbs() []*cobra.Command {
-	return []*cobra.Command{
-		c.runCommand(), c.createCommand(), c.startCommand(), c.stopCommand(), c.restartCommand(),
-		c.killCommand(), c.rmCommand(), c.logsCommand(), c.waitCommand(), c.renameCommand(),
-		c.execCommand(), c.topCommand(), c.pauseCommand(), c.unpauseCommand(), c.attachCommand(),
-		c.statsCommand(), c.cpCommand(), c.diffCommand(), c.exportCommand(), c.commitCommand(), c.updateCommand(), c.portCommand(),
+func (c *CLI) containerVerbList() []verb {
+	return []verb{
+		{"run", c.runCommand}, {"create", c.createCommand}, {"start", c.startCommand}, {"stop", c.stopCommand},
+		{"restart", c.restartCommand}, {"kill", c.killCommand}, {"rm", c.rmCommand}, {"logs", c.logsCommand},
+		{"wait", c.waitCommand}, {"rename", c.renameCommand}, {"exec", c.execCommand}, {"top", c.topCommand},
+		{"pause", c.pauseCommand}, {"unpause", c.unpauseCommand}, {"attach", c.attachCommand},
+		{"stats", c.statsCommand}, {"cp", c.cpCommand}, {"diff", c.diffCommand}, {"export", c.exportCommand},
+		{"commit", c.commitCommand}, {"update", c.updateCommand}, {"port", c.portCommand},
 	}
+}
+
+// containerVerbs builds every container verb (for `berth container`).
+func (c *CLI) containerVerbs() []*cobra.Command {
+	var cmds []*cobra.Command
+	for _, v := range c.containerVerbList() {
+		cmds = append(cmds, v.build())
+	}
+	return cmds
 }
 
 // setUsageErrors gives a command and its children docker's usage errors:
