@@ -402,13 +402,8 @@ func (r *Runtime) create(ctx context.Context, id string, opts CreateOptions, mod
 		state = stateJSON(r.ociState(rec))
 	}
 	newCgroupNS := hasNamespace(spec, specs.CgroupNamespace) && pathOf(spec, specs.CgroupNamespace) == ""
-	// Checked by parseSpec already.
-	attrs, err := newProcAttrs(spec.Process, spec.Linux.Personality)
-	if err != nil {
-		return nil, err
-	}
 	cfg := &initConfig{
-		Mode: mode, ID: id, Rootfs: rootfs, Process: spec.Process, Attrs: attrs,
+		Mode: mode, ID: id, Rootfs: rootfs, Process: spec.Process, Attrs: prep.attrs,
 		StateJSON: state, FifoFd: fifoFd, ConsoleFd: consoleFd, CgroupPaths: cg.Paths(),
 		Hostname: spec.Hostname, Domainname: spec.Domainname, Mounts: spec.Mounts,
 		Devices: spec.Linux.Devices, MaskedPaths: spec.Linux.MaskedPaths,
@@ -703,6 +698,7 @@ type prepared struct {
 	// pidsLimit is left out of the cgroup's limits and written by the
 	// init right before exec (see prepare).
 	pidsLimit int64
+	attrs     procAttrs // the process's I/O priority, scheduler, personality
 	err       error
 }
 
@@ -710,6 +706,9 @@ func prepare(data []byte, bundle, id string, deferPids bool, mounts cgroup.Mount
 	p := &prepared{}
 	p.spec, p.err = parseSpec(data, bundle)
 	if p.err != nil {
+		return p
+	}
+	if p.attrs, p.err = newProcAttrs(p.spec.Process, p.spec.Linux.Personality); p.err != nil {
 		return p
 	}
 	spec := p.spec

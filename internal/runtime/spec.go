@@ -167,9 +167,6 @@ func validateSpec(s *specs.Spec, bundle string) error {
 	if s.Linux == nil {
 		return invalid("linux section is missing")
 	}
-	if _, err := newProcAttrs(s.Process, s.Linux.Personality); err != nil {
-		return err
-	}
 	seen := map[specs.LinuxNamespaceType]bool{}
 	for _, ns := range s.Linux.Namespaces {
 		if !knownNamespaces[ns.Type] {
