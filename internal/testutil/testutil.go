@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BusyboxPath is where Debian's busybox-static installs its binary.
@@ -152,4 +154,16 @@ func RemoveCgroup(name string) error {
 func dirExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
+}
+
+// Terminate ends a started process by its PID: SIGTERM, then SIGKILL after
+// grace; exited is closed once the process has been waited for.
+func Terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-exited
+	}
 }

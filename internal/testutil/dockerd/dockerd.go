@@ -315,13 +315,7 @@ func (d *Daemon) Start(ctx context.Context, logPath string) (*exec.Cmd, error) {
 // Stop ends a started dockerd by its PID: SIGTERM, SIGKILL after 20 s;
 // exited is closed once the process has been waited for.
 func (d *Daemon) Stop(cmd *exec.Cmd, exited <-chan struct{}) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
+	testutil.Terminate(cmd.Process, exited, 20*time.Second)
 }
 
 // ContainerdPid is the pid of the daemon's containerd.

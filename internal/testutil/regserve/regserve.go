@@ -8,9 +8,10 @@ import (
 	"net"
 	"os/exec"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // logTail is how much of the registry's log a failed test shows.
@@ -36,13 +37,7 @@ func Start(t testing.TB, bin string, flags ...string) string {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		testutil.Terminate(cmd.Process, done, 5*time.Second)
 		if t.Failed() {
 			t.Logf("registry log:\n%s", logs.tail(logTail))
 		}
